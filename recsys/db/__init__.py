@@ -1,0 +1,1 @@
+"""Everything that speaks SQL. It hands plain dataclasses and numpy arrays to the rest of recsys."""

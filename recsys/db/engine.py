@@ -1,0 +1,40 @@
+"""Connections: one SQLAlchemy engine per process, on the configured server or the embedded one."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from recsys.db.embedded import embedded_url
+from recsys.settings import Settings
+
+
+def libpq_url(settings: Settings) -> str:
+    """The libpq URL (``postgresql://...``) of the configured database, starting the embedded one if needed."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_url(settings.data_dir)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://...`` -> ``postgresql+psycopg://...`` (SQLAlchemy's name for psycopg 3)."""
+    scheme = urlsplit(url).scheme
+    return "postgresql+psycopg" + url[len(scheme) :]
+
+
+def create_engine(settings: Settings, url: str | None = None) -> sa.Engine:
+    """An engine with a small pool; ``url`` (libpq form) skips resolving it again."""
+    url = url or libpq_url(settings)
+    return sa.create_engine(
+        sqlalchemy_url(url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def with_database(url: str, database: str) -> str:
+    """The same libpq URL pointing at another database on the same server."""
+    parts = urlsplit(url)
+    return parts._replace(path="/" + database).geturl()

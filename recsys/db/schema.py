@@ -1,0 +1,308 @@
+"""The schema: SQLAlchemy Core tables, the one source the Alembic migrations are checked against.
+
+Internal integer keys (``players.id``, ``slots.id``) stay inside the database; the casino's own
+string ids are ``players.player_id`` and ``slots.slot_id``. Analysts' names for columns are
+documented in docs/schema.md.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+ID_LENGTH = 128
+VOLATILITIES = ("low", "medium", "high")
+EVENT_TYPES = ("start", "heartbeat", "spin", "end")
+MODEL_STATUSES = ("training", "ready", "active", "retired", "failed")
+TRIGGERS = ("api", "session_threshold")
+REASONS = ("similar", "personal", "explore", "popular", "cold_start")
+SUPPRESSION_REASONS = ("self_excluded", "cooling_off", "no_consent", "risk_flag", "session_limit", "night_hours")
+FEEDBACK_ACTIONS = ("impression", "click", "play", "dismiss")
+SCOPES = ("read", "ingest", "admin")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _timestamps() -> list[sa.Column]:
+    return [
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    ]
+
+
+players = sa.Table(
+    "players",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("player_id", sa.String(ID_LENGTH), nullable=False, unique=True),
+    sa.Column("market", sa.String(16)),
+    sa.Column("registered_at", sa.DateTime(timezone=True)),
+    sa.Column("self_excluded_until", sa.DateTime(timezone=True)),
+    sa.Column("cooling_off_until", sa.DateTime(timezone=True)),
+    # Fail-closed: a player whose consent is unknown is not marketed to.
+    sa.Column("marketing_consent", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("risk_flag", sa.Boolean, nullable=False, server_default=sa.false()),
+    *_timestamps(),
+    sa.CheckConstraint("player_id <> ''", name="player_id_not_empty"),
+)
+
+slots = sa.Table(
+    "slots",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("slot_id", sa.String(ID_LENGTH), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("theme", sa.Text, nullable=False),
+    sa.Column("volatility", sa.String(8), nullable=False),
+    sa.Column("rtp", sa.Numeric(5, 2), nullable=False, comment="return to player, percent"),
+    sa.Column("min_bet", sa.Numeric(12, 2), nullable=False),
+    sa.Column("max_bet", sa.Numeric(12, 2), nullable=False),
+    sa.Column("release_date", sa.Date),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("markets", ARRAY(sa.String(16)), comment="markets where it may be offered; NULL = every market"),
+    *_timestamps(),
+    sa.CheckConstraint("slot_id <> ''", name="slot_id_not_empty"),
+    sa.CheckConstraint(_in("volatility", VOLATILITIES), name="volatility"),
+    sa.CheckConstraint("rtp > 0 AND rtp <= 100", name="rtp_percent"),
+    sa.CheckConstraint("min_bet >= 0 AND max_bet >= min_bet", name="bet_range"),
+)
+
+play_sessions = sa.Table(
+    "play_sessions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("session_id", sa.String(ID_LENGTH), nullable=False, unique=True),
+    sa.Column("player_key", sa.BigInteger, sa.ForeignKey("players.id"), nullable=False),
+    sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id"), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_event_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("seconds", sa.Float, nullable=False, server_default="0", comment="continuous play time"),
+    sa.Column("spins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_bet", sa.Numeric(14, 2), nullable=False, server_default="0"),
+    sa.Column("total_win", sa.Numeric(14, 2), nullable=False, server_default="0"),
+    sa.Column("bonus", sa.Boolean, nullable=False, server_default=sa.false(), comment="bonus/promotion play"),
+    sa.Column("recommendation_id", UUID(as_uuid=True), sa.ForeignKey("recommendations.id")),
+    sa.Column("trigger_fired_at", sa.DateTime(timezone=True), comment="when the long-session trigger fired"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("last_event_at >= started_at", name="event_order"),
+    sa.CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="non_negative_duration"),
+    sa.CheckConstraint("seconds >= 0 AND spins >= 0 AND total_bet >= 0 AND total_win >= 0", name="non_negative"),
+    sa.Index(None, "player_key", "slot_key"),
+    sa.Index(None, "slot_key"),
+    sa.Index(None, "started_at"),
+    sa.Index(None, "updated_at"),
+)
+
+play_events = sa.Table(
+    "play_events",
+    metadata,
+    sa.Column("event_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("session_key", sa.BigInteger, sa.ForeignKey("play_sessions.id"), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, comment="event time"),
+    sa.Column("bet", sa.Numeric(12, 2)),
+    sa.Column("win", sa.Numeric(12, 2)),
+    sa.Column("bonus", sa.Boolean),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in("type", EVENT_TYPES), name="type"),
+    sa.CheckConstraint("bet IS NULL OR bet >= 0", name="bet_non_negative"),
+    sa.CheckConstraint("win IS NULL OR win >= 0", name="win_non_negative"),
+    sa.Index(None, "session_key", "ts"),
+)
+
+# One row per player x slot x UTC day of a session's start. Partitioned by month on ``day``
+# (recsys.db.consolidation creates partitions as days arrive); history stays cheap to prune.
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("player_key", sa.BigInteger, nullable=False),
+    sa.Column("slot_key", sa.Integer, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("sessions", sa.Integer, nullable=False),
+    sa.Column("bonus_sessions", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("spins", sa.Integer, nullable=False),
+    sa.Column("total_bet", sa.Numeric(16, 2), nullable=False),
+    sa.Column("total_win", sa.Numeric(16, 2), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("normalized_score", sa.Float, nullable=False),
+    sa.Column("consolidated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("player_key", "slot_key", "day"),
+    sa.CheckConstraint("normalized_score >= 0 AND normalized_score <= 1", name="normalized_unit"),
+    sa.CheckConstraint("score >= 0", name="score_non_negative"),
+    sa.Index(None, "day"),
+    postgresql_partition_by="RANGE (day)",
+)
+
+job_watermarks = sa.Table(
+    "job_watermarks",
+    metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("watermark", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="training"),
+    sa.Column("model", sa.String(16), nullable=False, comment="neumf, gmf or mlp"),
+    sa.Column("params", JSONB, nullable=False, comment="the NCFConfig that produced it"),
+    sa.Column("data_start", sa.Date, comment="first interaction day used"),
+    sa.Column("data_end", sa.Date, comment="last interaction day used (holdout included)"),
+    sa.Column("holdout_start", sa.Date, comment="first day of the time-based holdout"),
+    sa.Column("metrics", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("similarity_vector", sa.String(32), comment="which slot vector FAISS indexes"),
+    sa.Column("n_players", sa.Integer),
+    sa.Column("n_slots", sa.Integer),
+    sa.Column("weights", BYTEA, comment="every non-embedding weight needed to score (npz)"),
+    sa.Column("curve_path", sa.Text, comment="training-curve plot"),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("ready_at", sa.DateTime(timezone=True)),
+    sa.Column("activated_at", sa.DateTime(timezone=True)),
+    sa.Column("retired_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(_in("status", MODEL_STATUSES), name="status"),
+    # At most one active version, enforced by the database.
+    sa.Index("uq_model_versions_one_active", "status", unique=True, postgresql_where=sa.text("status = 'active'")),
+)
+
+player_embeddings = sa.Table(
+    "player_embeddings",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("player_key", sa.BigInteger, sa.ForeignKey("players.id"), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False, comment="row of this player in the version's tables"),
+    sa.Column("gmf", Vector(), comment="GMF tower embedding"),
+    sa.Column("mlp", Vector(), comment="MLP tower embedding"),
+    sa.PrimaryKeyConstraint("version_id", "player_key"),
+)
+
+slot_embeddings = sa.Table(
+    "slot_embeddings",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id"), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False, comment="row of this slot in the version's tables"),
+    sa.Column("gmf", Vector(), comment="GMF tower embedding"),
+    sa.Column("mlp", Vector(), comment="MLP tower embedding"),
+    sa.Column("similarity", Vector(), nullable=False, comment="L2-normalised retrieval vector FAISS indexes"),
+    sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false(),
+              comment="built from attributes for a slot added after training"),
+    sa.PrimaryKeyConstraint("version_id", "slot_key"),
+)
+
+offline_recommendations = sa.Table(
+    "offline_recommendations",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("player_key", sa.BigInteger, sa.ForeignKey("players.id"), nullable=False),
+    sa.Column("slot_keys", ARRAY(sa.Integer), nullable=False, comment="best first"),
+    sa.Column("scores", ARRAY(sa.Float), nullable=False),
+    sa.PrimaryKeyConstraint("version_id", "player_key"),
+)
+
+recommendations = sa.Table(
+    "recommendations",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("player_key", sa.BigInteger, sa.ForeignKey("players.id"), nullable=False),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id")),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("context_slot_key", sa.Integer, sa.ForeignKey("slots.id")),
+    sa.Column("session_key", sa.BigInteger, comment="play session that fired a session_threshold trigger"),
+    sa.Column("market", sa.String(16)),
+    sa.Column("suppressed_reason", sa.String(32), comment="NULL when the gate allowed it"),
+    sa.Column("action", sa.String(32), comment="e.g. reality_check instead of games"),
+    sa.Column("filters", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"),
+              comment="what produced the list: candidate source, exclusions, exploration share, index"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(_in("trigger", TRIGGERS), name="trigger"),
+    sa.CheckConstraint(f"suppressed_reason IS NULL OR {_in('suppressed_reason', SUPPRESSION_REASONS)}",
+                       name="suppressed_reason"),
+    sa.Index(None, "player_key", "created_at"),
+    sa.Index(None, "created_at"),
+)
+
+recommendation_items = sa.Table(
+    "recommendation_items",
+    metadata,
+    sa.Column("recommendation_id", UUID(as_uuid=True), sa.ForeignKey("recommendations.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("rank", sa.SmallInteger, nullable=False, comment="1-based"),
+    sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id"), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("explored", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("recommendation_id", "rank"),
+    sa.UniqueConstraint("recommendation_id", "slot_key"),
+    sa.CheckConstraint(_in("reason", REASONS), name="reason"),
+    sa.Index(None, "slot_key"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("recommendation_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("slot_key", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # A feedback row must name an item of the recommendation it answers.
+    sa.ForeignKeyConstraint(
+        ["recommendation_id", "slot_key"],
+        ["recommendation_items.recommendation_id", "recommendation_items.slot_key"],
+        name="fk_feedback_item",
+        ondelete="CASCADE",
+    ),
+    sa.UniqueConstraint("recommendation_id", "slot_key", "action"),
+    sa.CheckConstraint(_in("action", FEEDBACK_ACTIONS), name="action"),
+    sa.Index(None, "slot_key", "action"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("prefix", sa.String(16), nullable=False, unique=True, comment="first characters, for lookup"),
+    sa.Column("key_hash", sa.String(64), nullable=False, comment="SHA-256 hex of the whole key"),
+    sa.Column("scopes", ARRAY(sa.String(16)), nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(f"scopes <@ ARRAY[{', '.join(repr(s) for s in SCOPES)}]::varchar[]", name="scopes"),
+)
+
+# The synthetic generator's ground truth, so tests can check that the model recovers it.
+synth_player_clusters = sa.Table(
+    "synth_player_clusters",
+    metadata,
+    sa.Column("player_key", sa.BigInteger, sa.ForeignKey("players.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("cluster", sa.SmallInteger, nullable=False),
+)
+
+synth_slot_clusters = sa.Table(
+    "synth_slot_clusters",
+    metadata,
+    sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("cluster", sa.SmallInteger, nullable=False),
+)
+
+PARTITIONED_TABLES = ("interactions",)
