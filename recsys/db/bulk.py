@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -39,3 +40,54 @@ def array_literal(values) -> str | None:
         return None
     escaped = (str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
     return "{" + ",".join(f'"{v}"' for v in escaped) + "}"
+
+
+# PostgreSQL's binary COPY: a fixed header, then per row a field count and (length, bytes) per field.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + np.array([0, 0], dtype=">i4").tobytes()
+_BINARY_TRAILER = np.array([-1], dtype=">i2").tobytes()
+_SCALARS = {"int4": ">i4", "int8": ">i8", "float4": ">f4", "float8": ">f8"}
+
+
+def copy_binary(conn: sa.Connection, table: str, columns: dict[str, tuple[str, np.ndarray]]) -> int:
+    """Binary COPY of numpy columns into ``table``; no Python loop over rows.
+
+    Parameters
+    ----------
+    columns : dict
+        ``name -> (pg_type, array)`` where ``pg_type`` is ``int4``, ``int8``, ``float4``, ``float8``
+        with an array of shape ``(n,)``, or ``vector`` (pgvector) with an array of shape ``(n, d)``.
+        Every array has the same ``n``.
+    """
+    fields: list[tuple[str, str, tuple[int, ...]]] = [("count", ">i2", ())]
+    values: dict[str, np.ndarray] = {}
+    n = None
+    for name, (pg_type, array) in columns.items():
+        n = len(array) if n is None else n
+        if len(array) != n:
+            raise ValueError(f"column {name} has {len(array)} rows, expected {n}")
+        if pg_type == "vector":
+            dim = array.shape[1]
+            # pgvector's binary format: int16 dimensions, int16 unused, dim x float32
+            fields += [(f"{name}_len", ">i4", ()), (f"{name}_dim", ">i2", ()), (f"{name}_unused", ">i2", ())]
+            fields.append((name, ">f4", (dim,)))
+            values[f"{name}_len"] = np.int32(4 + 4 * dim)
+            values[f"{name}_dim"] = np.int16(dim)
+            values[f"{name}_unused"] = np.int16(0)
+        else:
+            dtype = np.dtype(_SCALARS[pg_type])
+            fields += [(f"{name}_len", ">i4", ()), (name, dtype.str, ())]
+            values[f"{name}_len"] = np.int32(dtype.itemsize)
+        values[name] = array
+    rows = np.empty(n or 0, dtype=np.dtype(fields))
+    rows["count"] = len(columns)
+    for name, value in values.items():
+        rows[name] = value
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    cursor = raw_connection(conn).cursor()
+    with cursor.copy(f"COPY {table} ({quoted}) FROM STDIN (FORMAT binary)") as copy:
+        copy.write(_BINARY_HEADER)
+        step = max(1, (64 << 20) // max(rows.itemsize, 1))
+        for start in range(0, len(rows), step):
+            copy.write(rows[start : start + step].tobytes())
+        copy.write(_BINARY_TRAILER)
+    return len(rows)

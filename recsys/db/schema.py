@@ -203,8 +203,13 @@ slot_embeddings = sa.Table(
     sa.Column("gmf", Vector(), comment="GMF tower embedding"),
     sa.Column("mlp", Vector(), comment="MLP tower embedding"),
     sa.Column("similarity", Vector(), nullable=False, comment="L2-normalised retrieval vector FAISS indexes"),
-    sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false(),
-              comment="built from attributes for a slot added after training"),
+    sa.Column(
+        "provisional",
+        sa.Boolean,
+        nullable=False,
+        server_default=sa.false(),
+        comment="built from attributes for a slot added after training",
+    ),
     sa.PrimaryKeyConstraint("version_id", "slot_key"),
 )
 
@@ -230,12 +235,18 @@ recommendations = sa.Table(
     sa.Column("market", sa.String(16)),
     sa.Column("suppressed_reason", sa.String(32), comment="NULL when the gate allowed it"),
     sa.Column("action", sa.String(32), comment="e.g. reality_check instead of games"),
-    sa.Column("filters", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"),
-              comment="what produced the list: candidate source, exclusions, exploration share, index"),
+    sa.Column(
+        "filters",
+        JSONB,
+        nullable=False,
+        server_default=sa.text("'{}'::jsonb"),
+        comment="what produced the list: candidate source, exclusions, exploration share, index",
+    ),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint(_in("trigger", TRIGGERS), name="trigger"),
-    sa.CheckConstraint(f"suppressed_reason IS NULL OR {_in('suppressed_reason', SUPPRESSION_REASONS)}",
-                       name="suppressed_reason"),
+    sa.CheckConstraint(
+        f"suppressed_reason IS NULL OR {_in('suppressed_reason', SUPPRESSION_REASONS)}", name="suppressed_reason"
+    ),
     sa.Index(None, "player_key", "created_at"),
     sa.Index(None, "created_at"),
 )
@@ -243,8 +254,9 @@ recommendations = sa.Table(
 recommendation_items = sa.Table(
     "recommendation_items",
     metadata,
-    sa.Column("recommendation_id", UUID(as_uuid=True), sa.ForeignKey("recommendations.id", ondelete="CASCADE"),
-              nullable=False),
+    sa.Column(
+        "recommendation_id", UUID(as_uuid=True), sa.ForeignKey("recommendations.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("rank", sa.SmallInteger, nullable=False, comment="1-based"),
     sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id"), nullable=False),
     sa.Column("score", sa.Float, nullable=False),

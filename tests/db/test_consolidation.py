@@ -68,7 +68,9 @@ def test_sql_matches_the_reference_formula(casino, db):
     consolidate(db, FORMULA)
     got = _interactions(db)
     expected = FORMULA.score(
-        seconds=np.array([600.0, 300.0]), spins=np.array([100, 60]), stake=np.array([50.0, 30.0]),
+        seconds=np.array([600.0, 300.0]),
+        spins=np.array([100, 60]),
+        stake=np.array([50.0, 30.0]),
         bonus=np.array([False, True]),
     )
     assert got[("alice", "fruit", date(2026, 1, 31))][5] == pytest.approx(expected)

@@ -1,0 +1,363 @@
+"""Model versions: create, write embeddings and weights, gate, activate (with NOTIFY), retire, load.
+
+A version is born ``training`` and committed at once, so a run that dies leaves a row that is never
+``active``; the next run marks such orphans ``failed``. Activation is one transaction: the old
+active version becomes ``retired``, the new one ``active`` (a partial unique index allows only
+one), and ``NOTIFY recsys_versions`` tells every API replica to rebuild its index.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
+
+from recsys.db.bulk import copy_binary
+from recsys.errors import RecsysError
+
+CHANNEL = "recsys_versions"
+# Advisory lock held by a training run for its whole life (session level, released on disconnect).
+TRAINING_LOCK = 0x5EC5_0002
+# Embedding tables live in pgvector columns; the weights blob holds everything else.
+EMBEDDING_TABLES = ("user_gmf.weight", "user_mlp.weight", "item_gmf.weight", "item_mlp.weight")
+
+
+class VersionError(RecsysError):
+    def __init__(self, version_id: int | None, message: str) -> None:
+        self.version_id = version_id
+        super().__init__(f"model version {version_id}: {message}" if version_id is not None else message)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    id: int
+    status: str
+    model: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    similarity_vector: str | None
+    n_players: int | None
+    n_slots: int | None
+    data_start: date | None
+    data_end: date | None
+    holdout_start: date | None
+    curve_path: str | None
+    error: str | None
+    created_at: datetime
+    activated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SlotVectors:
+    """A version's slot side. ``slot_keys[i]`` is the slot of row ``i`` of every array."""
+
+    version_id: int
+    slot_keys: np.ndarray  # (n,) int64
+    similarity: np.ndarray  # (n, d) float32, L2-normalised
+    towers: dict[str, np.ndarray]  # "gmf"/"mlp" -> (n, f) float32
+    provisional: np.ndarray  # (n,) bool
+
+
+_COLUMNS = (
+    "id, status, model, params, metrics, similarity_vector, n_players, n_slots, data_start, data_end, "
+    "holdout_start, curve_path, error, created_at, activated_at"
+)
+
+
+def _version(row) -> ModelVersion:
+    return ModelVersion(*row)
+
+
+def create_version(
+    engine: sa.Engine,
+    model: str,
+    params: dict[str, Any],
+    *,
+    data_start: date | None = None,
+    data_end: date | None = None,
+    holdout_start: date | None = None,
+) -> int:
+    """Insert a ``training`` version and commit it; returns its id."""
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (status, model, params, data_start, data_end, holdout_start) "
+                "VALUES ('training', :model, CAST(:params AS jsonb), :start, :end, :holdout) RETURNING id"
+            ),
+            {
+                "model": model,
+                "params": json.dumps(params),
+                "start": data_start,
+                "end": data_end,
+                "holdout": holdout_start,
+            },
+        ).scalar_one()
+
+
+def fail_orphans(engine: sa.Engine) -> list[int]:
+    """Mark ``training`` versions whose run is gone (no training lock held) as ``failed``."""
+    with engine.begin() as conn:
+        held = conn.execute(
+            sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"),
+            {"key": TRAINING_LOCK & 0xFFFFFFFF},
+        ).scalar_one()
+        if held:
+            return []
+        return list(
+            conn.execute(
+                sa.text(
+                    "UPDATE model_versions SET status = 'failed', error = 'training run ended without finishing' "
+                    "WHERE status = 'training' RETURNING id"
+                )
+            ).scalars()
+        )
+
+
+def fail_version(engine: sa.Engine, version_id: int, error: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE model_versions SET status = 'failed', error = :error WHERE id = :id AND status <> 'active'"
+            ),
+            {"id": version_id, "error": error[:4000]},
+        )
+
+
+def write_embeddings(
+    engine: sa.Engine,
+    version_id: int,
+    player_keys: np.ndarray,
+    player_towers: dict[str, np.ndarray],
+    slot_keys: np.ndarray,
+    slot_towers: dict[str, np.ndarray],
+    slot_similarity: np.ndarray,
+    slot_provisional: np.ndarray | None = None,
+) -> None:
+    """Binary-COPY the version's player and slot embeddings into their pgvector columns.
+
+    ``player_keys`` (n_players,) and ``slot_keys`` (n_slots,) give the database key of each row;
+    row ``i`` of every tower array belongs to ``player_keys[i]`` / ``slot_keys[i]``.
+    """
+    n_players, n_slots = len(player_keys), len(slot_keys)
+    provisional = np.zeros(n_slots, dtype=bool) if slot_provisional is None else slot_provisional
+    with engine.begin() as conn:
+        copy_binary(
+            conn,
+            "player_embeddings",
+            {
+                "version_id": ("int4", np.full(n_players, version_id, dtype=np.int32)),
+                "player_key": ("int8", np.asarray(player_keys, dtype=np.int64)),
+                "idx": ("int4", np.arange(n_players, dtype=np.int32)),
+                **{tower: ("vector", np.asarray(v, dtype=np.float32)) for tower, v in player_towers.items()},
+            },
+        )
+        copy_binary(
+            conn,
+            "slot_embeddings",
+            {
+                "version_id": ("int4", np.full(n_slots, version_id, dtype=np.int32)),
+                "slot_key": ("int4", np.asarray(slot_keys, dtype=np.int32)),
+                "idx": ("int4", np.arange(n_slots, dtype=np.int32)),
+                **{tower: ("vector", np.asarray(v, dtype=np.float32)) for tower, v in slot_towers.items()},
+                "similarity": ("vector", np.asarray(slot_similarity, dtype=np.float32)),
+            },
+        )
+        if provisional.any():
+            conn.execute(
+                sa.text("UPDATE slot_embeddings SET provisional = true WHERE version_id = :v AND idx = ANY(:idx)"),
+                {"v": version_id, "idx": np.flatnonzero(provisional).tolist()},
+            )
+        conn.execute(
+            sa.text("UPDATE model_versions SET n_players = :p, n_slots = :s WHERE id = :v"),
+            {"p": n_players, "s": n_slots, "v": version_id},
+        )
+
+
+def pack_weights(state: dict[str, Any]) -> bytes:
+    """A ``TrainedNCF.state()`` without the embedding tables, as npz bytes (config and history as JSON)."""
+    buffer = io.BytesIO()
+    arrays = {k: v for k, v in state["weights"].items() if k not in EMBEDDING_TABLES}
+    meta = json.dumps({"config": state["config"], "history": state.get("history", [])})
+    np.savez(buffer, __meta__=np.array(meta), **arrays)
+    return buffer.getvalue()
+
+
+def unpack_weights(blob: bytes) -> dict[str, Any]:
+    """Inverse of :func:`pack_weights`: ``{"config", "history", "weights"}`` without embedding tables."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        meta = json.loads(str(npz["__meta__"]))
+        weights = {k: npz[k] for k in npz.files if k != "__meta__"}
+    return {"config": meta["config"], "history": meta["history"], "weights": weights}
+
+
+def finish_version(
+    engine: sa.Engine,
+    version_id: int,
+    *,
+    state: dict[str, Any],
+    metrics: dict[str, Any],
+    similarity_vector: str,
+    curve_path: str | None,
+) -> None:
+    """Store the scoring weights and metrics; the version becomes ``ready`` (not yet active)."""
+    with engine.begin() as conn:
+        updated = conn.execute(
+            sa.text(
+                "UPDATE model_versions SET status = 'ready', weights = :w, metrics = CAST(:m AS jsonb), "
+                "similarity_vector = :sv, curve_path = :curve, ready_at = now() "
+                "WHERE id = :id AND status = 'training'"
+            ),
+            {
+                "id": version_id,
+                "w": pack_weights(state),
+                "m": json.dumps(metrics),
+                "sv": similarity_vector,
+                "curve": curve_path,
+            },
+        ).rowcount
+    if updated != 1:
+        raise VersionError(version_id, "is no longer training (marked failed by another run?)")
+
+
+def set_metrics(engine: sa.Engine, version_id: int, metrics: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE model_versions SET metrics = metrics || CAST(:m AS jsonb) WHERE id = :id"),
+            {"id": version_id, "m": json.dumps(metrics)},
+        )
+
+
+def activate(engine: sa.Engine, version_id: int) -> ModelVersion:
+    """Make ``version_id`` (ready or retired) the active version and NOTIFY, in one transaction."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text("SELECT status FROM model_versions WHERE id = :id FOR UPDATE"), {"id": version_id}
+        ).one_or_none()
+        if row is None:
+            raise VersionError(version_id, "does not exist")
+        if row.status not in ("ready", "retired", "active"):
+            raise VersionError(version_id, f"is {row.status}; only ready or retired versions can be activated")
+        conn.execute(
+            sa.text(
+                "UPDATE model_versions SET status = 'retired', retired_at = now() WHERE status = 'active' AND id <> :id"
+            ),
+            {"id": version_id},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE model_versions SET status = 'active', activated_at = now(), retired_at = NULL WHERE id = :id"
+            ),
+            {"id": version_id},
+        )
+        conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(version_id)})
+        return _version(
+            conn.execute(sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE id = :id"), {"id": version_id}).one()
+        )
+
+
+def retire_old(engine: sa.Engine, keep: int) -> list[int]:
+    """Delete the embeddings of all but the ``keep`` newest non-active versions that finished.
+
+    Their rows stay (status ``retired``, metrics kept) so old recommendations remain explainable;
+    the bulky embedding rows go.
+    """
+    with engine.begin() as conn:
+        old = list(
+            conn.execute(
+                sa.text(
+                    "SELECT id FROM model_versions WHERE status IN ('ready', 'retired') ORDER BY id DESC OFFSET :keep"
+                ),
+                {"keep": keep},
+            ).scalars()
+        )
+        if old:
+            for table in ("player_embeddings", "slot_embeddings", "offline_recommendations"):
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE version_id = ANY(:ids)"), {"ids": old})
+            conn.execute(
+                sa.text(
+                    "UPDATE model_versions SET status = 'retired', retired_at = coalesce(retired_at, now()), "
+                    "weights = NULL WHERE id = ANY(:ids)"
+                ),
+                {"ids": old},
+            )
+    return old
+
+
+def get_version(engine: sa.Engine, version_id: int) -> ModelVersion | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE id = :id"), {"id": version_id}
+        ).one_or_none()
+    return None if row is None else _version(row)
+
+
+def active_version(engine: sa.Engine) -> ModelVersion | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE status = 'active'")).one_or_none()
+    return None if row is None else _version(row)
+
+
+def list_versions(engine: sa.Engine, limit: int = 50) -> list[ModelVersion]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT {_COLUMNS} FROM model_versions ORDER BY id DESC LIMIT :limit"), {"limit": limit}
+        ).all()
+    return [_version(r) for r in rows]
+
+
+def load_weights(engine: sa.Engine, version_id: int) -> dict[str, Any]:
+    """The version's scoring state without the embedding tables (see :func:`unpack_weights`)."""
+    with engine.connect() as conn:
+        blob = conn.execute(sa.text("SELECT weights FROM model_versions WHERE id = :id"), {"id": version_id}).scalar()
+    if blob is None:
+        raise VersionError(version_id, "has no stored weights")
+    return unpack_weights(bytes(blob))
+
+
+def load_slot_vectors(engine: sa.Engine, version_id: int) -> SlotVectors:
+    """Every slot row of a version, in ``idx`` order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT slot_key, gmf, mlp, similarity, provisional FROM slot_embeddings "
+                "WHERE version_id = :v ORDER BY idx"
+            ).columns(gmf=Vector(), mlp=Vector(), similarity=Vector()),
+            {"v": version_id},
+        ).all()
+    if not rows:
+        raise VersionError(version_id, "has no slot embeddings")
+    towers = {}
+    for position, tower in ((1, "gmf"), (2, "mlp")):
+        if rows[0][position] is not None:
+            towers[tower] = np.stack([np.asarray(r[position], dtype=np.float32) for r in rows])
+    return SlotVectors(
+        version_id=version_id,
+        slot_keys=np.array([r[0] for r in rows], dtype=np.int64),
+        similarity=np.stack([np.asarray(r[3], dtype=np.float32) for r in rows]),
+        towers=towers,
+        provisional=np.array([r[4] for r in rows], dtype=bool),
+    )
+
+
+def load_player_vectors(engine: sa.Engine, version_id: int, player_keys: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Rows of the given players: ``(found_keys (m,), {"gmf": (m, f), "mlp": (m, f')})``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT player_key, gmf, mlp FROM player_embeddings "
+                "WHERE version_id = :v AND player_key = ANY(:keys) ORDER BY idx"
+            ).columns(gmf=Vector(), mlp=Vector()),
+            {"v": version_id, "keys": [int(k) for k in player_keys]},
+        ).all()
+    keys = np.array([r[0] for r in rows], dtype=np.int64)
+    towers = {}
+    for position, tower in ((1, "gmf"), (2, "mlp")):
+        if rows and rows[0][position] is not None:
+            towers[tower] = np.stack([np.asarray(r[position], dtype=np.float32) for r in rows])
+    return keys, towers
