@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 
-from recsys.db.bulk import copy_binary
+from recsys.db.bulk import array_literal, copy_binary, copy_frame
 from recsys.errors import RecsysError
 
 CHANNEL = "recsys_versions"
@@ -100,15 +103,24 @@ def create_version(
         ).scalar_one()
 
 
-def fail_orphans(engine: sa.Engine) -> list[int]:
-    """Mark ``training`` versions whose run is gone (no training lock held) as ``failed``."""
+@contextmanager
+def training_lock(engine: sa.Engine) -> Iterator[None]:
+    """Hold the training advisory lock for a run; a second run fails at once with a clear message."""
+    with engine.connect() as conn:
+        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": TRAINING_LOCK}).scalar_one():
+            raise VersionError(None, "another training run is in progress (advisory lock held)")
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": TRAINING_LOCK})
+            conn.commit()
+
+
+def fail_abandoned(engine: sa.Engine) -> list[int]:
+    """Mark ``training`` versions as ``failed``. Call it holding :func:`training_lock`: then no other
+    run is alive, so any version still ``training`` belongs to a run that died."""
     with engine.begin() as conn:
-        held = conn.execute(
-            sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"),
-            {"key": TRAINING_LOCK & 0xFFFFFFFF},
-        ).scalar_one()
-        if held:
-            return []
         return list(
             conn.execute(
                 sa.text(
@@ -177,6 +189,43 @@ def write_embeddings(
             sa.text("UPDATE model_versions SET n_players = :p, n_slots = :s WHERE id = :v"),
             {"p": n_players, "s": n_slots, "v": version_id},
         )
+
+
+def write_offline(
+    engine: sa.Engine,
+    version_id: int,
+    player_keys: np.ndarray,
+    slot_keys: np.ndarray,
+    slot_idx: np.ndarray,
+    scores: np.ndarray,
+) -> int:
+    """Store each player's precomputed top-N. ``slot_idx``/``scores`` are ``(n_players, n)``, best
+    first, ``-1`` padding where a player has fewer candidates; rows index ``player_keys``."""
+    valid = slot_idx >= 0
+    full = valid.all(axis=1)
+    with engine.begin() as conn:
+        written = copy_binary(
+            conn,
+            "offline_recommendations",
+            {
+                "version_id": ("int4", np.full(int(full.sum()), version_id, dtype=np.int32)),
+                "player_key": ("int8", np.asarray(player_keys)[full]),
+                "slot_keys": ("int4[]", np.asarray(slot_keys)[slot_idx[full]]),
+                "scores": ("float8[]", scores[full].astype(np.float64)),
+            },
+        )
+        short = np.flatnonzero(~full & valid.any(axis=1))
+        if short.size:
+            frame = pd.DataFrame(
+                {
+                    "version_id": version_id,
+                    "player_key": np.asarray(player_keys)[short],
+                    "slot_keys": [array_literal(slot_keys[slot_idx[r][valid[r]]]) for r in short],
+                    "scores": [array_literal(scores[r][valid[r]]) for r in short],
+                }
+            )
+            written += copy_frame(conn, "offline_recommendations", frame)
+    return written
 
 
 def pack_weights(state: dict[str, Any]) -> bytes:

@@ -82,10 +82,31 @@ def test_a_training_or_failed_version_cannot_be_activated(db, keys):
     assert versions.active_version(db) is None
 
 
-def test_orphaned_training_versions_are_failed(db, keys):
+def test_abandoned_training_versions_are_failed_under_the_lock(db, keys):
     version = versions.create_version(db, "neumf", {})
-    assert versions.fail_orphans(db) == [version]
+    with versions.training_lock(db):
+        with pytest.raises(versions.VersionError, match="another training run"), versions.training_lock(db):
+            pass
+        assert versions.fail_abandoned(db) == [version]
     assert versions.get_version(db, version).status == "failed"
+
+
+def test_offline_recommendations_keep_order_and_short_lists(db, keys):
+    players, slots = keys
+    version, _ = _write(db, players, slots)
+    idx = np.array([[2, 0, 1], [3, -1, -1], [-1, -1, -1], [1, 2, 3], [0, 1, 2]])
+    scores = np.array([[3.0, 2, 1], [5, -np.inf, -np.inf], [-np.inf] * 3, [1, 0.5, 0.25], [9, 8, 7]])
+    assert versions.write_offline(db, version, players, slots, idx, scores) == 4
+    with db.connect() as conn:
+        from sqlalchemy import text
+
+        rows = dict(
+            (r[0], (r[1], r[2]))
+            for r in conn.execute(text("SELECT player_key, slot_keys, scores FROM offline_recommendations"))
+        )
+    assert rows[players[0]] == ([slots[2], slots[0], slots[1]], [3.0, 2.0, 1.0])
+    assert rows[players[1]] == ([slots[3]], [5.0])
+    assert players[2] not in rows
 
 
 def test_retire_old_keeps_the_newest_and_the_active(db, keys):
