@@ -1,0 +1,184 @@
+"""Storing play events: idempotent by ``event_id``, tolerant of order, sessions kept up to date.
+
+Everything happens in the caller's transaction, so the HTTP answer can wait for the commit (no
+acknowledged event is ever lost) and the long-session trigger can be claimed together with the
+recommendation it produces. Per batch:
+
+1. resolve the casino's ids to keys; an unknown player or slot rejects the batch;
+2. create missing sessions, then lock the batch's sessions (``FOR UPDATE``, in key order so two
+   batches never deadlock): concurrent batches of one session are serialized from here on;
+3. insert the events, ``ON CONFLICT (event_id) DO NOTHING`` (a retried batch changes nothing);
+4. recompute each touched session from all its events (so out-of-order events land where they
+   belong): start, latest event, end, spins, stakes, and **continuous play** in event time: from
+   the first event after the last pause longer than ``pause_seconds`` to the latest event;
+5. claim the trigger of every session whose continuous play reached ``threshold_seconds`` with
+   ``UPDATE ... WHERE trigger_fired_at IS NULL``: under the row lock exactly one batch wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from recsys.errors import InputError
+from recsys.events import PlayEvent
+
+
+@dataclass(frozen=True)
+class TriggeredSession:
+    session_key: int
+    session_id: str
+    player_key: int
+    player_id: str
+    slot_key: int
+    slot_id: str
+    continuous_seconds: float
+    started_at: datetime
+    last_event_at: datetime
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    triggered: list[TriggeredSession]
+
+
+def store_events(
+    conn: sa.Connection,
+    events: list[PlayEvent],
+    *,
+    pause_seconds: float,
+    threshold_seconds: float,
+    source: str = "events",
+) -> IngestResult:
+    """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps."""
+    players = _keys(conn, "players", "player_id", {e.player_id for e in events})
+    slots = _keys(conn, "slots", "slot_id", {e.slot_id for e in events})
+    for index, event in enumerate(events):
+        if event.player_id not in players:
+            raise InputError(source, f"unknown player {event.player_id!r}", row=index, field="player_id")
+        if event.slot_id not in slots:
+            raise InputError(source, f"unknown slot {event.slot_id!r}", row=index, field="slot_id")
+
+    first_ts: dict[str, tuple[datetime, int, int]] = {}
+    for event in events:
+        ts, p, s = first_ts.get(event.session_id, (event.ts, players[event.player_id], slots[event.slot_id]))
+        first_ts[event.session_id] = (min(ts, event.ts), p, s)
+    conn.execute(
+        sa.text(
+            "INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at) "
+            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:players AS bigint[]), CAST(:slots AS int[]), "
+            "CAST(:ts AS timestamptz[]), CAST(:ts AS timestamptz[])) ON CONFLICT (session_id) DO NOTHING"
+        ),
+        {
+            "ids": list(first_ts),
+            "players": [v[1] for v in first_ts.values()],
+            "slots": [v[2] for v in first_ts.values()],
+            "ts": [v[0] for v in first_ts.values()],
+        },
+    )
+    sessions = {
+        row.session_id: row
+        for row in conn.execute(
+            sa.text(
+                "SELECT id, session_id, player_key, slot_key FROM play_sessions "
+                "WHERE session_id = ANY(:ids) ORDER BY id FOR UPDATE"
+            ),
+            {"ids": list(first_ts)},
+        )
+    }
+    for index, event in enumerate(events):
+        session = sessions[event.session_id]
+        if (session.player_key, session.slot_key) != (players[event.player_id], slots[event.slot_id]):
+            field = "player_id" if session.player_key != players[event.player_id] else "slot_id"
+            raise InputError(
+                source, f"session {event.session_id!r} belongs to another player or slot", row=index, field=field
+            )
+
+    unique = list({e.event_id: e for e in events}.values())
+    inserted = (
+        conn.execute(
+            sa.text(
+                "INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) "
+                "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:types AS text[]), "
+                "CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]), "
+                "CAST(:bonus AS boolean[])) ON CONFLICT (event_id) DO NOTHING RETURNING session_key"
+            ),
+            {
+                "ids": [e.event_id for e in unique],
+                "sessions": [sessions[e.session_id].id for e in unique],
+                "types": [e.type for e in unique],
+                "ts": [e.ts for e in unique],
+                "bets": [e.bet for e in unique],
+                "wins": [e.win for e in unique],
+                "bonus": [e.bonus for e in unique],
+            },
+        )
+        .scalars()
+        .all()
+    )
+    touched = sorted(set(inserted))
+    triggered: list[TriggeredSession] = []
+    if touched:
+        conn.execute(sa.text(_RECOMPUTE), {"keys": touched, "pause": pause_seconds})
+        rows = conn.execute(
+            sa.text(_CLAIM_TRIGGER), {"keys": touched, "threshold": threshold_seconds, "pause": pause_seconds}
+        ).all()
+        triggered = [TriggeredSession(*row) for row in rows]
+    return IngestResult(accepted=len(inserted), duplicates=len(events) - len(inserted), triggered=triggered)
+
+
+def _keys(conn: sa.Connection, table: str, column: str, ids: set[str]) -> dict[str, int]:
+    rows = conn.execute(sa.text(f"SELECT {column}, id FROM {table} WHERE {column} = ANY(:ids)"), {"ids": list(ids)})
+    return dict(rows.all())
+
+
+# Continuous segments: a new segment starts at the first event and after every pause > :pause.
+_SEGMENTS = """
+SELECT session_key, ts,
+       sum(CASE WHEN prev IS NULL OR extract(epoch FROM ts - prev) > :pause THEN 1 ELSE 0 END)
+           OVER (PARTITION BY session_key ORDER BY ts, event_id) AS segment
+FROM (SELECT session_key, ts, event_id, lag(ts) OVER (PARTITION BY session_key ORDER BY ts, event_id) AS prev
+      FROM play_events WHERE session_key = ANY(:keys)) e
+"""
+
+_RECOMPUTE = f"""
+WITH seg AS ({_SEGMENTS}),
+spans AS (
+    SELECT session_key, segment, extract(epoch FROM max(ts) - min(ts)) AS seconds
+    FROM seg GROUP BY session_key, segment
+),
+totals AS (
+    SELECT session_key, min(ts) AS started_at, max(ts) AS last_event_at,
+           max(ts) FILTER (WHERE type = 'end') AS ended_at,
+           count(*) FILTER (WHERE type = 'spin') AS spins,
+           coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
+           coalesce(bool_or(bonus), false) AS bonus
+    FROM play_events WHERE session_key = ANY(:keys) GROUP BY session_key
+)
+UPDATE play_sessions s
+SET started_at = t.started_at, last_event_at = t.last_event_at, ended_at = t.ended_at,
+    seconds = (SELECT sum(seconds) FROM spans WHERE spans.session_key = s.id),
+    spins = t.spins, total_bet = t.total_bet, total_win = t.total_win, bonus = t.bonus, updated_at = now()
+FROM totals t WHERE s.id = t.session_key
+"""
+
+_CLAIM_TRIGGER = f"""
+WITH seg AS ({_SEGMENTS}),
+latest AS (
+    SELECT DISTINCT ON (session_key) session_key, segment FROM seg ORDER BY session_key, ts DESC
+),
+continuous AS (
+    SELECT seg.session_key, extract(epoch FROM max(seg.ts) - min(seg.ts)) AS seconds
+    FROM seg JOIN latest USING (session_key, segment) GROUP BY seg.session_key
+)
+UPDATE play_sessions s SET trigger_fired_at = now()
+FROM continuous c, players p, slots sl
+WHERE s.id = c.session_key AND c.seconds >= :threshold AND s.trigger_fired_at IS NULL
+  AND p.id = s.player_key AND sl.id = s.slot_key
+RETURNING s.id, s.session_id, s.player_key, p.player_id, s.slot_key, sl.slot_id, c.seconds::float8,
+          s.started_at, s.last_event_at
+"""

@@ -1,0 +1,143 @@
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from recsys.db.events import store_events
+from recsys.errors import InputError
+from recsys.events import PlayEvent
+from tests.factories import add_player, add_slot
+
+T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+PAUSE, THRESHOLD = 300.0, 3600.0
+
+
+def _heartbeats(session_id: str, minutes: range, *, prefix: str = "e", player="alice", slot="fruit") -> list[PlayEvent]:
+    return [
+        PlayEvent(
+            f"{prefix}-{session_id}-{m}",
+            "start" if m == 0 else "heartbeat",
+            session_id,
+            player,
+            slot,
+            T0 + timedelta(minutes=m),
+        )
+        for m in minutes
+    ]
+
+
+def _store(engine, events):
+    with engine.begin() as conn:
+        return store_events(conn, events, pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
+
+
+def _session(engine, session_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT started_at, last_event_at, ended_at, seconds, spins, total_bet, trigger_fired_at "
+                "FROM play_sessions WHERE session_id = :s"
+            ),
+            {"s": session_id},
+        ).one()
+
+
+@pytest.fixture
+def casino(db):
+    with db.begin() as conn:
+        add_player(conn, "alice")
+        add_slot(conn, "fruit")
+        add_slot(conn, "pharaoh")
+    return db
+
+
+def test_crossing_one_hour_in_event_time_triggers_once(casino):
+    first = _store(casino, _heartbeats("s1", range(0, 60)))  # 0..59 minutes: not yet an hour
+    assert (first.accepted, first.duplicates, first.triggered) == (60, 0, [])
+    second = _store(casino, _heartbeats("s1", range(60, 61)))
+    assert [(t.session_id, t.player_id, t.slot_id, t.continuous_seconds) for t in second.triggered] == [
+        ("s1", "alice", "fruit", 3600.0)
+    ]
+    assert _store(casino, _heartbeats("s1", range(61, 70))).triggered == []
+    assert _session(casino, "s1").trigger_fired_at is not None
+
+
+def test_a_retried_batch_changes_nothing(casino):
+    events = _heartbeats("s1", range(0, 10)) + [
+        PlayEvent("spin-1", "spin", "s1", "alice", "fruit", T0 + timedelta(minutes=3), bet=2.0, win=0.5)
+    ]
+    assert _store(casino, events).accepted == 11
+    before = _session(casino, "s1")
+    again = _store(casino, events)
+    assert (again.accepted, again.duplicates) == (0, 11)
+    assert _session(casino, "s1") == before
+    assert (before.spins, float(before.total_bet), before.seconds) == (1, 2.0, 540.0)
+
+
+def test_out_of_order_events_give_the_same_session(casino):
+    events = _heartbeats("s1", range(0, 30)) + [
+        PlayEvent("end", "end", "s1", "alice", "fruit", T0 + timedelta(minutes=30))
+    ]
+    _store(casino, list(reversed(events[15:])))
+    _store(casino, list(reversed(events[:15])))
+    row = _session(casino, "s1")
+    assert (row.started_at, row.last_event_at, row.ended_at, row.seconds) == (
+        T0,
+        T0 + timedelta(minutes=30),
+        T0 + timedelta(minutes=30),
+        1800.0,
+    )
+
+
+def test_a_pause_longer_than_the_limit_restarts_continuity(casino):
+    # 40 minutes, a 10-minute pause, then 40 more: 80 minutes played, but never one hour at a stretch.
+    events = _heartbeats("s1", range(0, 41)) + _heartbeats("s1", range(51, 92))
+    result = _store(casino, events)
+    assert result.triggered == []
+    assert _session(casino, "s1").seconds == 4800.0
+    # a late heartbeat that fills the pause joins the two stretches: 91 continuous minutes
+    late = _store(casino, _heartbeats("s1", range(44, 50, 3), prefix="late"))
+    assert [t.continuous_seconds for t in late.triggered] == [91 * 60.0]
+
+
+def test_concurrent_duplicate_heartbeats_trigger_exactly_once(casino):
+    _store(casino, _heartbeats("s1", range(0, 59)))
+    crossing = _heartbeats("s1", range(59, 64))
+    results, errors = [], []
+    barrier = threading.Barrier(6)
+
+    def send(i: int) -> None:
+        # every thread sends the same events, and half also send their own
+        batch = crossing + (_heartbeats("s1", range(64, 66), prefix=f"t{i}") if i % 2 else [])
+        barrier.wait()
+        try:
+            results.append(_store(casino, batch))
+        except Exception as exc:  # collected, then asserted empty
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(len(r.triggered) for r in results) == 1
+    assert sum(r.accepted for r in results) == 5 + 3 * 2
+
+
+def test_a_bad_event_rejects_the_whole_batch(casino):
+    events = _heartbeats("s1", range(0, 5)) + _heartbeats("s2", range(0, 2), player="mallory")
+    with pytest.raises(InputError) as info:
+        _store(casino, events)
+    assert (info.value.row, info.value.field) == (5, "player_id")
+    with casino.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM play_events")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM play_sessions")).scalar_one() == 0
+
+
+def test_a_session_cannot_move_to_another_slot(casino):
+    _store(casino, _heartbeats("s1", range(0, 2)))
+    with pytest.raises(InputError) as info:
+        _store(casino, _heartbeats("s1", range(2, 4), slot="pharaoh"))
+    assert (info.value.row, info.value.field) == (0, "slot_id")
