@@ -20,7 +20,8 @@ def copy_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: li
     """COPY ``frame`` into ``table`` in CSV chunks; returns the number of rows written.
 
     Columns are written in ``columns`` order (default: the frame's). Missing values become NULL;
-    Python lists become PostgreSQL array literals. Runs inside ``conn``'s transaction.
+    array columns must already hold literals (see :func:`array_literal`). Runs inside ``conn``'s
+    transaction.
     """
     columns = list(frame.columns) if columns is None else columns
     frame = frame[columns]
