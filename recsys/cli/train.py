@@ -1,0 +1,39 @@
+"""``recsys train``: the training worker (NeuMF on consolidated interactions -> a gated model version)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from recsys.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train NeuMF, evaluate, write a version, gate and activate it")
+    parser.add_argument("--end-day", type=date.fromisoformat, help="last day of the window (default: latest data)")
+    parser.add_argument("--epochs", type=int, help="override RECSYS_TRAIN_EPOCHS")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
+    from recsys.db.engine import create_engine
+    from recsys.worker import run_training
+
+    if args.epochs is not None:
+        settings = dataclasses.replace(settings, train_epochs=args.epochs)
+    engine = create_engine(settings)
+    try:
+        outcome = run_training(engine, settings, end_day=args.end_day)
+    finally:
+        engine.dispose()
+    m = outcome.metrics
+    print(
+        f"version {outcome.version_id}: HR@10 {m['hr@10']:.3f}, NDCG@10 {m['ndcg@10']:.3f} "
+        f"(popularity {m['popularity_hr@10']:.3f} / {m['popularity_ndcg@10']:.3f}; full catalogue HR@10 "
+        f"{m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, {outcome.seconds:.0f} s"
+    )
+    verdict = "activated" if outcome.activated else "NOT activated"
+    print(f"quality gate: {outcome.gate['reason']} -> {verdict}")
+    return 0 if outcome.activated else 3

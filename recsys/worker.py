@@ -1,0 +1,331 @@
+"""The training worker: interactions -> NeuMF -> evaluated, gated, versioned embeddings in PostgreSQL.
+
+One orchestrator, reading like the job's steps. The model and the evaluation know no SQL; this
+module hands them arrays and hands their results to ``recsys.db``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.db import versions
+from recsys.db.training_data import InteractionData, latest_day, load_interactions
+from recsys.errors import RecsysError
+from recsys.holdout import Holdout, split_latest
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EPOCH_DAY = date(1970, 1, 1)
+
+
+class TrainingError(RecsysError):
+    pass
+
+
+@dataclass
+class TrainOutcome:
+    version_id: int
+    activated: bool
+    gate: dict[str, Any]
+    metrics: dict[str, Any]
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)  # the TrainedNCF, for callers that inspect it
+    data: InteractionData | None = field(default=None, repr=False)
+
+
+def ncf_config(settings: Settings, n_pairs: int):
+    from recsys.ncf.config import NCFConfig
+
+    return NCFConfig(
+        model=settings.train_model,
+        factors=settings.train_factors,
+        mlp_layers=settings.train_mlp_layers,
+        negatives=settings.train_negatives,
+        lr=settings.train_lr,
+        batch_size=settings.train_batch_size,
+        epochs=settings.train_epochs,
+        reg=settings.train_reg,
+        seed=settings.train_seed,
+        threads=settings.train_threads,
+        pretrain=settings.train_pretrain,
+        pretrain_epochs=settings.train_epochs,
+        extra={"pairs": n_pairs},
+    )
+
+
+def run_training(engine, settings: Settings, *, end_day: date | None = None) -> TrainOutcome:
+    """Train, evaluate, write a version, gate it and activate it when it passes.
+
+    A crash at any step leaves the version ``failed`` (or ``training`` if the process was killed,
+    which the next run marks failed); only a finished version passing the gate becomes active.
+    """
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    with versions.training_lock(engine):
+        abandoned = versions.fail_abandoned(engine)
+        if abandoned:
+            log.warning("marked abandoned training versions as failed: %s", abandoned)
+
+        end_day = end_day or latest_day(engine)
+        if end_day is None:
+            raise TrainingError("no interactions to train on: run `recsys consolidate` after loading sessions")
+        start_day = end_day - timedelta(days=settings.train_window_days - 1)
+        holdout_start = end_day - timedelta(days=settings.holdout_days - 1)
+
+        t = time.perf_counter()
+        data = load_interactions(engine, start_day, end_day)
+        stages["load"] = time.perf_counter() - t
+        log.info(
+            "loaded %s pairs of %s players x %s slots (%s .. %s) in %.1f s",
+            f"{data.n_pairs:,}",
+            f"{len(data.player_keys):,}",
+            f"{len(data.slot_keys):,}",
+            start_day,
+            end_day,
+            stages["load"],
+        )
+        holdout = split_latest(
+            data.player_idx,
+            data.slot_idx,
+            data.first_day,
+            (holdout_start - EPOCH_DAY).days,
+            max_cases=settings.eval_max_players,
+            seed=settings.train_seed,
+        )
+        if holdout.test_player_idx.size == 0:
+            raise TrainingError(f"no player discovered a new slot in the holdout days {holdout_start} .. {end_day}")
+        config = ncf_config(settings, data.n_pairs)
+        version_id = versions.create_version(
+            engine,
+            config.model,
+            config.to_dict(),
+            data_start=start_day,
+            data_end=end_day,
+            holdout_start=holdout_start,
+        )
+        log.info(
+            "version %d: training %s on %s pairs, %d test players",
+            version_id,
+            config.model,
+            f"{int(holdout.train.sum()):,}",
+            holdout.test_player_idx.size,
+        )
+        try:
+            outcome = _train_and_publish(engine, settings, config, data, holdout, version_id, stages)
+        except BaseException as exc:
+            versions.fail_version(engine, version_id, f"{type(exc).__name__}: {exc}")
+            raise
+    outcome.seconds = time.perf_counter() - started
+    outcome.stage_seconds = stages
+    return outcome
+
+
+def _train_and_publish(engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages):
+    from recsys.baselines import Popularity
+    from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback, sample_test_negatives
+    from recsys.ncf.plots import plot_training_curve
+    from recsys.ncf.training import train
+    from recsys.ncf.vectors import item_vectors
+    from recsys.offline import top_n
+
+    n_players, n_slots = len(data.player_keys), len(data.slot_keys)
+    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
+    test_u, test_i = holdout.test_player_idx, holdout.test_slot_idx
+    negatives = sample_test_negatives(
+        train_u, train_i, test_u, test_i, n_slots, min(99, n_slots - 1), seed=settings.train_seed
+    )
+
+    t = time.perf_counter()
+    progress = _EpochLog(config)
+    model = train(
+        config,
+        train_u,
+        train_i,
+        n_players,
+        n_slots,
+        weights=data.weight[holdout.train] if settings.train_weighted else None,
+        callback=progress,
+        evaluate=hit_ratio_callback(test_u, test_i, negatives),
+    )
+    stages["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sampled = evaluate_sampled(model, test_u, test_i, negatives)
+    full_cases = slice(0, min(2000, test_u.size))
+    full = evaluate_full(model, test_u[full_cases], test_i[full_cases], train_u, train_i, n_slots)
+    popularity = Popularity(train_u, train_i, n_slots)
+    pop = evaluate_sampled(popularity, test_u, test_i, negatives)
+    metrics: dict[str, Any] = {
+        "hr@10": sampled.hit_ratio,
+        "ndcg@10": sampled.ndcg,
+        "full_hr@10": full.hit_ratio,
+        "full_ndcg@10": full.ndcg,
+        "popularity_hr@10": pop.hit_ratio,
+        "popularity_ndcg@10": pop.ndcg,
+        "test_players": int(test_u.size),
+        "train_pairs": int(train_u.size),
+        "players": n_players,
+        "slots": n_slots,
+        "epochs": len(model.history),
+        "train_seconds": round(stages["train"], 2),
+    }
+    stages["evaluate"] = time.perf_counter() - t
+    log.info(
+        "version %d: HR@10 %.3f NDCG@10 %.3f (popularity %.3f / %.3f), full-catalogue HR@10 %.3f",
+        version_id,
+        sampled.hit_ratio,
+        sampled.ndcg,
+        pop.hit_ratio,
+        pop.ndcg,
+        full.hit_ratio,
+    )
+
+    t = time.perf_counter()
+    state = model.state()
+    similarity = item_vectors(model, settings.similarity_vector)
+    versions.write_embeddings(
+        engine, version_id, data.player_keys, model.user_factors, data.slot_keys, model.item_factors, similarity
+    )
+    curve = Path(settings.data_dir) / "runs" / f"version-{version_id}" / "training-curve.png"
+    curve.parent.mkdir(parents=True, exist_ok=True)
+    plot_training_curve(model.history, curve)
+    versions.finish_version(
+        engine,
+        version_id,
+        state=state,
+        metrics=metrics,
+        similarity_vector=settings.similarity_vector,
+        curve_path=str(curve.resolve()),
+    )
+    stages["write"] = time.perf_counter() - t
+
+    gate = _quality_gate(engine, settings, model, data, holdout, negatives, sampled.hit_ratio)
+    versions.set_metrics(engine, version_id, {"gate": gate})
+    if not gate["passed"]:
+        log.warning("version %d refused by the quality gate: %s", version_id, gate["reason"])
+        return TrainOutcome(version_id, False, gate, metrics, 0.0, model=model, data=data)
+
+    t = time.perf_counter()
+    seen_u, seen_i = data.player_idx, data.slot_idx
+    slots, scores = top_n(model, seen_u, seen_i, settings.offline_top_n)
+    versions.write_offline(engine, version_id, data.player_keys, data.slot_keys, slots, scores)
+    stages["offline"] = time.perf_counter() - t
+
+    versions.activate(engine, version_id)
+    retired = versions.retire_old(engine, settings.keep_versions)
+    log.info("version %d active; embeddings of versions %s dropped", version_id, retired or "none")
+    return TrainOutcome(version_id, True, gate, metrics, 0.0, model=model, data=data)
+
+
+def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) -> dict[str, Any]:
+    """Absolute floor, then no more than ``gate_max_drop`` below the active version on the same cases."""
+    from recsys.evaluation import evaluate_sampled
+
+    gate: dict[str, Any] = {"min_hr": settings.gate_min_hr, "max_drop": settings.gate_max_drop, "hr@10": hit_ratio}
+    if hit_ratio < settings.gate_min_hr:
+        return {**gate, "passed": False, "reason": f"HR@10 {hit_ratio:.3f} is below the floor {settings.gate_min_hr}"}
+    active = versions.active_version(engine)
+    if active is None:
+        return {**gate, "passed": True, "reason": "no active version to compare with"}
+    previous = _VersionScorer.load(engine, active.id, data, holdout.test_player_idx)
+    known = previous.knows(holdout.test_player_idx, holdout.test_slot_idx)
+    gate["compared_with"] = active.id
+    gate["common_cases"] = int(known.sum())
+    if not known.any():
+        return {**gate, "passed": True, "reason": f"version {active.id} knows none of the holdout players"}
+    cases = (holdout.test_player_idx[known], holdout.test_slot_idx[known], negatives[known])
+    new_hr = evaluate_sampled(model, *cases).hit_ratio
+    old_hr = evaluate_sampled(previous, *cases).hit_ratio
+    gate.update({"new_hr@10_common": new_hr, "active_hr@10_common": old_hr})
+    if new_hr < old_hr - settings.gate_max_drop:
+        return {
+            **gate,
+            "passed": False,
+            "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id} on the same cases",
+        }
+    return {**gate, "passed": True, "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id}"}
+
+
+class _EpochLog:
+    """Per-epoch log lines with loss, HR@10, rate and an ETA over every stage's epochs."""
+
+    def __init__(self, config) -> None:
+        stages = 3 if config.model == "neumf" and config.pretrain else 1
+        self.total = config.epochs + (stages - 1) * config.pretrain_epochs
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, stats) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        hr = "" if stats.hr_at_10 is None else f" HR@10 {stats.hr_at_10:.3f}"
+        log.info(
+            "epoch %d/%d (%s): loss %.4f%s, %s samples/s, ETA %.0f s",
+            self.done,
+            self.total,
+            stats.stage,
+            stats.loss,
+            hr,
+            f"{stats.samples_per_second:,.0f}",
+            eta,
+        )
+
+
+class _VersionScorer:
+    """A stored version scoring this run's ``(player_idx, slot_idx)`` pairs through the keys both share.
+
+    Pairs whose player or slot the stored version does not know score ``-inf`` (ranked last).
+    """
+
+    def __init__(self, model, player_map: np.ndarray, slot_map: np.ndarray) -> None:
+        self.model = model
+        self.player_map = player_map  # this run's player_idx -> the version's row, or -1
+        self.slot_map = slot_map
+
+    @classmethod
+    def load(cls, engine, version_id: int, data: InteractionData, player_idx: np.ndarray) -> _VersionScorer:
+        """Load the version's slot side and the rows of the players ``player_idx`` (this run's rows)."""
+        from recsys.ncf.scoring import TrainedNCF
+
+        state = versions.load_weights(engine, version_id)
+        slots = versions.load_slot_vectors(engine, version_id)
+        player_keys, player_towers = versions.load_player_vectors(engine, version_id, data.player_keys[player_idx])
+        weights = dict(state["weights"])
+        for tower, table in slots.towers.items():
+            weights[f"item_{tower}.weight"] = table
+        for tower, table in player_towers.items():
+            weights[f"user_{tower}.weight"] = table
+        model = TrainedNCF.from_state({"config": state["config"], "weights": weights})
+        return cls(model, _positions(data.player_keys, player_keys), _positions(data.slot_keys, slots.slot_keys))
+
+    def knows(self, player_idx: np.ndarray, slot_idx: np.ndarray) -> np.ndarray:
+        return (self.player_map[player_idx] >= 0) & (self.slot_map[slot_idx] >= 0)
+
+    def score(self, player_idx: np.ndarray, slot_idx: np.ndarray) -> np.ndarray:
+        known = self.knows(player_idx, slot_idx)
+        out = np.full(player_idx.shape[0], -np.inf, dtype=np.float32)
+        out[known] = self.model.score(self.player_map[player_idx[known]], self.slot_map[slot_idx[known]])
+        return out
+
+
+def _positions(keys: np.ndarray, stored_keys: np.ndarray) -> np.ndarray:
+    """For each of ``keys``, its row in ``stored_keys`` (any order), or -1."""
+    out = np.full(len(keys), -1, dtype=np.int64)
+    if len(stored_keys) == 0:
+        return out
+    order = np.argsort(stored_keys)
+    ordered = stored_keys[order]
+    found = np.clip(np.searchsorted(ordered, keys), 0, len(ordered) - 1)
+    hit = ordered[found] == keys
+    out[hit] = order[found[hit]]
+    return out

@@ -1,0 +1,155 @@
+"""The training worker end to end on a small synthetic casino with planted taste clusters."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from recsys.db import versions
+from recsys.db.consolidation import consolidate
+from recsys.db.synth_store import write_casino
+from recsys.ncf.vectors import item_vectors, most_similar
+from recsys.scoring import ScoreFormula
+from recsys.synth import SynthConfig
+from recsys.worker import run_training
+
+CASINO = SynthConfig(
+    players=2000, slots=150, days=30, seed=7, start=date(2026, 1, 1), mean_daily_sessions=1.0, clusters=6
+)
+
+
+@pytest.fixture
+def casino(db):
+    write_casino(db, CASINO)
+    consolidate(db, ScoreFormula())
+    return db
+
+
+@pytest.fixture
+def fast(settings):
+    return dataclasses.replace(
+        settings,
+        train_model="gmf",
+        train_epochs=25,
+        train_lr=0.01,
+        train_factors=16,
+        holdout_days=5,
+        gate_min_hr=0.2,
+        offline_top_n=10,
+    )
+
+
+def _clusters(engine, table: str, key: str) -> dict[int, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text(f"SELECT {key}, cluster FROM {table}")).all())
+
+
+def test_the_model_recovers_the_planted_structure(casino, fast):
+    outcome = run_training(casino, fast)
+    m = outcome.metrics
+    assert outcome.activated
+    assert m["hr@10"] > m["popularity_hr@10"] + 0.05, m
+    # slots' 10 most similar slots share their latent cluster far more often than chance (1/6)
+    slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
+    clusters = np.array([slot_cluster[k] for k in outcome.data.slot_keys])
+    neighbours = most_similar(item_vectors(outcome.model, fast.similarity_vector), np.arange(len(clusters)), k=10)
+    share = float((clusters[neighbours] == clusters[:, None]).mean())
+    assert share > 3 / 6, share
+
+
+def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
+    outcome = run_training(casino, fast)
+    version = versions.get_version(casino, outcome.version_id)
+    assert (version.status, version.model, version.n_slots) == ("active", "gmf", len(outcome.data.slot_keys))
+    assert version.metrics["hr@10"] == pytest.approx(outcome.metrics["hr@10"])
+    assert os.path.exists(version.curve_path)
+
+    slots = versions.load_slot_vectors(casino, outcome.version_id)
+    np.testing.assert_array_equal(slots.slot_keys, outcome.data.slot_keys)
+    np.testing.assert_array_equal(slots.towers["gmf"], outcome.model.item_factors["gmf"])
+    np.testing.assert_allclose(slots.similarity, item_vectors(outcome.model, fast.similarity_vector), rtol=1e-6)
+    keys, towers = versions.load_player_vectors(casino, outcome.version_id, outcome.data.player_keys[:50])
+    np.testing.assert_array_equal(keys, outcome.data.player_keys[:50])
+    np.testing.assert_array_equal(towers["gmf"], outcome.model.user_factors["gmf"][:50])
+    state = versions.load_weights(casino, outcome.version_id)
+    np.testing.assert_array_equal(state["weights"]["predict.weight"], outcome.model.weights["predict.weight"])
+
+    with casino.connect() as conn:
+        offline = conn.execute(
+            sa.text("SELECT count(*), min(cardinality(slot_keys)) FROM offline_recommendations WHERE version_id = :v"),
+            {"v": outcome.version_id},
+        ).one()
+        played = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM offline_recommendations o CROSS JOIN LATERAL unnest(o.slot_keys) k "
+                "JOIN interactions i ON i.player_key = o.player_key AND i.slot_key = k"
+            )
+        ).scalar_one()
+    assert offline == (len(outcome.data.player_keys), 10)
+    assert played == 0  # offline lists never hold a slot the player already played
+
+
+def test_the_gate_refuses_a_worse_model(casino, fast):
+    good = run_training(casino, fast)
+    worse = run_training(casino, dataclasses.replace(fast, train_epochs=1, train_lr=0.0001, gate_min_hr=0.0))
+    assert not worse.activated
+    assert worse.gate["compared_with"] == good.version_id
+    assert "vs" in worse.gate["reason"]
+    assert versions.active_version(casino).id == good.version_id
+    assert versions.get_version(casino, worse.version_id).status == "ready"
+
+
+def test_the_gate_floor(casino, fast):
+    refused = run_training(casino, dataclasses.replace(fast, gate_min_hr=0.99))
+    assert not refused.activated and "below the floor" in refused.gate["reason"]
+    assert versions.active_version(casino) is None
+
+
+def test_a_crash_fails_the_version_and_activates_nothing(casino, fast, monkeypatch):
+    import recsys.ncf.plots
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(recsys.ncf.plots, "plot_training_curve", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_training(casino, dataclasses.replace(fast, train_epochs=1))
+    (version,) = versions.list_versions(casino)
+    assert (version.status, version.error) == ("failed", "RuntimeError: disk full")
+    assert versions.active_version(casino) is None
+
+
+def test_a_killed_run_leaves_nothing_active_and_the_next_run_cleans_up(casino, fast, database_url):
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": database_url,
+        "RECSYS_TRAIN_MODEL": "neumf",
+        "RECSYS_TRAIN_EPOCHS": "200",
+        "RECSYS_HOLDOUT_DAYS": "5",
+        "RECSYS_DATA_DIR": str(fast.data_dir),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recsys", "train"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not versions.list_versions(casino) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # inside training now
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    (killed,) = versions.list_versions(casino)
+    assert killed.status == "training"
+    assert versions.active_version(casino) is None
+
+    outcome = run_training(casino, fast)
+    assert versions.get_version(casino, killed.id).status == "failed"
+    assert versions.active_version(casino).id == outcome.version_id
