@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from recsys.db import schema
-from recsys.db.bulk import array_literal, copy_frame, raw_connection
+from recsys.db.bulk import array_literal, copy_frame, maintenance_ddl, raw_connection
 from recsys.errors import RecsysError
 from recsys.synth import SynthConfig, decimal_digits, generate_catalogue, generate_players
 
@@ -142,8 +141,10 @@ def write_casino(
         copy_frame(conn, "slots", slots)
         copy_frame(conn, "synth_slot_clusters", catalogue.slot_clusters)
         lap("copy slots")
+        drop, create = maintenance_ddl(schema.play_sessions, keep_unique=False) if fast_load else ([], [])
         if fast_load:
-            _drop_session_indexes(conn)
+            for statement in drop:
+                conn.execute(statement)
             lap("drop indexes")
 
         players = sessions = 0
@@ -174,7 +175,8 @@ def write_casino(
 
         if fast_load:
             log.info("recreating play_sessions' keys, indexes and foreign keys over %s sessions", f"{sessions:,}")
-            _create_session_indexes(conn)
+            for statement in create:
+                conn.execute(statement)
             lap("create indexes")
         for table, count in (("players", players), ("slots", config.slots), ("play_sessions", sessions)):
             _advance_identity(conn, table, count)
@@ -201,48 +203,6 @@ def _prepare(conn: sa.Connection, reset: bool) -> None:
         log.info("reset: emptying %s", ", ".join(CASINO_TABLES))
     if reset:
         conn.execute(sa.text(f"TRUNCATE {', '.join(CASINO_TABLES)} RESTART IDENTITY"))
-
-
-def _ddl(statement) -> sa.TextClause:
-    return sa.text(str(statement.compile(dialect=postgresql.dialect())))
-
-
-def _bulk_ddl() -> tuple[list[sa.TextClause], list[sa.TextClause]]:
-    """``(drop, create)``: what PostgreSQL maintains row by row during a load into play_sessions (its
-    primary key, unique constraint, indexes, foreign keys, and the foreign keys that point at it),
-    taken from the schema module so the recreated objects are the migrations' own."""
-    table = schema.play_sessions
-    referencing = sorted(
-        (fk.constraint for t in schema.metadata.sorted_tables for fk in t.foreign_keys if fk.column.table is table),
-        key=lambda c: c.name,
-    )
-    foreign = sorted(table.foreign_key_constraints, key=lambda c: c.name)
-    unique = sorted((c for c in table.constraints if isinstance(c, sa.UniqueConstraint)), key=lambda c: c.name)
-    indexes = sorted(table.indexes, key=lambda i: i.name)
-    drop = [
-        *(sa.schema.DropConstraint(c) for c in [*referencing, *foreign, *unique]),
-        *(sa.schema.DropIndex(i) for i in indexes),
-        sa.schema.DropConstraint(table.primary_key),
-    ]
-    create = [
-        sa.schema.AddConstraint(table.primary_key),
-        *(sa.schema.AddConstraint(c) for c in unique),
-        *(sa.schema.CreateIndex(i) for i in indexes),
-        *(sa.schema.AddConstraint(c) for c in [*foreign, *referencing]),
-    ]
-    return [_ddl(d) for d in drop], [_ddl(c) for c in create]
-
-
-def _drop_session_indexes(conn: sa.Connection) -> None:
-    """Drop play_sessions' keys, indexes and foreign keys (it is empty, and so is play_events)."""
-    for statement in _bulk_ddl()[0]:
-        conn.execute(statement)
-
-
-def _create_session_indexes(conn: sa.Connection) -> None:
-    """Recreate exactly what ``_drop_session_indexes`` dropped; this validates the loaded rows."""
-    for statement in _bulk_ddl()[1]:
-        conn.execute(statement)
 
 
 def _advance_identity(conn: sa.Connection, table: str, last: int) -> None:
