@@ -45,7 +45,7 @@ def test_models_and_migrations_agree(database_url):
 def test_check_detects_a_drift(empty_url):
     migrations.upgrade(empty_url)
     with psycopg.connect(empty_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE slots DROP COLUMN theme")
+        conn.execute("ALTER TABLE api_keys DROP COLUMN name")
     with pytest.raises(migrations.MigrationError, match="disagree"):
         migrations.check(empty_url)
 
