@@ -1,0 +1,62 @@
+"""The Litestar application: ``create_app(settings)``.
+
+The lifespan opens the database engine and starts the :class:`~api.state.ServingState` (catalogue
+now, the active version's index in the background, LISTEN for changes); handlers are grouped by
+domain, each module listing its ``ROUTES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+
+from api import catalogue, health, models, players, recommendations
+from api.auth import KeyCache
+from api.metrics import Metrics, metrics_endpoint, metrics_middleware
+from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
+from api.state import ServingState
+from recsys.db.engine import create_engine, libpq_url
+from recsys.settings import Settings
+
+ROUTES = [*health.ROUTES, metrics_endpoint, *catalogue.ROUTES, *players.ROUTES, *recommendations.ROUTES,
+          *models.ROUTES]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The API over ``settings`` (default: read from the environment, as ``recsys serve`` workers do)."""
+    settings = settings or Settings.from_env()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        url = await anyio.to_thread.run_sync(libpq_url, settings)  # may start the embedded PostgreSQL
+        engine = create_engine(settings, url)
+        serving = ServingState(settings, engine, url, metrics)
+        app.state.serving = serving
+        app.state.api_keys = KeyCache(engine, settings.api_key_cache_seconds)
+        await anyio.to_thread.run_sync(serving.start)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(serving.stop)
+            engine.dispose()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        state=State({"settings": settings, "metrics": metrics}),
+        plugins=[problem_details_plugin()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[metrics_middleware(metrics)],
+        openapi_config=OpenAPIConfig(
+            title="recsys",
+            version="1",
+            description="Real-time slot recommendations for online casinos (docs/api.md).",
+            path="/schema",
+        ),
+    )

@@ -1,0 +1,160 @@
+"""The slot catalogue: ``PUT /v1/slots[/{slot_id}]`` and ``GET /v1/slots/{slot_id}/similar``."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import partial
+from typing import Annotated
+
+import anyio
+import msgspec
+import numpy as np
+from litestar import Response, get, put
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody, QueryParameter
+from msgspec import UNSET, UnsetType
+
+from api.auth import INGEST, READ
+from api.errors import NotReady
+from api.ingest import PutResult, batch_records, path_record
+from api.state import ServingState
+from recsys.db import serving as db
+from recsys.db import versions
+from recsys.policy import similar_slots
+
+# --- similar slots --------------------------------------------------------------------------------
+
+
+class SimilarItem(msgspec.Struct):
+    slot_id: str
+    score: float  # cosine similarity in [-1, 1]
+
+
+class SimilarSlots(msgspec.Struct):
+    slot_id: str
+    model_version: int
+    items: list[SimilarItem]
+
+
+def slot_key(serving: ServingState, slot_id: str) -> int:
+    snap = serving.snapshot
+    if not snap.catalogue_loaded:
+        raise NotReady("the slot catalogue is not loaded yet")
+    key = snap.catalogue.key_of.get(slot_id)
+    if key is None:
+        raise db.NotFound("slot", slot_id)
+    return key
+
+
+def similar_in_memory(
+    serving: ServingState, slot_id: str, *, k: int, market: str | None, version: int | None
+) -> SimilarSlots | None:
+    """The ``k`` most similar slots from the in-memory FAISS index, or None when it cannot answer
+    (no index loaded yet, another ``version`` asked for, or a slot newer than the index)."""
+    key = slot_key(serving, slot_id)
+    snap = serving.snapshot
+    model = snap.model
+    if model is None or version not in (None, model.version_id) or model.rows(np.array([key]))[0] < 0:
+        return None  # the slot is newer than the index: pgvector answers (or says it has no vector)
+    keys, scores = similar_slots(model, snap.catalogue, key, k, market)
+    return _answer(snap.catalogue, slot_id, model.version_id, keys, scores)
+
+
+def similar_by_pgvector(
+    serving: ServingState, slot_id: str, *, k: int, market: str | None, version: int | None
+) -> SimilarSlots:
+    """The same answer from pgvector (``ORDER BY similarity <=> q``) for ``version`` or the active one."""
+    key = slot_key(serving, slot_id)
+    if version is None:
+        active = versions.active_version(serving.engine)
+        if active is None:
+            raise NotReady("no model version is active")
+        version = active.id
+    elif versions.get_version(serving.engine, version) is None:
+        raise db.NotFound("model version", version)
+    found = db.similar_by_pgvector(serving.engine, version, key, k, market, every_market=market is None)
+    if found is None:
+        raise db.NotFound("slot", slot_id, f"slot {slot_id!r} has no vector in model version {version}")
+    serving.metrics.fallback("pgvector")
+    return _answer(serving.snapshot.catalogue, slot_id, version, *found)
+
+
+def _answer(catalogue, slot_id: str, version: int, keys: np.ndarray, scores: np.ndarray) -> SimilarSlots:
+    slots = catalogue.slots
+    return SimilarSlots(
+        slot_id,
+        version,
+        [
+            SimilarItem(slots[key].slot_id, round(float(score), 6))
+            for key, score in zip(keys.tolist(), scores.tolist(), strict=True)
+            if key in slots
+        ],
+    )
+
+
+@get("/v1/slots/{slot_id:str}/similar", guards=[READ], tags=["catalogue"])
+async def get_similar(
+    state: State,
+    slot_id: FromPath[str],
+    k: Annotated[int, QueryParameter(ge=1, le=100, description="List length.")] = 10,
+    market: Annotated[str | None, QueryParameter(max_length=16, description="Only slots offered here.")] = None,
+    version: Annotated[
+        int | None, QueryParameter(ge=1, description="Model version (default: the active one).")
+    ] = None,
+) -> Response[SimilarSlots]:
+    """Slots similar to this one (cosine of the version's slot vectors); header ``X-Recsys-Search``
+    says whether the in-memory FAISS index or the pgvector fallback answered."""
+    serving: ServingState = state.serving
+    body, search = similar_in_memory(serving, slot_id, k=k, market=market, version=version), "faiss"
+    if body is None:
+        body = await anyio.to_thread.run_sync(
+            partial(similar_by_pgvector, serving, slot_id, k=k, market=market, version=version)
+        )
+        search = "pgvector"
+    return Response(body, headers={"X-Recsys-Search": search})
+
+
+# --- PUT ---------------------------------------------------------------------------------------------
+
+
+class SlotFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A slot's fields, as in the import format (docs/import-format.md). Leave out what does not change."""
+
+    name: str | UnsetType = UNSET
+    provider: str | UnsetType = UNSET
+    theme: str | UnsetType = UNSET
+    volatility: str | UnsetType = UNSET  # low, medium, high
+    rtp: float | UnsetType = UNSET  # percent, (0, 100]
+    min_bet: float | UnsetType = UNSET
+    max_bet: float | UnsetType = UNSET
+    release_date: date | None | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+    markets: list[str] | None | UnsetType = UNSET  # None: every market
+
+
+class SlotRecord(SlotFields, kw_only=True, forbid_unknown_fields=True):
+    slot_id: str
+
+
+def put_slots(serving: ServingState, records: list[dict], source: str) -> PutResult:
+    """Upsert, then reload this process's catalogue before answering: the next request here sees
+    the change; other processes hear it through the ``recsys_catalogue`` NOTIFY."""
+    result = db.put_records(serving.engine, "slots", records, source)
+    serving.refresh_catalogue()
+    return PutResult.of(result)
+
+
+@put("/v1/slots/{slot_id:str}", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
+def put_slot(state: State, slot_id: FromPath[str], data: JSONBody[SlotFields]) -> PutResult:
+    """Create or update one slot; a new slot needs every required field."""
+    source = f"PUT /v1/slots/{slot_id}"
+    return put_slots(state.serving, [path_record("slot_id", slot_id, data)], source)
+
+
+@put("/v1/slots", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
+def put_slot_batch(state: State, data: JSONBody[list[SlotRecord]]) -> PutResult:
+    """Create or update many slots in one transaction (all or none)."""
+    return put_slots(state.serving, batch_records(data, "PUT /v1/slots"), "PUT /v1/slots")
+
+
+ROUTES = [get_similar, put_slot, put_slot_batch]

@@ -1,0 +1,48 @@
+"""Players: ``PUT /v1/players[/{player_id}]`` (protection fields take effect on the next request)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import put
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
+from msgspec import UNSET, UnsetType
+
+from api.auth import INGEST
+from api.ingest import PutResult, batch_records, path_record
+from recsys.db import serving as db
+
+
+class PlayerFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A player's fields, as in the import format (docs/import-format.md). Leave out what does not change."""
+
+    market: str | None | UnsetType = UNSET
+    registered_at: datetime | None | UnsetType = UNSET
+    self_excluded_until: datetime | None | UnsetType = UNSET
+    cooling_off_until: datetime | None | UnsetType = UNSET
+    marketing_consent: bool | UnsetType = UNSET
+    risk_flag: bool | UnsetType = UNSET
+
+
+class PlayerRecord(PlayerFields, kw_only=True, forbid_unknown_fields=True):
+    player_id: str
+
+
+@put("/v1/players/{player_id:str}", guards=[INGEST], sync_to_thread=True, tags=["players"])
+def put_player(state: State, player_id: FromPath[str], data: JSONBody[PlayerFields]) -> PutResult:
+    """Create or update one player."""
+    source = f"PUT /v1/players/{player_id}"
+    records = [path_record("player_id", player_id, data)]
+    return PutResult.of(db.put_records(state.serving.engine, "players", records, source))
+
+
+@put("/v1/players", guards=[INGEST], sync_to_thread=True, tags=["players"])
+def put_player_batch(state: State, data: JSONBody[list[PlayerRecord]]) -> PutResult:
+    """Create or update many players in one transaction (all or none)."""
+    records = batch_records(data, "PUT /v1/players")
+    return PutResult.of(db.put_records(state.serving.engine, "players", records, "PUT /v1/players"))
+
+
+ROUTES = [put_player, put_player_batch]

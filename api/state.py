@@ -1,0 +1,223 @@
+"""What an API process keeps in memory, and how it is kept fresh without a request ever waiting.
+
+One immutable :class:`Snapshot` (catalogue, play and feedback counts, the popularity list, the
+version in memory) sits behind one reference. A request reads the reference once and works on
+that snapshot; a change builds a new snapshot and swaps the reference. A background thread
+LISTENs on ``recsys_versions`` (a version was activated) and ``recsys_catalogue`` (a statement
+changed ``slots``), reloads off the request path, and every ``serving_refresh_seconds`` refreshes
+catalogue and counts in case a notification was lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.db import serving, versions
+from recsys.db.versions import SlotVectors
+from recsys.errors import RecsysError
+from recsys.index import set_threads
+from recsys.policy import Catalogue, ServingModel, SlotStats, build_serving_model, popularity_order
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    catalogue: Catalogue
+    stats: SlotStats
+    popular: np.ndarray  # active keys, most played first
+    model: ServingModel | None  # None: no active version, or not loaded yet
+    catalogue_loaded: bool
+
+
+@dataclass(frozen=True)
+class _Version:
+    """A loaded version's own rows, kept to rebuild provisional rows when new slots arrive."""
+
+    vectors: SlotVectors
+    weights: dict | None
+    new_slots: tuple  # the catalogue slots it had no row for, when last built (their SlotInfo)
+
+
+class ServingState:
+    """The snapshot reference and the machinery that replaces it."""
+
+    def __init__(self, settings: Settings, engine, url: str, metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.url = url
+        self.metrics = metrics
+        empty = Catalogue.empty()
+        self.snapshot = Snapshot(empty, SlotStats(), np.zeros(0, dtype=np.int64), None, False)
+        self.last_error: str | None = None
+        self._version: _Version | None = None
+        self._swap = threading.Lock()  # guards read-modify-write of ``snapshot`` (held for microseconds)
+        self._catalogue_lock = threading.Lock()  # one catalogue load at a time: the last load is the newest
+        self._version_lock = threading.Lock()  # one version load at a time
+        self._stats_at = float("-inf")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        set_threads(1)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the catalogue now (fast) when the database answers, then LISTEN and load the
+        version in the background; the API serves meanwhile (pgvector fallback)."""
+        try:
+            self.refresh_catalogue()
+        except Exception as exc:
+            # The database may be down at start: the API starts anyway (readyz says why) and the
+            # listener loads everything again on each (re)connection.
+            self._failed("catalogue", exc)
+        self._thread = threading.Thread(target=self._listen, name="recsys-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _listen(self) -> None:
+        serving.listen(
+            self.url,
+            on_connect=self.reload_all,
+            on_notify=self._on_notify,
+            on_idle=self._on_idle,
+            stop=self._stop,
+            idle_seconds=max(self.settings.serving_refresh_seconds, 0.5),
+        )
+
+    def _on_notify(self, channels: set[str]) -> None:
+        if serving.CATALOGUE_CHANNEL in channels:
+            self.refresh_catalogue()
+        if versions.CHANNEL in channels:
+            self.load_active_version()
+
+    def _on_idle(self) -> None:
+        self.refresh_catalogue()
+        if time.monotonic() - self._stats_at >= self.settings.stats_refresh_seconds:
+            self.refresh_stats()
+        if self.snapshot.model is None:
+            self.load_active_version()
+
+    def reload_all(self) -> None:
+        self.refresh_catalogue()
+        self.refresh_stats()
+        self.load_active_version()
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.last_error = f"loading the {what} failed: {exc}"
+        log.warning("%s", self.last_error)
+
+    # --- reloads (background thread, or an ingest/admin request on this replica) ---------------------
+
+    def refresh_catalogue(self) -> None:
+        with self._catalogue_lock:
+            catalogue = serving.load_catalogue(self.engine)
+            with self._swap:
+                model = self._rebuilt_for(catalogue)
+                snap = self.snapshot
+                self.snapshot = dataclasses.replace(
+                    snap,
+                    catalogue=catalogue,
+                    popular=popularity_order(catalogue, snap.stats),
+                    model=model,
+                    catalogue_loaded=True,
+                )
+
+    def refresh_stats(self) -> None:
+        self._stats_at = time.monotonic()
+        stats = serving.load_stats(self.engine, self.settings.popularity_days)
+        with self._swap:
+            snap = self.snapshot
+            self.snapshot = dataclasses.replace(snap, stats=stats, popular=popularity_order(snap.catalogue, stats))
+
+    def load_active_version(self) -> None:
+        """Build the active version's snapshot off the request path and swap it in; no active
+        version empties the model (lists fall back to popularity)."""
+        with self._version_lock:
+            active = versions.active_version(self.engine)
+            if active is None:
+                with self._swap:
+                    self._version = None
+                    self.snapshot = dataclasses.replace(self.snapshot, model=None)
+                self.metrics.set_version(None, 0)
+                return
+            current = self.snapshot.model
+            if current is not None and current.version_id == active.id:
+                return
+            started = time.perf_counter()
+            try:
+                vectors = versions.load_slot_vectors(self.engine, active.id)
+                try:
+                    weights = versions.load_weights(self.engine, active.id)
+                except versions.VersionError:
+                    weights = None  # lists are ranked by similarity alone
+                catalogue = self.snapshot.catalogue
+                loaded = _Version(vectors, weights, _new_slots(catalogue, vectors))
+                model = self._build(loaded, catalogue)
+            except (RecsysError, ValueError) as exc:  # ValueError: a stored config this code cannot read
+                self._failed(f"active version {active.id}", exc)
+                return
+            with self._swap:
+                if self.snapshot.catalogue is not catalogue:  # changed while building: rows for new slots
+                    catalogue = self.snapshot.catalogue
+                    loaded = dataclasses.replace(loaded, new_slots=_new_slots(catalogue, vectors))
+                    model = self._build(loaded, catalogue)
+                self._version = loaded
+                self.snapshot = dataclasses.replace(self.snapshot, model=model)
+            seconds = time.perf_counter() - started
+            self.metrics.set_version(model.version_id, model.slot_keys.size, build_seconds=seconds)
+            self.last_error = None
+            log.info(
+                "serving version %d: %d slots (%d provisional) indexed with %r in %.2f s",
+                model.version_id, model.slot_keys.size, int(model.provisional.sum()),
+                self.settings.index_factory, seconds,
+            )
+
+    def _build(self, loaded: _Version, catalogue: Catalogue) -> ServingModel:
+        v = loaded.vectors
+        return build_serving_model(
+            v.version_id, v.slot_keys, v.similarity, v.towers, v.provisional, loaded.weights, catalogue,
+            self.settings.index_factory,
+        )
+
+    def _rebuilt_for(self, catalogue: Catalogue) -> ServingModel | None:
+        """The current model, rebuilt when the catalogue's slots without a trained row changed."""
+        loaded, model = self._version, self.snapshot.model
+        if loaded is None or model is None or model.version_id != loaded.vectors.version_id:
+            return model
+        new_slots = _new_slots(catalogue, loaded.vectors)
+        if new_slots == loaded.new_slots:
+            return model
+        self._version = dataclasses.replace(loaded, new_slots=new_slots)
+        return self._build(self._version, catalogue)
+
+    # --- what requests ask -----------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        """(ready, why): the database answers and a version's index is in memory."""
+        if not serving.ping(self.engine):
+            return False, "the database does not answer"
+        snap = self.snapshot
+        if not snap.catalogue_loaded:
+            return False, "the catalogue is not loaded yet"
+        if snap.model is None:
+            return False, self.last_error or "no model version is loaded (none active, or still loading)"
+        return True, f"serving model version {snap.model.version_id}"
+
+
+def _new_slots(catalogue: Catalogue, vectors: SlotVectors) -> tuple:
+    """The catalogue's slots that the version has no row for, with the attributes their rows use."""
+    keys = np.setdiff1d(catalogue.keys, vectors.slot_keys)
+    return tuple(
+        (s.key, s.provider, s.theme, s.volatility) for s in (catalogue.slots[int(k)] for k in keys.tolist())
+    )

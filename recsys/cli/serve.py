@@ -1,0 +1,69 @@
+"""``recsys serve``: the HTTP API (``api.app:create_app``) on granian or uvicorn.
+
+The database is resolved here once (starting the embedded PostgreSQL if no URL is configured) and
+handed to the server's workers as ``RECSYS_DATABASE_URL``; each worker builds its own settings,
+engine and index from the environment, as ``create_app()`` does without arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from recsys.errors import RecsysError
+from recsys.settings import Settings
+
+APP = "api.app:create_app"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the HTTP API")
+    parser.add_argument("--host", help="address to listen on (default: RECSYS_SERVE_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: RECSYS_SERVE_PORT)")
+    parser.add_argument("--server", choices=("granian", "uvicorn"), help="ASGI server (default: RECSYS_SERVE_SERVER)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: RECSYS_SERVE_WORKERS)")
+    parser.set_defaults(func=run)
+
+
+# A request runs on one core. Multi-threaded BLAS and OpenMP pools (numpy's OpenBLAS, FAISS) spin
+# while waiting for work and take the CPU from the other requests and from PostgreSQL: a list took
+# 8.5 ms at p50 from a worker thread with them, 2.0 ms without (bench/bench_api.py machine). They
+# read these variables when they load, so they are set before anything imports numpy.
+SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    for variable, value in SINGLE_THREADED.items():
+        os.environ.setdefault(variable, value)
+    from recsys.db.engine import libpq_url
+
+    host = args.host or settings.serve_host
+    port = args.port or settings.serve_port
+    server = args.server or settings.serve_server
+    workers = args.workers or settings.serve_workers
+    url = libpq_url(settings)
+    _check_schema(url)
+    os.environ["RECSYS_DATABASE_URL"] = url
+    print(f"recsys API on http://{host}:{port} ({server}, {workers} worker{'s' if workers > 1 else ''})", flush=True)
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(APP, factory=True, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+                log_access=False).serve()
+    else:
+        import uvicorn
+
+        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False, log_level="info")
+    return 0
+
+
+def _check_schema(url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    from recsys.db import migrations
+
+    current = migrations.current(url)
+    head = ScriptDirectory.from_config(migrations.alembic_config(url)).get_current_head()
+    if current != head:
+        raise RecsysError(f"the database is at revision {current or 'none'}, not {head}: run `recsys db upgrade`")
