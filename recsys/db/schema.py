@@ -318,3 +318,41 @@ synth_slot_clusters = sa.Table(
 )
 
 PARTITIONED_TABLES = ("interactions",)
+
+# --- daily pipeline (recsys.pipeline) --------------------------------------------------------------
+PIPELINE_STATUSES = ("running", "succeeded", "refused", "skipped", "failed")
+
+# One row per `recsys pipeline run`. ``version_id`` has no foreign key on purpose: `recsys synth
+# --reset` empties model_versions by name, and a run's history outlives the versions it produced.
+pipeline_runs = sa.Table(
+    "pipeline_runs",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("run_day", sa.Date, nullable=False, comment="UTC day the run started"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="running"),
+    sa.Column("stage", sa.String(32), comment="stage running now, or the last one entered (the failing one)"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "stages",
+        JSONB,
+        nullable=False,
+        server_default=sa.text("'{}'::jsonb"),
+        comment="per stage: seconds and row counts",
+    ),
+    sa.Column(
+        "inputs",
+        JSONB,
+        nullable=False,
+        server_default=sa.text("'{}'::jsonb"),
+        comment="what the run started from: sessions and their last update, end day, settings digest",
+    ),
+    sa.Column("version_id", sa.Integer, comment="model version the run produced"),
+    sa.Column("error", sa.Text),
+    sa.Column("report_path", sa.Text, comment="HTML run report"),
+    sa.Column("host", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.CheckConstraint(_in("status", PIPELINE_STATUSES), name="status"),
+    # At most one running pipeline, enforced by the database besides the advisory lock.
+    sa.Index("uq_pipeline_runs_one_running", "status", unique=True, postgresql_where=sa.text("status = 'running'")),
+)

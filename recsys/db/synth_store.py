@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # than CASCADE so that a new table referencing players makes TRUNCATE fail instead of being emptied
 # silently.
 CASINO_TABLES = (
+    "pipeline_runs",
     "feedback",
     "recommendation_items",
     "recommendations",

@@ -1,0 +1,368 @@
+"""The daily pipeline: consolidate new play -> train (the worker evaluates, writes the version, gates
+it, precomputes the offline top-N, activates it with NOTIFY and retires old versions) -> run report.
+
+One orchestrator reading like the job's steps; SQL lives in ``recsys.db``. Guarantees
+(docs/pipeline.md):
+
+* **One at a time.** A session-level advisory lock (:func:`recsys.db.pipeline_runs.pipeline_lock`);
+  a second pipeline raises :class:`~recsys.db.pipeline_runs.PipelineBusy` at once.
+* **Idempotent.** A run records what it started from (the play sessions' count and latest update,
+  the end day, a digest of the settings that decide its output). When the last run that trained to
+  the end started from the same, the new run is ``skipped``: no consolidation, no version, no rows.
+* **Resumable by redoing.** Consolidation is idempotent and all-or-nothing; a crashed training
+  leaves its version ``failed``; a killed pipeline leaves its run ``running`` and its version
+  ``training``, which the next pipeline (holding the lock, so sure that no one else is alive) marks
+  ``failed`` before starting over. Only a finished version that passed the gate is ever active.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date
+from pathlib import Path
+from typing import Any
+
+from recsys.db import pipeline_runs, versions
+from recsys.db.consolidation import consolidate
+from recsys.db.pipeline_runs import PipelineBusy, PipelineRun
+from recsys.errors import RecsysError
+from recsys.scoring import ScoreFormula
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PipelineBusy", "PipelineOutcome", "StageFailed", "run_pipeline"]
+
+# Settings that decide what a run produces (consolidation and training); a change makes the next
+# run train again even when no play arrived. Speed-only settings do not count.
+OUTPUT_SETTING_PREFIXES = (
+    "score_", "consolidate_", "train_", "holdout_", "eval_", "similarity_", "gate_", "keep_", "offline_",
+)  # fmt: skip
+SPEED_ONLY_SETTINGS = ("train_threads",)
+
+
+class StageFailed(RecsysError):
+    """A stage of run ``run_id`` raised ``cause`` (chained as ``__cause__``)."""
+
+    def __init__(self, run_id: int, stage: str, cause: BaseException) -> None:
+        self.run_id = run_id
+        self.stage = stage
+        self.cause = cause
+        super().__init__(f"pipeline run {run_id}: stage {stage} failed: {describe(cause)}")
+
+
+@dataclass
+class PipelineOutcome:
+    """How a run ended: ``status`` is succeeded (new version active), refused (the gate kept it
+    inactive) or skipped (nothing new since run ``previous_run``)."""
+
+    run_id: int
+    status: str
+    message: str
+    version_id: int | None = None
+    report_path: Path | None = None
+    previous_run: int | None = None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_pipeline(engine, settings: Settings, *, end_day: date | None = None, force: bool = False) -> PipelineOutcome:
+    """Run the daily cycle once.
+
+    Raises :class:`PipelineBusy` (nothing done) when another pipeline or a training run holds its
+    lock, and :class:`StageFailed` when a stage raises; the run row is ``failed`` with the error.
+    ``end_day`` ends the training window (default: the latest consolidated day); ``force`` trains
+    even when nothing changed since the last completed run.
+    """
+    started = time.perf_counter()
+    with pipeline_runs.pipeline_lock(engine):
+        recovered = recover(engine)
+        inputs = read_inputs(engine, settings, end_day)
+        run = pipeline_runs.start_run(engine, inputs=inputs, host=socket.gethostname(), pid=os.getpid())
+        log.info("pipeline run %d started (run day %s)", run.id, run.run_day)
+        stages = _Stages(engine, run.id)
+        if recovered:
+            pipeline_runs.record_stage(engine, run.id, "recover", recovered)
+        try:
+            outcome = _run_stages(engine, settings, run, inputs, stages, end_day=end_day, force=force)
+        except BaseException as exc:
+            error = str(exc) if isinstance(exc, StageFailed) else describe(exc)
+            if stages.current is not None and not isinstance(exc, StageFailed):
+                error = f"stage {stages.current}: {error}"
+            pipeline_runs.finish_run(engine, run.id, "failed", version_id=stages.version_id, error=error)
+            log.error("pipeline run %d failed: %s", run.id, error)
+            raise
+    outcome.seconds = time.perf_counter() - started
+    outcome.stages = stages.figures
+    log.info("pipeline run %d %s in %.1f s: %s", run.id, outcome.status, outcome.seconds, outcome.message)
+    return outcome
+
+
+def _run_stages(
+    engine, settings: Settings, run: PipelineRun, inputs: dict, stages: _Stages, *, end_day, force
+) -> PipelineOutcome:
+    previous_run = pipeline_runs.last_completed(engine, before=run.id)
+    if not force and previous_run is not None and previous_run.inputs == inputs:
+        return _skip(engine, run, previous_run)
+
+    with stages.stage("consolidate") as figures:
+        figures.update(consolidate_play(engine, settings))
+
+    with stages.stage("train") as figures:
+        previous = versions.active_version(engine)
+        stages.newest_version_before = _newest_version_id(engine)
+        outcome = _train(engine, settings, end_day)
+        stages.version_id = outcome.version_id
+        pipeline_runs.set_version(engine, run.id, outcome.version_id)
+        figures.update(train_figures(outcome, previous))
+        status = "succeeded" if outcome.activated else "refused"
+        gate = outcome.gate
+        outcome.model = outcome.data = None  # the embeddings' memory is not needed any more
+
+    with stages.stage("report") as figures:
+        report_path = write_run_report(engine, settings, run, status, outcome.version_id, previous, gate, stages)
+        figures["files"] = len(list(report_path.parent.iterdir()))
+
+    pipeline_runs.finish_run(engine, run.id, status, version_id=outcome.version_id, report_path=str(report_path))
+    verdict = "active" if status == "succeeded" else f"NOT activated ({gate['reason']})"
+    return PipelineOutcome(
+        run_id=run.id,
+        status=status,
+        message=f"version {outcome.version_id} {verdict}; report {report_path}",
+        version_id=outcome.version_id,
+        report_path=report_path,
+        previous_run=previous_run.id if previous_run else None,
+    )
+
+
+def recover(engine) -> dict[str, list[int]]:
+    """Fail what a killed pipeline left behind: its ``running`` row and its ``training`` version.
+
+    Call it holding the pipeline lock. Returns the ids it failed (empty lists are left out).
+    """
+    stale = pipeline_runs.fail_stale(engine)
+    try:
+        with versions.training_lock(engine):
+            abandoned = [versions.get_version(engine, v) for v in versions.fail_abandoned(engine)]
+    except versions.VersionError as exc:
+        raise PipelineBusy("a training run (`recsys train`) is in progress; this pipeline exits") from exc
+    for run in stale:
+        own = [v.id for v in abandoned if v is not None and v.created_at >= run.started_at]
+        if own and run.version_id is None:
+            pipeline_runs.set_version(engine, run.id, own[0])
+        log.warning(
+            "run %d (started %s by pid %s on %s) ended without finishing: marked failed%s",
+            run.id,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}",
+            run.pid,
+            run.host,
+            f", with its version {own[0]}" if own else "",
+        )
+    if abandoned:
+        log.warning("versions left training by a killed run marked failed: %s", [v.id for v in abandoned if v])
+    recovered = {"failed_runs": [r.id for r in stale], "failed_versions": [v.id for v in abandoned if v]}
+    return {k: v for k, v in recovered.items() if v}
+
+
+def read_inputs(engine, settings: Settings, end_day: date | None) -> dict[str, Any]:
+    """What a run starts from; two runs with equal inputs produce the same result."""
+    sessions, updated_at = pipeline_runs.session_state(engine)
+    return {
+        "sessions": sessions,
+        "sessions_updated_at": None if updated_at is None else updated_at.astimezone(UTC).isoformat(),
+        "end_day": None if end_day is None else end_day.isoformat(),
+        "settings": settings_digest(settings),
+    }
+
+
+def settings_digest(settings: Settings) -> str:
+    """A short hash of the settings that decide what a run produces (see OUTPUT_SETTING_PREFIXES)."""
+    values = {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(settings)
+        if f.name.startswith(OUTPUT_SETTING_PREFIXES) and f.name not in SPEED_ONLY_SETTINGS
+    }
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def consolidate_play(engine, settings: Settings) -> dict[str, Any]:
+    result = consolidate(
+        engine, ScoreFormula.from_settings(settings), lookback_seconds=settings.consolidate_lookback_seconds
+    )
+    return {
+        "mode": "full" if result.full else "incremental",
+        "players": result.players,
+        "interactions": result.interactions,
+        "first_day": result.first_day,
+        "last_day": result.last_day,
+    }
+
+
+def _train(engine, settings: Settings, end_day: date | None):
+    from recsys.worker import run_training  # imports torch: only when a run trains
+
+    return run_training(engine, settings, end_day=end_day)
+
+
+def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, Any]:
+    m = outcome.metrics
+    figures: dict[str, Any] = {
+        "version": outcome.version_id,
+        "activated": outcome.activated,
+        "previous_version": None if previous is None else previous.id,
+        "pairs": outcome.data.n_pairs if outcome.data is not None else m.get("train_pairs"),
+        "players": m.get("players"),
+        "slots": m.get("slots"),
+        "epochs": m.get("epochs"),
+        "hr@10": round(m["hr@10"], 4),
+        "ndcg@10": round(m["ndcg@10"], 4),
+        "gate": outcome.gate.get("reason"),
+    }
+    figures.update({f"{name}_seconds": round(s, 2) for name, s in outcome.stage_seconds.items()})
+    return figures
+
+
+def write_run_report(
+    engine,
+    settings: Settings,
+    run: PipelineRun,
+    status: str,
+    version_id: int,
+    previous: versions.ModelVersion | None,
+    gate: dict[str, Any],
+    stages: _Stages,
+) -> Path:
+    """Gather the report's facts from the database and write ``<data_dir>/runs/pipeline-<id>/``."""
+    from recsys import report
+
+    version = versions.get_version(engine, version_id)
+    volumes = pipeline_runs.data_volumes(engine)
+    slot_vectors = versions.load_slot_vectors(engine, version_id)
+    attributes = pipeline_runs.slot_attributes(engine, slot_vectors.slot_keys)
+    facts = report.RunFacts(
+        run_id=run.id,
+        run_day=run.run_day,
+        status=status,
+        started_at=run.started_at,
+        version=_facts(version),
+        previous=None if previous is None else _facts(versions.get_version(engine, previous.id) or previous),
+        volumes={
+            "play sessions": volumes.sessions,
+            "interactions (player x slot x day)": volumes.interactions,
+            "days consolidated": f"{volumes.first_day} .. {volumes.last_day}",
+            "players": volumes.players,
+            "slots (active)": f"{volumes.slots:,} ({volumes.active_slots:,})",
+            "players in the version": version.n_players,
+            "slots in the version": version.n_slots,
+        },
+        stages=dict(stages.figures),
+        gate=gate,
+    )
+    slot_map = report.SlotMap(
+        vectors=slot_vectors.similarity,
+        providers=attributes.providers,
+        themes=attributes.themes,
+        top_providers=settings.report_top_providers,
+    )
+    folder = Path(settings.data_dir) / "runs" / f"pipeline-{run.id}"
+    return report.write_report(folder, facts, slot_map).resolve()
+
+
+def _facts(version: versions.ModelVersion):
+    from recsys.report import VersionFacts
+
+    return VersionFacts(
+        id=version.id,
+        status=version.status,
+        model=version.model,
+        metrics=version.metrics,
+        data_start=version.data_start,
+        data_end=version.data_end,
+        curve_path=version.curve_path,
+    )
+
+
+def _skip(engine, run: PipelineRun, previous_run: PipelineRun) -> PipelineOutcome:
+    active = versions.active_version(engine)
+    inputs = run.inputs
+    message = (
+        f"nothing new since run {previous_run.id} ({previous_run.status}, {previous_run.started_at:%Y-%m-%d %H:%M %Z}):"
+        f" {inputs['sessions']:,} play sessions, last updated {inputs['sessions_updated_at']}, same settings; "
+        f"active version {active.id if active else 'none'}; --force trains anyway"
+    )
+    pipeline_runs.finish_run(engine, run.id, "skipped", version_id=previous_run.version_id)
+    return PipelineOutcome(
+        run_id=run.id,
+        status="skipped",
+        message=message,
+        version_id=previous_run.version_id,
+        report_path=Path(previous_run.report_path) if previous_run.report_path else None,
+        previous_run=previous_run.id,
+    )
+
+
+def _newest_version_id(engine) -> int:
+    newest = versions.list_versions(engine, limit=1)
+    return newest[0].id if newest else 0
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGTERM)"
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, RecsysError) else str(exc)
+
+
+class _Stages:
+    """Times each stage, keeps the run row's ``stage`` and ``stages`` up to date, logs one line each."""
+
+    def __init__(self, engine, run_id: int) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.current: str | None = None
+        self.figures: dict[str, dict[str, Any]] = {}
+        self.version_id: int | None = None
+        self.newest_version_before = 0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        self.current = name
+        pipeline_runs.enter_stage(self.engine, self.run_id, name)
+        log.info("%s ...", name)
+        figures: dict[str, Any] = {}
+        started = time.perf_counter()
+        try:
+            yield figures
+        except BaseException as exc:
+            if name == "train" and self.version_id is None:
+                self.version_id = self._version_of_failed_training()
+            if isinstance(exc, Exception):
+                raise StageFailed(self.run_id, name, exc) from exc
+            raise
+        figures["seconds"] = round(time.perf_counter() - started, 2)
+        self.figures[name] = figures
+        pipeline_runs.record_stage(self.engine, self.run_id, name, figures)
+        details = ", ".join(f"{k} {_show(v)}" for k, v in figures.items() if k != "seconds")
+        log.info("%s done in %.1f s: %s", name, figures["seconds"], details)
+
+    def _version_of_failed_training(self) -> int | None:
+        newest = _newest_version_id(self.engine)
+        return newest if newest > self.newest_version_before else None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
