@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from api import catalogue, health, models, players, recommendations
+from api import catalogue, events, feedback, health, models, players, recommendations, stream
 from api.auth import KeyCache
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
@@ -24,7 +24,7 @@ from recsys.db.engine import create_engine, libpq_url
 from recsys.settings import Settings
 
 ROUTES = [*health.ROUTES, metrics_endpoint, *catalogue.ROUTES, *players.ROUTES, *recommendations.ROUTES,
-          *models.ROUTES]
+          *models.ROUTES, *events.ROUTES, *feedback.ROUTES, *stream.ROUTES]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -215,6 +215,8 @@ class ServedList:
     suppressed_reason: str | None
     filters: Mapping[str, Any]
     items: tuple[ServedItem, ...]
+    session_key: int | None = None  # the play session whose long-session trigger produced it
+    action: str | None = None  # e.g. ``reality_check``: what the frontend shows instead of games
 
 
 # One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
@@ -225,8 +227,10 @@ _LOG = sa.text(
     WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', :commit_mode, true) AS mode),
     served AS (
         INSERT INTO recommendations
-            (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters)
-        SELECT :id, :player, :version, :trigger, :context, :market, :suppressed, CAST(:filters AS jsonb)
+            (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
+             session_key, action)
+        SELECT :id, :player, :version, :trigger, :context, :market, :suppressed, CAST(:filters AS jsonb),
+               :session, :action
         FROM commit_mode
         RETURNING id
     )
@@ -243,7 +247,9 @@ _LOG = sa.text(
 def log_recommendation(conn: sa.Connection, served: ServedList, *, synchronous_commit: bool = False) -> None:
     """Write the list and its items in one statement (one transaction): both or neither.
 
-    ``conn`` must be in autocommit (:func:`connection`). ``synchronous_commit=False`` commits
+    ``conn`` is in autocommit (:func:`connection`), or in a transaction of the caller's (the session
+    tracker logs a triggered list with the events that fired it): then the setting applies to that
+    whole transaction, so such a caller passes ``synchronous_commit=True``. ``synchronous_commit=False`` commits
     without waiting for the WAL flush (``synchronous_commit = off`` for this transaction only):
     the write is atomic and survives a crash of the API, but a crash of PostgreSQL itself may lose
     the last ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync per
@@ -262,6 +268,8 @@ def log_recommendation(conn: sa.Connection, served: ServedList, *, synchronous_c
             "market": served.market,
             "suppressed": served.suppressed_reason,
             "filters": json.dumps(served.filters),
+            "session": served.session_key,
+            "action": served.action,
             "ranks": list(range(1, len(items) + 1)),
             "keys": [i.slot_key for i in items],
             "scores": [i.score for i in items],

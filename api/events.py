@@ -1,0 +1,187 @@
+"""``POST /v1/events``: play events in; the long-session triggers they fire, logged and pushed, out.
+
+The handler runs the session tracker (``recsys.tracker.track``) with :func:`respond`, which builds
+a triggered list the way ``GET .../recommendations`` builds one (gate, candidates around the slot
+being played, SQL exclusions, ranking) but on the tracker's connection, inside the transaction that
+stores the events: the list, the claim of the trigger and the push notification commit together.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+import msgspec
+from litestar import post
+from litestar.datastructures import State
+from litestar.exceptions import ValidationException
+from litestar.params import RawBody
+
+from api.auth import INGEST
+from api.errors import NotReady
+from api.recommendations import RecommendedItem, Suppression, _active_version_id, _filters, _ranked
+from api.state import ServingState
+from recsys.db import serving as db
+from recsys.db.events import TriggeredSession
+from recsys.errors import InputError
+from recsys.events import PlayEvent
+from recsys.policy import protection_gate
+from recsys.tracker import Answer, Decision, TrackerConfig, track
+
+MAX_EVENTS = 1_000
+"""Events per request: a batch is one transaction, and its sessions stay locked until it commits."""
+TRIGGERED_K = 10
+"""Slots in a triggered list (the frontend's overlay shows a handful)."""
+TRIGGER = "session_threshold"
+SOURCE = "POST /v1/events"
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=True):
+    """One play event (docs/api.md): ``ts`` is RFC 3339 event time with a zone."""
+
+    event_id: str
+    type: str  # start, heartbeat, spin, end
+    session_id: str
+    player_id: str
+    slot_id: str
+    ts: datetime
+    bet: float | None = None
+    win: float | None = None
+    bonus: bool | None = None
+
+
+class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[EventIn]
+
+
+class TriggeredList(msgspec.Struct):
+    """A list the long-session trigger produced: in the events answer and on the player's stream."""
+
+    recommendation_id: uuid.UUID
+    player_id: str
+    session_id: str | None
+    context_slot: str | None  # the slot being played
+    model_version: int | None
+    trigger: str
+    action: str | None  # reality_check: show that instead of games
+    items: list[RecommendedItem]
+    suppressed: Suppression | None  # why no games: a gate reason, session_limit or night_hours
+
+
+class EventsResult(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    recommendations: list[TriggeredList]
+
+
+@post("/v1/events", guards=[INGEST], sync_to_thread=True, status_code=200, tags=["events"])
+def post_events(state: State, body: RawBody) -> EventsResult:
+    """Store a batch of play events (idempotent by ``event_id``); answer after the commit with the
+    lists that sessions crossing the long-session threshold produced."""
+    return ingest_events(state.serving, body)
+
+
+def ingest_events(serving: ServingState, body: bytes) -> EventsResult:
+    batch = decode_batch(body, EventBatch, "events", SOURCE)
+    if len(batch.events) > MAX_EVENTS:
+        raise InputError(SOURCE, f"{len(batch.events):,} events; at most {MAX_EVENTS:,} per request")
+    events = [
+        PlayEvent(e.event_id, e.type, e.session_id, e.player_id, e.slot_id, e.ts, e.bet, e.win, e.bonus)
+        for e in batch.events
+    ]
+    tracked = track(serving.engine, events, TrackerConfig.from_settings(serving.settings), partial(respond, serving),
+                    source=SOURCE)
+    return EventsResult(tracked.accepted, tracked.duplicates, tracked.recommendations)
+
+
+def respond(serving: ServingState, conn, session: TriggeredSession, decision: Decision) -> Answer:
+    """Gate, build and log the list of one claimed trigger on the tracker's ``conn``.
+
+    The gate comes first and fails closed (a stopped player gets nothing, and nothing is pushed);
+    then the late-session decision (no games: a reality check, pushed, or silence); else a list
+    around the slot being played, the played slots excluded by SQL (this session's too).
+    """
+    snap = serving.snapshot
+    if not snap.catalogue_loaded:
+        raise NotReady("the slot catalogue is not loaded yet")
+    model = snap.model
+    version_id = model.version_id if model is not None else _active_version_id(serving)
+    player = db.find_player(conn, session.player_id, version_id)
+    market = player.market
+    gate = protection_gate(player.protection, datetime.now(UTC))
+    items, action = [], None
+    if gate is not None:
+        suppressed = gate
+        filters = _filters(serving.settings, TRIGGERED_K, market, gate=gate)
+    elif decision.late_reason is not None:
+        suppressed, action = decision.late_reason, decision.action
+        filters = _filters(serving.settings, TRIGGERED_K, market, gate="allowed")
+    else:
+        suppressed = None
+        # A slot added a moment ago may not be in this process's catalogue yet: then the player's
+        # recent slots seed the list instead.
+        context_key = session.slot_key if session.slot_key in snap.catalogue.slots else None
+        items, filters = _ranked(serving, snap, conn, player, version_id, context_key, market, TRIGGERED_K)
+    filters["continuous_seconds"] = session.continuous_seconds
+    recommendation_id = uuid.uuid4()
+    served = db.ServedList(
+        recommendation_id, player.key, version_id, TRIGGER, session.slot_key, market, suppressed, filters,
+        tuple(db.ServedItem(i.slot_key, i.score, i.reason, i.explored) for i in items),
+        session_key=session.session_key, action=action,
+    )
+    # In the events' transaction: waiting for the WAL flush keeps the events' own durability.
+    db.log_recommendation(conn, served, synchronous_commit=True)
+    if suppressed is not None:
+        serving.metrics.suppressed(suppressed)
+    else:
+        serving.metrics.served(filters["candidate_source"])
+    slots = snap.catalogue.slots
+    body = TriggeredList(
+        recommendation_id,
+        session.player_id,
+        session.session_id,
+        session.slot_id,
+        version_id,
+        TRIGGER,
+        action,
+        [RecommendedItem(slots[i.slot_key].slot_id, round(i.score, 6), i.reason) for i in items],
+        None if suppressed is None else Suppression(suppressed),
+    )
+    pushed = gate is None and (suppressed is None or action is not None)
+    return Answer(recommendation_id, session.player_id, pushed, body)
+
+
+# --- decoding a batch body into 422s that name the record and the field ----------------------------
+
+T = TypeVar("T")
+_AT = re.compile(r" - at `\$\.(?P<key>\w+)\[(?P<row>\d+)\](?:\.(?P<field>\w+))?")
+_NAMED = re.compile(r"field `(?P<field>[^`]+)`")
+
+
+def decode_batch(body: bytes, kind: type[T], key: str, source: str) -> T:
+    """Decode ``{key: [records]}`` JSON into ``kind``; a record that does not fit raises
+    ``InputError`` with its 0-based ``row`` and its ``field``; malformed JSON is a 400."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc, key, source) from exc
+    except msgspec.DecodeError as exc:
+        raise ValidationException(f"the body is not JSON: {exc}") from exc
+
+
+def validation_error(exc: msgspec.ValidationError, key: str, source: str) -> InputError:
+    """``msgspec``'s "Expected `str`, got `int` - at `$.events[3].slot_id`" as an ``InputError``."""
+    message = str(exc)
+    at = _AT.search(message)
+    text = message.split(" - at ", 1)[0]
+    if at is None or at["key"] != key:
+        return InputError(source, text)
+    named = _NAMED.search(text)  # missing required / unknown field `x`: the path stops at the record
+    field = at["field"] or (named["field"] if named else None)
+    return InputError(source, text, row=int(at["row"]), field=field)
+
+
+ROUTES = [post_events]

@@ -1,0 +1,74 @@
+"""``POST /v1/feedback``: impressions, clicks, plays and dismissals of recommended slots.
+
+Stored by ``recsys.db.feedback.store_feedback`` in one transaction (idempotent by recommendation,
+slot and action), which also attributes play sessions that started on a recommended slot within
+``RECSYS_ATTRIBUTION_WINDOW_SECONDS`` after its play, click or impression.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import post
+from litestar.datastructures import State
+from litestar.exceptions import ValidationException
+from litestar.params import RawBody
+
+from api.auth import INGEST
+from api.events import validation_error
+from api.state import ServingState
+from recsys.db.feedback import Feedback, store_feedback
+from recsys.errors import InputError
+
+MAX_FEEDBACK = 1_000
+SOURCE = "POST /v1/feedback"
+
+
+class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
+    recommendation_id: str
+    slot_id: str
+    action: str  # impression, click, play, dismiss
+    ts: datetime | None = None  # RFC 3339 with a zone; default: when it is received
+
+
+class FeedbackBatch(msgspec.Struct, forbid_unknown_fields=True):
+    feedback: list[FeedbackIn]
+
+
+class FeedbackResult(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    attributed_sessions: int
+
+
+@post("/v1/feedback", guards=[INGEST], sync_to_thread=True, status_code=200, tags=["events"])
+def post_feedback(state: State, body: RawBody) -> FeedbackResult:
+    """Store feedback on served lists: ``{"feedback": [...]}`` or one object; all or nothing."""
+    return record_feedback(state.serving, body)
+
+
+def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:
+    items = [Feedback(f.recommendation_id, f.slot_id, f.action, f.ts) for f in _decode(body).feedback]
+    if len(items) > MAX_FEEDBACK:
+        raise InputError(SOURCE, f"{len(items):,} items; at most {MAX_FEEDBACK:,} per request")
+    with serving.engine.begin() as conn:
+        result = store_feedback(conn, items, window_seconds=serving.settings.attribution_window_seconds, source=SOURCE)
+    return FeedbackResult(result.accepted, result.duplicates, result.attributed_sessions)
+
+
+def _decode(body: bytes) -> FeedbackBatch:
+    """A batch, or one object read as a batch of one (its errors name row 0)."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValidationException(f"the body is not JSON: {exc}") from exc
+    if isinstance(raw, dict) and "feedback" not in raw:
+        raw = {"feedback": [raw]}
+    try:
+        return msgspec.convert(raw, FeedbackBatch)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc, "feedback", SOURCE) from exc
+
+
+ROUTES = [post_feedback]

@@ -1,0 +1,276 @@
+"""``GET /v1/players/{player_id}/stream``: the player's triggered lists as Server-Sent Events.
+
+Each process keeps a :class:`PushHub` (created with its first stream, on ``app.state``): its open
+streams by player, each an asyncio queue, and — while any stream is open — one thread that LISTENs
+on ``recsys_push`` (``recsys.db.push``). A notification for a player with a stream here is read
+from ``recommendations`` once and handed to each of that player's queues on its event loop.
+
+Every list is an event ``recommendation`` whose ``id`` is the recommendation id. What a client
+missed while it was away is replayed from the table after the ``Last-Event-ID`` it sends back
+(the browser's ``EventSource`` does so by itself). A fresh stream starts with an ``id``-only
+message naming the player's latest pushed list (``0``: none yet), so even a client that received
+nothing before its connection broke resumes without a gap. A stream ends itself, for the client to
+reconnect and replay, when its queue overflows (a client that does not read) and when its
+process's LISTEN connection was lost (notifications may have been missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+import msgspec
+from litestar import get
+from litestar.datastructures import State
+from litestar.params import FromPath, HeaderParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from api.auth import READ
+from api.errors import NotReady
+from api.events import TriggeredList
+from api.recommendations import RecommendedItem, Suppression
+from recsys.db import push
+from recsys.db import serving as db
+
+QUEUE_SIZE = 64
+"""Lists waiting for one slow client; beyond, its stream ends and the client replays on reconnecting."""
+REPLAY_LIMIT = 50
+"""At most this many missed lists (the latest) are replayed to a reconnecting client."""
+READY_SECONDS = 5.0
+"""A stream waits this long for its process's LISTEN connection before answering 503."""
+RETRY_MS = 2000
+"""The reconnection delay the stream asks the client's EventSource to use."""
+NO_LIST = "0"
+"""``Last-Event-ID`` of a client that has seen no list: everything is replayed (at most REPLAY_LIMIT)."""
+
+
+class _Stream:
+    """One open stream's queue, and the event loop that serves it."""
+
+    def __init__(self, player_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.player_id = player_id
+        self.loop = loop
+        self.queue: asyncio.Queue[TriggeredList | None] = asyncio.Queue(QUEUE_SIZE)
+        self.ended = False
+
+    def offer(self, item: TriggeredList) -> None:
+        """On the loop: queue ``item``, or end the stream when its client does not keep up."""
+        if self.ended:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.end()
+
+    def end(self) -> None:
+        """On the loop: the stream ends after what it is sending now."""
+        self.ended = True
+        if not self.queue.full():
+            self.queue.put_nowait(None)
+
+
+class _Listener:
+    """The LISTEN thread of one hub, from the first open stream until the last one closes."""
+
+    def __init__(self, hub: PushHub) -> None:
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(
+            target=push.listen,
+            kwargs={
+                "url": hub.url,
+                "on_connect": self._connected,
+                "on_disconnect": self.ready.clear,
+                "on_notices": hub.deliver,
+                "stop": self.stop,
+            },
+            name="recsys-push",
+            daemon=True,
+        )
+        self.hub = hub
+        self.thread.start()
+
+    def _connected(self, first: bool) -> None:
+        if not first:
+            self.hub.end_all()  # notifications were missed while disconnected: clients replay
+        self.ready.set()
+
+
+class PushHub:
+    """This process's open streams by player, fed by a LISTEN thread while any is open."""
+
+    def __init__(self, engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._lock = threading.Lock()
+        # Weak: a stream whose response never started (client gone at once) leaves by itself.
+        self._streams: dict[str, weakref.WeakSet[_Stream]] = {}
+        self._listener: _Listener | None = None
+
+    def open(self, player_id: str) -> tuple[_Stream, _Listener]:
+        """Register a stream (on its event loop); starts the LISTEN thread if none runs."""
+        stream = _Stream(player_id, asyncio.get_running_loop())
+        with self._lock:
+            self._streams.setdefault(player_id, weakref.WeakSet()).add(stream)
+            if self._listener is None:
+                self._listener = _Listener(self)
+            return stream, self._listener
+
+    def close(self, stream: _Stream) -> None:
+        """Unregister a stream; the last one out stops the LISTEN thread."""
+        with self._lock:
+            streams = self._streams.get(stream.player_id)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self._streams[stream.player_id]
+            if not any(self._streams.values()) and self._listener is not None:
+                self._listener.stop.set()
+                self._listener = None
+
+    def deliver(self, notices: list[push.Notice]) -> None:
+        """On the LISTEN thread: read the lists meant for players with a stream here, queue them."""
+        with self._lock:
+            wanted = [n.recommendation_id for n in notices if self._streams.get(n.player_id)]
+        if not wanted:
+            return
+        with db.connection(self.engine) as conn:
+            lists = push.load_pushed(conn, wanted)
+        for pushed in lists:
+            item = triggered_list(pushed)
+            with self._lock:
+                streams = list(self._streams.get(pushed.player_id, ()))
+            for stream in streams:
+                _call_on_loop(stream, stream.offer, item)
+
+    def end_all(self) -> None:
+        with self._lock:
+            streams = [s for group in self._streams.values() for s in group]
+        for stream in streams:
+            _call_on_loop(stream, stream.end)
+
+
+def _call_on_loop(stream: _Stream, callback, *args) -> None:
+    try:
+        stream.loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the loop is closed: the server is gone, and the stream with it
+        stream.ended = True
+
+
+def triggered_list(pushed: push.Pushed) -> TriggeredList:
+    return TriggeredList(
+        pushed.recommendation_id,
+        pushed.player_id,
+        pushed.session_id,
+        pushed.context_slot_id,
+        pushed.version_id,
+        "session_threshold",
+        pushed.action,
+        [RecommendedItem(i.slot_id, round(i.score, 6), i.reason) for i in pushed.items],
+        None if pushed.suppressed_reason is None else Suppression(pushed.suppressed_reason),
+    )
+
+
+def _hub(state: State) -> PushHub:
+    hub = state.get("push_hub")
+    if hub is None:  # on the event loop: no other coroutine runs between the test and the set
+        hub = state.push_hub = PushHub(state.serving.engine, state.serving.url)
+    return hub
+
+
+@get("/v1/players/{player_id:str}/stream", guards=[READ], tags=["events"])
+async def player_stream(
+    state: State,
+    player_id: FromPath[str],
+    last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id", max_length=64)] = None,
+) -> ServerSentEvent:
+    """The player's triggered lists as Server-Sent Events; send ``Last-Event-ID`` to get what you missed."""
+    engine = state.serving.engine
+    start = await anyio.to_thread.run_sync(_start, engine, player_id)
+    hub = _hub(state)
+    stream, listener = hub.open(player_id)
+    try:
+        # LISTEN is in place before the backlog is read: a list committed meanwhile is in one or the other.
+        if not await _wait(listener.ready, READY_SECONDS):
+            raise NotReady("cannot LISTEN for pushes: the database does not answer")
+        after, announce = _cursor(last_event_id, start)
+        backlog = await anyio.to_thread.run_sync(_replay, engine, start.player_key, after)
+        if backlog is None:  # an id we cannot place: start from the present
+            announce = str(start.latest or NO_LIST)
+            backlog = await anyio.to_thread.run_sync(_replay, engine, start.player_key, start.latest)
+    except BaseException:
+        hub.close(stream)
+        raise
+    keepalive = state.serving.settings.stream_keepalive_seconds
+    return ServerSentEvent(_events(hub, stream, announce, backlog or [], keepalive))
+
+
+def _start(engine, player_id: str) -> push.StreamStart:
+    with db.connection(engine) as conn:
+        start = push.stream_start(conn, player_id)
+    if start is None:
+        raise db.NotFound("player", player_id)
+    return start
+
+
+def _replay(engine, player_key: int, after: uuid.UUID | None) -> list[TriggeredList] | None:
+    with db.connection(engine) as conn:
+        lists = push.replay(conn, player_key, after, REPLAY_LIMIT)
+    return None if lists is None else [triggered_list(p) for p in lists]
+
+
+def _cursor(last_event_id: str | None, start: push.StreamStart) -> tuple[uuid.UUID | None, str | None]:
+    """(replay after this list, the ``id`` to announce first). No header: from the latest list now
+    (announced, so that the client's next reconnection resumes from it)."""
+    if last_event_id is None or not last_event_id.strip():
+        return start.latest, str(start.latest or NO_LIST)
+    if last_event_id.strip() == NO_LIST:
+        return None, None
+    try:
+        return uuid.UUID(last_event_id.strip()), None
+    except ValueError:
+        return start.latest, str(start.latest or NO_LIST)
+
+
+async def _wait(event: threading.Event, seconds: float) -> bool:
+    deadline = anyio.current_time() + seconds
+    while not event.is_set() and anyio.current_time() < deadline:
+        await anyio.sleep(0.01)
+    return event.is_set()
+
+
+async def _events(
+    hub: PushHub, stream: _Stream, announce: str | None, backlog: list[TriggeredList], keepalive: float
+) -> AsyncIterator[ServerSentEventMessage]:
+    try:
+        yield ServerSentEventMessage(data=None, id=announce, retry=RETRY_MS, comment="connected")
+        replayed = set()
+        for item in backlog:
+            replayed.add(item.recommendation_id)
+            yield _message(item)
+        while not stream.ended:
+            try:
+                item = await asyncio.wait_for(stream.queue.get(), keepalive)
+            except TimeoutError:
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
+                continue
+            if item is None or stream.ended:
+                break
+            if item.recommendation_id not in replayed:  # committed while the backlog was read
+                yield _message(item)
+    finally:
+        hub.close(stream)
+
+
+def _message(item: TriggeredList) -> ServerSentEventMessage:
+    return ServerSentEventMessage(
+        data=msgspec.json.encode(item).decode(), event="recommendation", id=str(item.recommendation_id)
+    )
+
+
+ROUTES = [player_stream]

@@ -1,0 +1,184 @@
+"""Sustained play-event ingestion with the database in the loop: ``POST /v1/events`` against a real
+``recsys serve``, single events and batches of 100, next to ``/healthz`` of the same server in the
+same run.
+
+    python bench/bench_events.py [--slots 2000] [--players 20000] [--concurrency 4]
+
+It seeds ``recsys_bench_events`` (on RECSYS_DATABASE_URL's server, or the embedded one) with
+bench_api.py's synthetic casino and active version, starts ``recsys serve`` (granian, one worker)
+and drives it from a second process (bench/loadgen.py). Each connection owns its play sessions and
+sends their events in event-time order, as a casino's event forwarder would: heartbeats and spins
+every ``--spacing`` seconds of event time, so a session crosses the one-hour threshold after
+3600 / spacing events and its trigger builds, logs and announces a list inside that request.
+Every answer is a commit (``synchronous_commit`` on: an acknowledged event survives a crash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+import urllib.request
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import bench_api  # noqa: E402  (bench/ is the script's folder)
+from loadgen import Request, drive_in_another_process  # noqa: E402
+
+DATABASE = "recsys_bench_events"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class Sessions:
+    """Play sessions of one connection, each advancing in event time as its events are made."""
+
+    def __init__(self, name: str, world: dict, count: int, spacing: float, rng: random.Random) -> None:
+        self.ids = [f"{name}-{i}" for i in range(count)]
+        self.players = [rng.choice(world["player_ids"]) for _ in range(count)]
+        self.slots = [rng.choice(world["slot_ids"]) for _ in range(count)]
+        self.sent = [0] * count
+        self.spacing = spacing
+        self.rng = rng
+
+    def event(self, i: int) -> dict:
+        n = self.sent[i]
+        self.sent[i] += 1
+        spin = n % 3 != 0
+        event = {
+            "event_id": f"{self.ids[i]}-{n}",
+            "type": "start" if n == 0 else ("spin" if spin else "heartbeat"),
+            "session_id": self.ids[i],
+            "player_id": self.players[i],
+            "slot_id": self.slots[i],
+            "ts": (T0 + timedelta(seconds=n * self.spacing)).isoformat(),
+        }
+        if spin:
+            event["bet"] = 1.0
+            event["win"] = round(self.rng.random() * 1.9, 2)
+        return event
+
+
+def event_requests(name: str, world: dict, *, connections: int, sessions: int, batch: int, requests: int,
+                   spacing: float, seed: int) -> list[list[Request]]:
+    """Per connection: ``requests`` POSTs of ``batch`` events, round-robin over its own sessions."""
+    rng = random.Random(seed)
+    shares = []
+    for c in range(connections):
+        owned = Sessions(f"{name}-{c}", world, sessions, spacing, rng)
+        share, cursor = [], 0
+        for _ in range(requests):
+            events = []
+            for _ in range(batch):
+                events.append(owned.event(cursor % sessions))
+                cursor += 1
+            share.append(Request("POST", "/v1/events", json.dumps({"events": events}).encode()))
+        shares.append(share)
+    return shares
+
+
+def triggered_lists(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith(("recsys_recommendations_total{", "recsys_suppressions_total{")))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slots", type=int, default=2000)
+    parser.add_argument("--players", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=150, help="batches of 100 per connection")
+    parser.add_argument("--singles", type=int, default=1500, help="single-event requests per connection")
+    parser.add_argument("--sessions", type=int, default=50, help="play sessions per connection")
+    parser.add_argument("--spacing", type=float, default=15.0, help="event-time seconds between a session's events")
+    parser.add_argument("--rate", type=int, default=2000, help="events/s of the paced run (batches of 100)")
+    parser.add_argument("--paced-seconds", type=float, default=15.0, help="length of the paced run")
+    parser.add_argument("--server", default="granian")
+    args = parser.parse_args()
+
+    from recsys.db import apikeys
+    from recsys.db.engine import create_engine
+    from recsys.settings import Settings
+
+    settings = Settings.from_env()
+    print(f"seeding {DATABASE}: {args.slots:,} slots, {args.players:,} players ...", flush=True)
+    started = time.perf_counter()
+    bench_api.BENCH_DATABASE = DATABASE  # bench_api's seeding, on a database of this benchmark's own
+    url = bench_api.bench_database(settings)
+    engine = create_engine(settings, url)
+    world = bench_api.seed_casino(engine, slots=args.slots, players=args.players, sessions_per_player=5)
+    with engine.begin() as conn:  # every bench player may be marketed to: each trigger builds a list
+        conn.exec_driver_sql("UPDATE players SET marketing_consent = true, risk_flag = false")
+    key, _ = apikeys.create_key(engine, ["ingest"], "bench-events")
+    print(f"seeded in {time.perf_counter() - started:.0f} s (version {world['version']})", flush=True)
+
+    c, sessions = args.concurrency, args.sessions
+
+    def load(batch: int, n: int, connections: int, run: str) -> list[list[Request]]:
+        """``n`` requests of ``batch`` events per connection (batch 0: /healthz); ``run`` names the
+        sessions (each run plays new ones)."""
+        if batch == 0:
+            return [[Request("GET", "/healthz")] * n for _ in range(connections)]
+        return event_requests(f"{run}-{batch}", world, connections=connections, sessions=sessions, batch=batch,
+                              requests=n, spacing=args.spacing, seed=zlib.crc32(run.encode()))
+
+    per_second = args.rate / 100 / 2  # batches per second on each of two paced connections
+    paced_n = max(int(per_second * args.paced_seconds), 1)
+    runs = [  # label, events per request, requests per connection, connections, pacing interval
+        ("healthz", 0, args.singles, c, None),
+        ("single events", 1, args.singles, c, None),
+        ("batches of 100", 100, args.batches, c, None),
+        (f"batches, paced {args.rate:,} ev/s", 100, paced_n, 2, 1 / per_second),
+    ]
+    port = bench_api.free_port()
+    process = bench_api.start_server(args.server, url, port, {"RECSYS_SERVE_WORKERS": "1"})
+    results = []
+    try:
+        drive_in_another_process(port, load(0, 100, c, "warm"), None)
+        drive_in_another_process(port, load(100, 5, c, "warm"), key)
+        for label, batch, n, connections, interval in runs:
+            before = triggered_lists(port)
+            loaded = drive_in_another_process(port, load(batch, n, connections, label), key, interval)
+            fired = triggered_lists(port) - before
+            alone = None
+            if interval is None:
+                alone = drive_in_another_process(port, load(batch, max(n // 3, 50), 1, "alone " + label), key)
+            results.append((label, batch, n, connections, loaded, alone, fired))
+            for result in (loaded, alone or {}):
+                if result.get("errors"):
+                    print(f"  {label}: {result['errors']} non-200 answers, e.g. {result['first_error']}")
+    finally:
+        bench_api.stop_server(process)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM play_events").scalar_one()
+    engine.dispose()
+
+    print(f"\n{os.cpu_count()} CPUs, {args.server} with 1 worker, PostgreSQL and the load generator on the same "
+          f"machine; load average {os.getloadavg()[0]:.1f} at the end. Each connection owns {sessions} sessions, "
+          f"events {args.spacing:g} s apart in event time; {stored:,} events stored in all. 'alone': one "
+          f"connection, a third of the requests.\n")
+    trivial = results[0][4]["rps"]
+    print(f"{'workload':<28} {'conn':>4} {'requests':>8} {'req/s':>8} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7}  "
+          f"{'alone p50':>9} {'p99':>6}  {'vs healthz':>10} {'ev/session':>10} {'lists':>6}")
+    for label, batch, n, connections, loaded, alone, fired in results:
+        events = f"{loaded['rps'] * batch:>9.0f}" if batch else f"{'':>9}"
+        lone = f"{alone['p50']:>9.2f} {alone['p99']:>6.2f}" if alone else f"{'':>9} {'':>6}"
+        length = f"{n * batch // sessions:>10}" if batch else f"{'':>10}"
+        print(f"{label:<28} {connections:>4} {loaded['requests']:>8} {loaded['rps']:>8.0f} {events} "
+              f"{loaded['p50']:>7.2f} {loaded['p99']:>7.2f}  {lone}  {loaded['rps'] / trivial:>10.2f} {length} "
+              f"{fired if batch else '':>6}")
+    print("\nev/session: events each session holds at the end of the run (a batch's cost grows with it). "
+          "lists: triggered lists built, logged and announced inside those requests.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

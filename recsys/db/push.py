@@ -1,0 +1,226 @@
+"""Pushing triggered recommendations to the players' open streams, across API replicas.
+
+A triggered list that the player should see (games, or a reality check) is announced with
+``NOTIFY recsys_push`` **in the transaction that logs it**: PostgreSQL delivers a notification only
+when that transaction commits, so every replica hears of exactly the lists that exist, and never of
+one that was rolled back. The payload is small JSON, ``{"recommendation_id": ..., "player_id": ...}``:
+a replica with no open stream for that player ignores it without a query, and one with a stream
+reads the list from ``recommendations`` (:func:`load_pushed`), the same rows a reconnecting client's
+replay reads (:func:`replay`).
+
+Notifications reach only the connections listening at that moment. What a stream missed (it was
+disconnected, or its replica's LISTEN connection was) is replayed from the table after the
+``Last-Event-ID`` the client sends back; see docs/api.md.
+
+Also here: :func:`session_keys`, the keys of a batch's sessions, which the session tracker hands
+to ``recsys.db.feedback.attribute_sessions``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "recsys_push"
+
+PUSHED = "r.trigger = 'session_threshold' AND (r.suppressed_reason IS NULL OR r.action IS NOT NULL)"
+"""The triggered lists a player's stream shows: games, or an action such as a reality check (a list
+the gate or the silent late-session policy withheld is logged but never pushed)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification: which list, for which player."""
+
+    recommendation_id: uuid.UUID
+    player_id: str
+
+
+@dataclass(frozen=True)
+class PushedItem:
+    slot_id: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """A pushed list as stored, for a stream (live or replayed)."""
+
+    recommendation_id: uuid.UUID
+    player_id: str
+    session_id: str | None
+    context_slot_id: str | None
+    version_id: int | None
+    action: str | None
+    suppressed_reason: str | None
+    items: tuple[PushedItem, ...]
+
+
+def notify(conn: sa.Connection, recommendation_id: uuid.UUID, player_id: str) -> None:
+    """Announce a list in ``conn``'s transaction: delivered to the listeners when it commits."""
+    payload = json.dumps({"recommendation_id": str(recommendation_id), "player_id": player_id})
+    conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+
+
+def session_keys(conn: sa.Connection, session_ids: list[str]) -> list[int]:
+    """Keys of the named sessions that no recommendation is attributed to yet, ascending."""
+    return list(
+        conn.execute(
+            sa.text(
+                "SELECT id FROM play_sessions WHERE session_id = ANY(:ids) AND recommendation_id IS NULL ORDER BY id"
+            ),
+            {"ids": session_ids},
+        ).scalars()
+    )
+
+
+# --- what a stream shows --------------------------------------------------------------------------
+
+_SELECT = f"""
+    SELECT r.id, p.player_id, ps.session_id, cs.slot_id AS context_slot_id, r.version_id, r.action,
+           r.suppressed_reason,
+           ARRAY(SELECT s.slot_id FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
+                 WHERE i.recommendation_id = r.id ORDER BY i.rank) AS slot_ids,
+           ARRAY(SELECT i.score FROM recommendation_items i WHERE i.recommendation_id = r.id ORDER BY i.rank)
+               AS scores,
+           ARRAY(SELECT i.reason FROM recommendation_items i WHERE i.recommendation_id = r.id ORDER BY i.rank)
+               AS reasons
+    FROM recommendations r
+    JOIN players p ON p.id = r.player_key
+    LEFT JOIN play_sessions ps ON ps.id = r.session_key
+    LEFT JOIN slots cs ON cs.id = r.context_slot_key
+    WHERE {PUSHED}
+"""
+
+
+def _pushed(row) -> Pushed:
+    items = tuple(
+        PushedItem(slot_id, score, reason)
+        for slot_id, score, reason in zip(row.slot_ids, row.scores, row.reasons, strict=True)
+    )
+    return Pushed(row.id, row.player_id, row.session_id, row.context_slot_id, row.version_id, row.action,
+                  row.suppressed_reason, items)
+
+
+def load_pushed(conn: sa.Connection, recommendation_ids: list[uuid.UUID]) -> list[Pushed]:
+    """The named lists that are pushed ones, oldest first (``created_at``, then id)."""
+    rows = conn.execute(
+        sa.text(_SELECT + " AND r.id = ANY(:ids) ORDER BY r.created_at, r.id"), {"ids": recommendation_ids}
+    )
+    return [_pushed(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """What opening a stream needs to know about a player."""
+
+    player_key: int
+    latest: uuid.UUID | None  # the player's latest pushed list, None: none yet
+
+
+def stream_start(conn: sa.Connection, player_id: str) -> StreamStart | None:
+    """The player and their latest pushed list; None for an unknown player."""
+    row = conn.execute(
+        sa.text(
+            f"""
+            SELECT p.id,
+                   (SELECT r.id FROM recommendations r WHERE r.player_key = p.id AND {PUSHED}
+                    ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS latest
+            FROM players p WHERE p.player_id = :player_id
+            """
+        ),
+        {"player_id": player_id},
+    ).first()
+    return None if row is None else StreamStart(row.id, row.latest)
+
+
+def replay(conn: sa.Connection, player_key: int, after: uuid.UUID | None, limit: int) -> list[Pushed] | None:
+    """The player's pushed lists after ``after`` (in ``(created_at, id)`` order), at most the latest
+    ``limit``, oldest first; ``after=None``: from the beginning. None when ``after`` is not one of
+    this player's pushed lists (the caller cannot tell what the client has seen).
+    """
+    if after is None:
+        where, params = "", {}
+    else:
+        cursor = conn.execute(
+            sa.text(f"SELECT r.created_at FROM recommendations r WHERE r.id = :id AND r.player_key = :p AND {PUSHED}"),
+            {"id": after, "p": player_key},
+        ).first()
+        if cursor is None:
+            return None
+        where, params = " AND (r.created_at, r.id) > (:at, :after)", {"at": cursor.created_at, "after": after}
+    rows = conn.execute(
+        sa.text(
+            f"SELECT * FROM ({_SELECT} AND r.player_key = :p{where} ORDER BY r.created_at DESC, r.id DESC "
+            "LIMIT :limit) latest"
+        ),
+        {"p": player_key, "limit": limit, **params},
+    ).all()
+    return [_pushed(row) for row in reversed(rows)]
+
+
+# --- LISTEN ------------------------------------------------------------------------------------------
+
+
+def listen(
+    url: str,
+    *,
+    on_connect: Callable[[bool], None],
+    on_disconnect: Callable[[], None],
+    on_notices: Callable[[list[Notice]], None],
+    stop: threading.Event,
+) -> None:
+    """LISTEN on :data:`CHANNEL` until ``stop`` is set, reconnecting after a lost connection.
+
+    ``on_connect(first)`` runs once LISTEN is in place (``first``: the first connection; after a
+    reconnection notifications may have been missed), ``on_disconnect`` when the connection is lost,
+    ``on_notices`` with the notifications of a burst (those arriving within 5 ms of the first).
+    Meant for a thread of its own; ``recsys.db.serving.listen`` does the same for channel names only.
+    """
+    delay, first = 0.5, True
+    while not stop.is_set():
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                delay = 0.5
+                _supervised(lambda first=first: on_connect(first))
+                first = False
+                while not stop.is_set():
+                    heard = list(conn.notifies(timeout=0.25, stop_after=1))
+                    if heard:
+                        heard += conn.notifies(timeout=0.005)
+                        notices = [n for n in map(_notice, heard) if n is not None]
+                        _supervised(lambda notices=notices: on_notices(notices))
+        except psycopg.OperationalError as exc:
+            _supervised(on_disconnect)
+            log.warning("LISTEN %s connection lost (%s); reconnecting in %.1f s", CHANNEL, exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _notice(notification) -> Notice | None:
+    try:
+        payload = json.loads(notification.payload)
+        return Notice(uuid.UUID(payload["recommendation_id"]), str(payload["player_id"]))
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring a malformed %s payload: %r", CHANNEL, notification.payload[:200])
+        return None
+
+
+def _supervised(callback: Callable[[], None]) -> None:
+    # The listener outlives any one callback: a failure is logged with its traceback, and the
+    # streams it concerned recover through Last-Event-ID replay when they reconnect.
+    try:
+        callback()
+    except Exception:
+        log.exception("handling %s failed", CHANNEL)

@@ -1,0 +1,148 @@
+"""The session tracker: a batch of play events in, the long-session triggers it fires out.
+
+One batch, one transaction (:func:`track`):
+
+1. validate the whole batch: one bad event rejects it, and nothing is written;
+2. store the events (``recsys.db.events.store_events``: idempotent by ``event_id``, tolerant of
+   order, sessions recomputed in event time), which claims the trigger of every session whose
+   continuous play reached the threshold, exactly once, under the session's row lock;
+3. attribute the batch's sessions to the recommendations they followed (``recsys.db.feedback``);
+4. decide what each claimed trigger gets (:func:`decide`): games, or, past the maximum session
+   length or in the night hours, a reality check or silence;
+5. let ``respond`` gate, build and log the list (it needs the serving process's index, which
+   lives in ``api/``: ``recsys`` never imports it, so the caller passes the function in);
+6. ``NOTIFY`` the lists the player should see (``recsys.db.push``);
+7. commit: the events, the claim, the list and the notification become visible together or not
+   at all. A list is therefore logged and announced exactly once per session; a failure anywhere
+   rolls the whole batch back, and the client's retry fires the trigger again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from recsys.db import push
+from recsys.db.events import TriggeredSession, store_events
+from recsys.db.feedback import attribute_sessions
+from recsys.events import PlayEvent, validate_events
+from recsys.settings import Settings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    pause_seconds: float
+    threshold_seconds: float
+    max_seconds: float
+    night_window: tuple[int, int] | None  # UTC hours [start, end), may wrap midnight
+    late_action: str  # reality_check or silent
+    attribution_window_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrackerConfig:
+        return cls(
+            pause_seconds=settings.session_pause_seconds,
+            threshold_seconds=settings.session_threshold_seconds,
+            max_seconds=settings.session_max_seconds,
+            night_window=settings.night_window,
+            late_action=settings.late_session_action,
+            attribution_window_seconds=settings.attribution_window_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a claimed trigger gets. ``late_reason`` None: games. Otherwise no games, and ``action``
+    says what instead: ``reality_check``, or None (silent: logged, never pushed)."""
+
+    late_reason: str | None = None  # session_limit or night_hours
+    action: str | None = None
+
+
+GAMES = Decision()
+
+
+def decide(session: TriggeredSession, config: TrackerConfig) -> Decision:
+    """Games, unless the session's continuous play reached ``max_seconds`` (``session_limit``) or
+    its latest event lies in the night hours (``night_hours``; event time, like the threshold)."""
+    if session.continuous_seconds >= config.max_seconds:
+        reason = "session_limit"
+    elif in_night_hours(session.last_event_at, config.night_window):
+        reason = "night_hours"
+    else:
+        return GAMES
+    return Decision(reason, "reality_check" if config.late_action == "reality_check" else None)
+
+
+def in_night_hours(ts: datetime, window: tuple[int, int] | None) -> bool:
+    """Whether ``ts`` falls in the UTC hours ``[start, end)``; a window with start > end wraps midnight."""
+    if window is None:
+        return False
+    start, end = window
+    hour = ts.astimezone(UTC).hour
+    return start <= hour < end if start < end else hour >= start or hour < end
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``respond`` made of one trigger (already logged in the batch's transaction)."""
+
+    recommendation_id: uuid.UUID
+    player_id: str
+    pushed: bool  # announce it to the player's streams: games or a reality check
+    body: Any  # the caller's representation, returned in :attr:`TrackedBatch.recommendations`
+
+
+Respond = Callable[["sa.Connection", TriggeredSession, Decision], Answer]
+
+
+@dataclass(frozen=True)
+class TrackedBatch:
+    accepted: int
+    duplicates: int
+    attributed_sessions: int
+    recommendations: list  # ``Answer.body`` of each trigger the batch fired
+    pushed: list[uuid.UUID]  # the recommendations announced on ``recsys.db.push.CHANNEL``
+
+
+def track(
+    engine: sa.Engine,
+    events: list[PlayEvent],
+    config: TrackerConfig,
+    respond: Respond,
+    *,
+    source: str = "events",
+) -> TrackedBatch:
+    """Run one batch through the steps of the module docstring; returns after the commit.
+
+    Raises ``InputError`` (``row`` = 0-based index in the batch, ``field``) before anything is
+    written, and whatever ``respond`` raises (the batch is then rolled back).
+    """
+    validate_events(events, source)
+    with engine.begin() as conn:
+        return _track(conn, events, config, respond, source)
+
+
+def _track(conn: sa.Connection, events: list[PlayEvent], config: TrackerConfig, respond: Respond,
+           source: str) -> TrackedBatch:
+    stored = store_events(
+        conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds, source=source
+    )
+    attributed = 0
+    if stored.accepted:
+        keys = push.session_keys(conn, list({e.session_id: None for e in events}))
+        if keys:
+            attributed = attribute_sessions(conn, window_seconds=config.attribution_window_seconds, session_keys=keys)
+    answers = [respond(conn, session, decide(session, config)) for session in stored.triggered]
+    # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.
+    pushed = sorted((a for a in answers if a.pushed), key=lambda a: a.recommendation_id)
+    for answer in pushed:
+        push.notify(conn, answer.recommendation_id, answer.player_id)
+    return TrackedBatch(stored.accepted, stored.duplicates, attributed, [a.body for a in answers],
+                        [a.recommendation_id for a in pushed])
