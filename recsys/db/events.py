@@ -8,9 +8,12 @@ recommendation it produces. Per batch:
 2. create missing sessions, then lock the batch's sessions (``FOR UPDATE``, in key order so two
    batches never deadlock): concurrent batches of one session are serialized from here on;
 3. insert the events, ``ON CONFLICT (event_id) DO NOTHING`` (a retried batch changes nothing);
-4. recompute each touched session from all its events (so out-of-order events land where they
-   belong): start, latest event, end, spins, stakes, and **continuous play** in event time: from
-   the first event after the last pause longer than ``pause_seconds`` to the latest event;
+4. update each touched session: when its new events all come after its latest stored one (the
+   usual case), from the new events alone — their gaps that are not pauses add to the continuous
+   seconds; when an event lands in its past, by recomputing it from all its events (so
+   out-of-order events land where they belong): start, latest event, end, spins, stakes, and
+   **continuous play** in event time, from the first event after the last pause longer than
+   ``pause_seconds`` to the latest event. Both give the same row (tests/db/test_events.py);
 5. claim the trigger of every session whose continuous play reached ``threshold_seconds`` with
    ``UPDATE ... WHERE trigger_fired_at IS NULL``: under the row lock exactly one batch wins.
 """
@@ -67,6 +70,9 @@ def store_events(
     for event in events:
         ts, p, s = first_ts.get(event.session_id, (event.ts, players[event.player_id], slots[event.slot_id]))
         first_ts[event.session_id] = (min(ts, event.ts), p, s)
+    # In session_id order: two batches creating the same sessions take the unique-index locks in the
+    # same order and cannot deadlock.
+    first_ts = dict(sorted(first_ts.items()))
     conn.execute(
         sa.text(
             "INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at) "
@@ -84,7 +90,7 @@ def store_events(
         row.session_id: row
         for row in conn.execute(
             sa.text(
-                "SELECT id, session_id, player_key, slot_key FROM play_sessions "
+                "SELECT id, session_id, player_key, slot_key, last_event_at FROM play_sessions "
                 "WHERE session_id = ANY(:ids) ORDER BY id FOR UPDATE"
             ),
             {"ids": list(first_ts)},
@@ -99,35 +105,63 @@ def store_events(
             )
 
     unique = list({e.event_id: e for e in events}.values())
-    inserted = (
+    inserted = conn.execute(
+        sa.text(
+            "INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) "
+            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:types AS text[]), "
+            "CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]), "
+            "CAST(:bonus AS boolean[])) ON CONFLICT (event_id) DO NOTHING RETURNING session_key, ts, event_id"
+        ),
+        {
+            "ids": [e.event_id for e in unique],
+            "sessions": [sessions[e.session_id].id for e in unique],
+            "types": [e.type for e in unique],
+            "ts": [e.ts for e in unique],
+            "bets": [e.bet for e in unique],
+            "wins": [e.win for e in unique],
+            "bonus": [e.bonus for e in unique],
+        },
+    ).all()
+    # A session whose new events all come after its latest stored one is updated from those events
+    # alone (continuous seconds add up pair by pair); one that got an event in its past is recomputed.
+    latest = {row.id: row.last_event_at for row in sessions.values()}
+    earliest_new: dict[int, datetime] = {}
+    for key, ts, _ in inserted:
+        earliest_new[key] = min(ts, earliest_new.get(key, ts))
+    touched = sorted(earliest_new)
+    in_order = [key for key in touched if earliest_new[key] >= latest[key]]
+    past = [key for key in touched if earliest_new[key] < latest[key]]
+    triggered: list[TriggeredSession] = []
+    if in_order:
+        appended = {event_id for key, _, event_id in inserted if key in set(in_order)}
+        new = [e for e in unique if e.event_id in appended]
         conn.execute(
-            sa.text(
-                "INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) "
-                "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:types AS text[]), "
-                "CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]), "
-                "CAST(:bonus AS boolean[])) ON CONFLICT (event_id) DO NOTHING RETURNING session_key"
-            ),
+            sa.text(_APPEND),
             {
-                "ids": [e.event_id for e in unique],
-                "sessions": [sessions[e.session_id].id for e in unique],
-                "types": [e.type for e in unique],
-                "ts": [e.ts for e in unique],
-                "bets": [e.bet for e in unique],
-                "wins": [e.win for e in unique],
-                "bonus": [e.bonus for e in unique],
+                "ids": [e.event_id for e in new],
+                "sessions": [sessions[e.session_id].id for e in new],
+                "types": [e.type for e in new],
+                "ts": [e.ts for e in new],
+                "bets": [e.bet for e in new],
+                "wins": [e.win for e in new],
+                "bonus": [e.bonus for e in new],
+                "pause": pause_seconds,
             },
         )
-        .scalars()
-        .all()
-    )
-    touched = sorted(set(inserted))
-    triggered: list[TriggeredSession] = []
+    if past:
+        conn.execute(sa.text(_RECOMPUTE), {"keys": past, "pause": pause_seconds})
     if touched:
-        conn.execute(sa.text(_RECOMPUTE), {"keys": touched, "pause": pause_seconds})
-        rows = conn.execute(
-            sa.text(_CLAIM_TRIGGER), {"keys": touched, "threshold": threshold_seconds, "pause": pause_seconds}
-        ).all()
-        triggered = [TriggeredSession(*row) for row in rows]
+        # Only a session not yet fired whose whole span reaches the threshold can have reached it
+        # continuously: the others skip the window functions over their events.
+        candidates = (
+            conn.execute(sa.text(_CANDIDATES), {"keys": touched, "threshold": threshold_seconds}).scalars().all()
+        )
+        if candidates:
+            rows = conn.execute(
+                sa.text(_CLAIM_TRIGGER),
+                {"keys": list(candidates), "threshold": threshold_seconds, "pause": pause_seconds},
+            ).all()
+            triggered = [TriggeredSession(*row) for row in rows]
     return IngestResult(accepted=len(inserted), duplicates=len(events) - len(inserted), triggered=triggered)
 
 
@@ -164,6 +198,40 @@ SET started_at = t.started_at, last_event_at = t.last_event_at, ended_at = t.end
     seconds = (SELECT sum(seconds) FROM spans WHERE spans.session_key = s.id),
     spins = t.spins, total_bet = t.total_bet, total_win = t.total_win, bonus = t.bonus, updated_at = now()
 FROM totals t WHERE s.id = t.session_key
+"""
+
+# Events appended after a session's latest: the gaps between consecutive events (the first one's
+# predecessor is the stored latest) that are not pauses add to the continuous seconds.
+_APPEND = """
+WITH new AS (
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:types AS text[]),
+                         CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]),
+                         CAST(:bonus AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
+),
+gaps AS (
+    SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, s.last_event_at)) AS gap
+    FROM new n JOIN play_sessions s ON s.id = n.session_key
+    WINDOW w AS (PARTITION BY n.session_key ORDER BY n.ts, n.event_id)
+),
+totals AS (
+    SELECT session_key, sum(CASE WHEN gap <= :pause THEN gap ELSE 0 END) AS seconds, max(ts) AS last_event_at,
+           max(ts) FILTER (WHERE type = 'end') AS ended_at, count(*) FILTER (WHERE type = 'spin') AS spins,
+           coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
+           coalesce(bool_or(bonus), false) AS bonus
+    FROM gaps GROUP BY session_key
+)
+UPDATE play_sessions s
+SET last_event_at = greatest(s.last_event_at, t.last_event_at), ended_at = greatest(s.ended_at, t.ended_at),
+    seconds = s.seconds + t.seconds, spins = s.spins + t.spins, total_bet = s.total_bet + t.total_bet,
+    total_win = s.total_win + t.total_win, bonus = s.bonus OR t.bonus, updated_at = now()
+FROM totals t WHERE s.id = t.session_key
+"""
+
+_CANDIDATES = """
+SELECT id FROM play_sessions
+WHERE id = ANY(:keys) AND trigger_fired_at IS NULL
+  AND last_event_at - started_at >= make_interval(secs => :threshold)
+ORDER BY id
 """
 
 _CLAIM_TRIGGER = f"""

@@ -141,3 +141,34 @@ def test_a_session_cannot_move_to_another_slot(casino):
     with pytest.raises(InputError) as info:
         _store(casino, _heartbeats("s1", range(2, 4), slot="pharaoh"))
     assert (info.value.row, info.value.field) == (0, "slot_id")
+
+
+def test_appending_and_recomputing_give_the_same_sessions(casino):
+    """The incremental path (events after the latest) and the full recompute (events in the past)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    offsets = np.cumsum(rng.choice([30, 60, 120, 700], size=80, p=[0.4, 0.4, 0.15, 0.05]))
+    kinds = rng.choice(["heartbeat", "spin"], size=80)
+
+    def events(session: str) -> list[PlayEvent]:
+        return [
+            PlayEvent(
+                f"{session}-{i}",
+                "start" if i == 0 else str(kind),
+                session,
+                "alice",
+                "fruit",
+                T0 + timedelta(seconds=int(o)),
+                bet=1.0 if kind == "spin" else None,
+            )
+            for i, (o, kind) in enumerate(zip(offsets, kinds, strict=True))
+        ]
+
+    forward, backward = events("forward"), events("backward")
+    for start in range(0, 80, 7):
+        _store(casino, forward[start : start + 7])
+    for start in reversed(range(0, 80, 7)):
+        _store(casino, backward[start : start + 7])
+    assert _session(casino, "forward")[:6] == _session(casino, "backward")[:6]
+    assert _session(casino, "forward").seconds > 0
