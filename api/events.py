@@ -22,7 +22,7 @@ from litestar.params import RawBody
 
 from api.auth import INGEST
 from api.errors import NotReady
-from api.recommendations import RecommendedItem, Suppression, _active_version_id, _filters, _ranked
+from api.recommendations import RecommendedItem, Suppression, active_version_id, list_filters, ranked_items
 from api.state import ServingState
 from recsys.db import serving as db
 from recsys.db.events import TriggeredSession
@@ -108,23 +108,23 @@ def respond(serving: ServingState, conn, session: TriggeredSession, decision: De
     if not snap.catalogue_loaded:
         raise NotReady("the slot catalogue is not loaded yet")
     model = snap.model
-    version_id = model.version_id if model is not None else _active_version_id(serving)
+    version_id = model.version_id if model is not None else active_version_id(serving)
     player = db.find_player(conn, session.player_id, version_id)
     market = player.market
     gate = protection_gate(player.protection, datetime.now(UTC))
     items, action = [], None
     if gate is not None:
         suppressed = gate
-        filters = _filters(serving.settings, TRIGGERED_K, market, gate=gate)
+        filters = list_filters(serving.settings, TRIGGERED_K, market, gate=gate)
     elif decision.late_reason is not None:
         suppressed, action = decision.late_reason, decision.action
-        filters = _filters(serving.settings, TRIGGERED_K, market, gate="allowed")
+        filters = list_filters(serving.settings, TRIGGERED_K, market, gate="allowed")
     else:
         suppressed = None
         # A slot added a moment ago may not be in this process's catalogue yet: then the player's
         # recent slots seed the list instead.
         context_key = session.slot_key if session.slot_key in snap.catalogue.slots else None
-        items, filters = _ranked(serving, snap, conn, player, version_id, context_key, market, TRIGGERED_K)
+        items, filters = ranked_items(serving, snap, conn, player, version_id, context_key, market, TRIGGERED_K)
     filters["continuous_seconds"] = session.continuous_seconds
     recommendation_id = uuid.uuid4()
     served = db.ServedList(

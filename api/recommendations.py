@@ -74,7 +74,7 @@ def recommend(
     if not snap.catalogue_loaded:
         raise NotReady("the slot catalogue is not loaded yet")
     model = snap.model
-    version_id = model.version_id if model is not None else _active_version_id(serving)
+    version_id = model.version_id if model is not None else active_version_id(serving)
     context_key = None
     if context_slot is not None:
         context_key = snap.catalogue.key_of.get(context_slot)
@@ -86,9 +86,9 @@ def recommend(
         suppressed = protection_gate(player.protection, datetime.now(UTC))
         if suppressed is not None:
             items: list = []
-            filters = _filters(serving.settings, k, market, gate=suppressed)
+            filters = list_filters(serving.settings, k, market, gate=suppressed)
         else:
-            items, filters = _ranked(serving, snap, conn, player, version_id, context_key, market, k)
+            items, filters = ranked_items(serving, snap, conn, player, version_id, context_key, market, k)
         served = tuple(db.ServedItem(i.slot_key, i.score, i.reason, i.explored) for i in items)
         recommendation_id = uuid.uuid4()
         _log(serving, conn, db.ServedList(recommendation_id, player.key, version_id, trigger, context_key, market,
@@ -107,7 +107,7 @@ def recommend(
     )
 
 
-def _ranked(serving: ServingState, snap, conn, player, version_id, context_key, market, k):
+def ranked_items(serving: ServingState, snap, conn, player, version_id, context_key, market, k):
     """The policy's list for an allowed player, and the filters that made it."""
     settings = serving.settings
     config = policy_config(settings)
@@ -141,7 +141,7 @@ def _ranked(serving: ServingState, snap, conn, player, version_id, context_key, 
     allowed = db.vet_candidates(conn, player.key, candidates.all_keys(), market, settings.exclude_played_days)
     logits = model_logits(model, player.towers, candidates.primary) if personalised else None
     items = rank(candidates, allowed, k=k, catalogue=snap.catalogue, stats=snap.stats, config=config, logits=logits)
-    filters = _filters(settings, k, market, gate="allowed")
+    filters = list_filters(settings, k, market, gate="allowed")
     filters.update(
         candidate_source=candidates.source,
         search=search,
@@ -151,7 +151,7 @@ def _ranked(serving: ServingState, snap, conn, player, version_id, context_key, 
     return items, filters
 
 
-def _filters(settings, k: int, market: str | None, *, gate: str) -> dict:
+def list_filters(settings, k: int, market: str | None, *, gate: str) -> dict:
     return {
         "gate": gate,
         "k": k,
@@ -163,7 +163,7 @@ def _filters(settings, k: int, market: str | None, *, gate: str) -> dict:
     }
 
 
-def _active_version_id(serving: ServingState) -> int | None:
+def active_version_id(serving: ServingState) -> int | None:
     """The active version when none is in memory yet (the pgvector fallback serves it)."""
     active = versions.active_version(serving.engine)
     return None if active is None else active.id
