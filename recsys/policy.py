@@ -303,6 +303,11 @@ def build_serving_model(
     model = None
     if weights is not None:
         tables = {f"item_{t}.weight": np.concatenate([towers[t], extra_towers[t]]).astype(np.float32) for t in towers}
+        bias = weights["weights"].get("item_bias.weight")
+        if bias is not None:
+            # Per-slot rows outside the embedding tables need provisional rows too (the group mean).
+            extra_bias = provisional_vectors(catalogue, known_keys, bias[known_rows], new_keys)
+            tables["item_bias.weight"] = np.concatenate([bias, extra_bias]).astype(np.float32)
         model = TrainedNCF.from_state({"config": weights["config"], "weights": {**weights["weights"], **tables}})
     row_of = np.full(int(all_keys.max(initial=-1)) + 1, -1, dtype=np.int64)
     row_of[all_keys] = np.arange(all_keys.size)

@@ -130,6 +130,20 @@ def test_a_slot_added_after_training_gets_a_row_in_the_index():
     assert keys[0, 0] == 12
 
 
+def test_a_new_slot_is_scored_with_its_group_s_item_bias():
+    catalogue = _catalogue({12: {"provider": "a", "theme": "space"}})
+    keys = np.arange(1, 12)
+    similarity = _circle()[keys - 1]
+    bias = np.arange(11, dtype=np.float32)[:, None]  # slots 1-4 (provider a): 0, 1, 2, 3
+    weights = {"config": NCFConfig(model="gmf", factors=2, item_bias=True).to_dict(),
+               "weights": {"predict.weight": np.zeros((1, 2), np.float32), "predict.bias": np.zeros(1, np.float32),
+                           "item_bias.weight": bias}}
+    model = build_serving_model(7, keys, similarity, {"gmf": similarity[:, :2]}, np.zeros(11, bool), weights,
+                                catalogue, "IDMap,Flat")
+    logits = model_logits(model, {"gmf": np.ones(2, np.float32)}, np.array([12, 3]))
+    np.testing.assert_allclose(logits, [1.5, 2.0])  # the zero predict layer leaves the bias: mean of 0..3, and 2
+
+
 # --- candidates and ranking ----------------------------------------------------------------------
 
 
