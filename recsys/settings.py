@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ class Settings:
     train_pretrain: bool = setting(False, "Pre-train GMF and MLP before NeuMF (triples the cost).")
     train_negatives: int = setting(4, "Sampled negatives per positive.")
     train_batch_size: int = setting(8192, "Samples per optimizer step.")
+    train_optimizer: str = setting("adam", "Optimizer of every training stage: adam (SparseAdam), sgd or adagrad.")
     train_lr: float = setting(0.002, "Learning rate.")
     train_reg: float = setting(0.0, "L2 penalty on the embedding rows a batch touches.")
     train_threads: int = setting(2, "CPU threads torch may use.")
@@ -66,6 +68,54 @@ class Settings:
     gate_max_drop: float = setting(0.02, "Quality gate: at most this HR@10 drop against the active version.")
     keep_versions: int = setting(3, "Finished non-active versions whose embeddings are kept.")
     offline_top_n: int = setting(50, "Slots precomputed per player for the offline recommendations.")
+
+    # --- real-time layer: play events, the long-session trigger, feedback ----------------------------
+    session_threshold_seconds: float = setting(
+        3600.0, "Continuous play (event time) after which the long-session trigger fires, once per session."
+    )
+    session_pause_seconds: float = setting(600.0, "A gap between events longer than this ends continuous play.")
+    session_max_seconds: float = setting(
+        10800.0, "Continuous play past this gets no games: the trigger answers with `late_session_action`."
+    )
+    night_hours: str = setting("", "UTC hours `HH-HH` (e.g. `00-06`) in which the trigger sends no games; empty: off.")
+    late_session_action: str = setting(
+        "reality_check", "Past the maximum or at night: `reality_check` (an action, no games) or `silent`."
+    )
+    attribution_window_seconds: float = setting(
+        1800.0, "A session started on a recommended slot this soon after its click or impression is attributed."
+    )
+    stream_keepalive_seconds: float = setting(
+        15.0, "An open push stream (SSE) sends a comment line this often, so proxies keep it open."
+    )
+
+    # --- serving API (recsys serve; see docs/api.md) ---------------------------------------------
+    serve_host: str = setting("127.0.0.1", "Address `recsys serve` listens on.")
+    serve_port: int = setting(8000, "Port `recsys serve` listens on.")
+    serve_server: str = setting("granian", "ASGI server of `recsys serve`: granian or uvicorn (bench/bench_api.py).")
+    serve_workers: int = setting(1, "Server worker processes (each holds its own index).")
+    index_factory: str = setting("IDMap,Flat", "FAISS factory string of the similar-slot index (exact inner product).")
+    exclude_played: str = setting("ever", "Slots a player played are not recommended: `ever`, or a number of days.")
+    exploration_share: float = setting(0.2, "Share of a list's places given to exploration (Thompson sampling).")
+    explore_max_impressions: int = setting(200, "Slots with fewer impressions than this (and new ones) are explored.")
+    explore_seed: int | None = setting(None, "Seed of the exploration draws (per player); unset: fresh entropy.")
+    provider_cap: int = setting(3, "At most this many slots of one provider in a list.")
+    blend_weight: float = setting(0.7, "Weight of the model's score against similarity when ranking (0..1).")
+    candidate_pool: int = setting(100, "Index neighbours fetched per list before exclusions.")
+    popularity_days: int = setting(30, "Days of play behind the popularity (cold-start) list.")
+    serving_refresh_seconds: float = setting(
+        30.0, "The API reloads its catalogue this often besides NOTIFY (a lost notification heals within it)."
+    )
+    stats_refresh_seconds: float = setting(
+        300.0, "The API recounts popularity and feedback (GROUP BYs over sessions and feedback) this often."
+    )
+    api_key_cache_seconds: float = setting(5.0, "API keys are cached this long: a revocation takes effect within it.")
+    log_synchronous_commit: bool = setting(
+        False, "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s."
+    )
+
+    # --- daily pipeline (recsys pipeline; see docs/pipeline.md) ----------------------------------
+    pipeline_at: str = setting("03:00", "UTC time (HH:MM) at which `recsys pipeline schedule` starts the daily run.")
+    report_top_providers: int = setting(8, "Providers coloured on the run report's slot map (the others grey).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -98,6 +148,8 @@ class Settings:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must not be negative")
         if not 0 <= self.score_bonus_weight <= 1:
             raise ConfigError("RECSYS_SCORE_BONUS_WEIGHT", str(self.score_bonus_weight), "must be in [0, 1]")
+        if self.train_optimizer not in ("adam", "sgd", "adagrad"):
+            raise ConfigError("RECSYS_TRAIN_OPTIMIZER", self.train_optimizer, "must be adam, sgd or adagrad")
         if self.train_model not in ("neumf", "gmf", "mlp"):
             raise ConfigError("RECSYS_TRAIN_MODEL", self.train_model, "must be neumf, gmf or mlp")
         if not self.train_mlp_layers or self.train_mlp_layers[0] % 2:
@@ -107,7 +159,9 @@ class Settings:
         if self.holdout_days >= self.train_window_days:
             raise ConfigError("RECSYS_HOLDOUT_DAYS", str(self.holdout_days), "must be shorter than the window")
         if self.similarity_vector not in SIMILARITY_VECTORS:
-            raise ConfigError("RECSYS_SIMILARITY_VECTOR", self.similarity_vector, f"must be one of {SIMILARITY_VECTORS}")
+            raise ConfigError(
+                "RECSYS_SIMILARITY_VECTOR", self.similarity_vector, f"must be one of {SIMILARITY_VECTORS}"
+            )
         for name in ("gate_min_hr", "gate_max_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be in [0, 1]")
@@ -115,6 +169,65 @@ class Settings:
             raise ConfigError("RECSYS_KEEP_VERSIONS", str(self.keep_versions), "must not be negative")
         if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("RECSYS_DATABASE_URL", self.database_url, "must start with postgresql://")
+        self._validate_serving()
+        self._validate_pipeline()
+        self._validate_realtime()
+
+    def _validate_realtime(self) -> None:
+        for name in ("session_threshold_seconds", "session_pause_seconds", "attribution_window_seconds",
+                     "stream_keepalive_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be positive")
+        if self.session_max_seconds < self.session_threshold_seconds:
+            raise ConfigError(
+                "RECSYS_SESSION_MAX_SECONDS", str(self.session_max_seconds), "must not be below the threshold"
+            )
+        if self.late_session_action not in ("reality_check", "silent"):
+            raise ConfigError("RECSYS_LATE_SESSION_ACTION", self.late_session_action, "must be reality_check or silent")
+        _ = self.night_window  # parses, or raises naming the variable
+
+    @property
+    def night_window(self) -> tuple[int, int] | None:
+        """``(start_hour, end_hour)`` in UTC of the night hours, or None; the window may wrap midnight."""
+        if not self.night_hours.strip():
+            return None
+        try:
+            start, end = (int(part) for part in self.night_hours.split("-"))
+        except ValueError:
+            raise ConfigError("RECSYS_NIGHT_HOURS", self.night_hours, "must look like 00-06") from None
+        if not (0 <= start <= 23 and 0 <= end <= 24) or start == end:
+            raise ConfigError("RECSYS_NIGHT_HOURS", self.night_hours, "hours must lie in 0..24 and differ")
+        return start, end
+
+    def _validate_serving(self) -> None:
+        if self.serve_server not in ("granian", "uvicorn"):
+            raise ConfigError("RECSYS_SERVE_SERVER", self.serve_server, "must be granian or uvicorn")
+        if not 0 < self.serve_port < 65536:
+            raise ConfigError("RECSYS_SERVE_PORT", str(self.serve_port), "must be a TCP port (1..65535)")
+        for name in ("serve_workers", "provider_cap", "candidate_pool", "popularity_days", "explore_max_impressions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")
+        for name in ("exploration_share", "blend_weight"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be in [0, 1]")
+        for name in ("serving_refresh_seconds", "stats_refresh_seconds", "api_key_cache_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must not be negative")
+        if self.exclude_played != "ever" and not (self.exclude_played.isdigit() and int(self.exclude_played) > 0):
+            raise ConfigError("RECSYS_EXCLUDE_PLAYED", self.exclude_played, "must be `ever` or a number of days")
+        if not self.index_factory.strip():
+            raise ConfigError("RECSYS_INDEX_FACTORY", self.index_factory, "must be a FAISS factory string")
+
+    def _validate_pipeline(self) -> None:
+        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", self.pipeline_at):
+            raise ConfigError("RECSYS_PIPELINE_AT", self.pipeline_at, "must be a UTC time HH:MM (00:00 .. 23:59)")
+        if self.report_top_providers < 1:
+            raise ConfigError("RECSYS_REPORT_TOP_PROVIDERS", str(self.report_top_providers), "must be at least 1")
+
+    @property
+    def exclude_played_days(self) -> int | None:
+        """Days of history behind the played-slot exclusion; None for ``ever``."""
+        return None if self.exclude_played == "ever" else int(self.exclude_played)
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
@@ -154,3 +267,14 @@ def _show(default) -> str:
     if isinstance(default, tuple):
         return ",".join(map(str, default))
     return str(default).lower() if isinstance(default, bool) else str(default)
+
+
+def markdown_table() -> str:
+    """The README's configuration table: ``python -m recsys.settings`` prints it."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{v}` | `{d}` | {doc} |" if d else f"| `{v}` | | {doc} |" for v, d, doc in Settings.documentation()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

