@@ -66,15 +66,19 @@ class NCFNet(nn.Module):
             for layer in self.mlp:
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
-        nn.init.xavier_uniform_(self.predict.weight)
         nn.init.zeros_(self.predict.bias)
+        if self.kind == "gmf" and not config.learn_gmf_h:
+            nn.init.ones_(self.predict.weight)
+            self.predict.weight.requires_grad_(False)
+        else:
+            nn.init.xavier_uniform_(self.predict.weight)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         return [getattr(self, n).weight for n in EMBEDDING_NAMES if getattr(self, n, None) is not None]
 
     def dense_parameters(self) -> list[nn.Parameter]:
         sparse_ids = {id(p) for p in self.embedding_parameters()}
-        return [p for p in self.parameters() if id(p) not in sparse_ids]
+        return [p for p in self.parameters() if id(p) not in sparse_ids and p.requires_grad]
 
     def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Logits, shape (n,), for pairs ``(user_idx[j], item_idx[j])``."""

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# Catalogues up to this many (user, item) cells also get a bitmap of observed pairs (32 MiB at
+# most): a membership test is then one byte gather instead of a binary search, about 10x faster on
+# ML-1M (22M cells, a 2.8 MB bitmap that stays in cache). Casino scale (5e9 cells) uses the keys.
+BITMAP_MAX_CELLS = 1 << 28
+
 # Rounds of redraws before giving up: a user who has seen a fraction f of the catalogue needs
 # about log(n) / log(1 / f) rounds, so this only trips when a user has seen (nearly) everything.
 MAX_ROUNDS = 1000
@@ -33,12 +38,23 @@ class ObservedPairs:
     def __init__(self, user_idx: np.ndarray, item_idx: np.ndarray, n_items: int) -> None:
         self.n_items = int(n_items)
         self.keys = np.unique(pair_keys(user_idx, item_idx, n_items))
+        """Sorted distinct ``user_idx * n_items + item_idx`` of the observed pairs, shape (m,), int64."""
+        self._bitmap = None
+        cells = (int(self.keys[-1]) + 1) if len(self.keys) else 0
+        if 0 < cells <= BITMAP_MAX_CELLS:
+            bits = np.zeros(cells, dtype=bool)
+            bits[self.keys] = True
+            self._bitmap = np.packbits(bits, bitorder="little")
 
     def contains(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Boolean mask, shape (n,): is each pair observed?"""
         keys = pair_keys(user_idx, item_idx, self.n_items)
         if len(self.keys) == 0:
             return np.zeros(keys.shape, dtype=bool)
+        if self._bitmap is not None:
+            inside = keys < self._bitmap.shape[0] * 8
+            byte = self._bitmap[np.where(inside, keys >> 3, 0)]
+            return inside & ((byte >> (keys & 7).astype(np.uint8)) & 1).astype(bool)
         pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         return self.keys[pos] == keys
 

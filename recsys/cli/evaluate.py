@@ -1,0 +1,198 @@
+"""``recsys evaluate``: train a model on NCF-format files and report HR@10 / NDCG@10.
+
+Reads the NCF paper's files (``recsys.ncf_files``), trains GMF / MLP / NeuMF (``recsys.ncf``) or
+fits a baseline (``recsys.baselines``), and ranks each test item among its 99 negatives
+(``recsys.evaluation``). Without ``--negatives``, 99 are drawn per test row with ``--seed`` from
+the items the user has neither trained nor is tested on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from recsys.errors import InputError
+
+log = logging.getLogger("recsys.evaluate")
+
+NEURAL_MODELS = ("neumf", "gmf", "mlp")
+MODELS = (*NEURAL_MODELS, "pop", "itemknn")
+TOP_K = 10
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="train on NCF-format files and report HR@10 / NDCG@10",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--train", required=True, metavar="PATH", help="user\\titem\\trating\\ttimestamp lines")
+    parser.add_argument("--test", required=True, metavar="PATH", help="same format, the held-out items")
+    parser.add_argument("--negatives", metavar="PATH", help="(user,item)\\tneg1...\\tneg99 lines, one per test row")
+    parser.add_argument("--model", choices=MODELS, default="neumf")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--epochs", type=int, help="epochs of the model asked for (default: tuned NCFConfig value)")
+    parser.add_argument("--gmf-epochs", type=int, help="epochs of NeuMF's GMF pre-training")
+    parser.add_argument("--mlp-epochs", type=int, help="epochs of NeuMF's MLP pre-training")
+    parser.add_argument("--no-pretrain", action="store_true", help="train NeuMF from scratch")
+    parser.add_argument("--factors", type=int, help="GMF factors (default: tuned NCFConfig value)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU cores to use)")
+    parser.add_argument("--full", action="store_true", help="also rank against the whole catalogue")
+    parser.add_argument("--plot", metavar="PATH", help="write the training curve (PNG) here")
+    parser.add_argument("--eval-every-epoch", action="store_true", help="log HR@10 after every epoch")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Any) -> int:
+    """Train and evaluate; print the figures. ``settings`` is unused: everything comes from ``args``."""
+    import numpy as np
+
+    from recsys import evaluation
+    from recsys.ncf_files import read_negatives, read_ratings
+
+    train = read_ratings(args.train)
+    test = read_ratings(args.test)
+    negatives = read_negatives(args.negatives) if args.negatives else None
+    if negatives is not None and (
+        negatives.user_idx.shape != test.user_idx.shape
+        or not np.array_equal(negatives.user_idx, test.user_idx)
+        or not np.array_equal(negatives.item_idx, test.item_idx)
+    ):
+        mismatch = _first_mismatch(negatives, test)
+        raise InputError(args.negatives, "(user,item) pairs do not match the test file row by row", row=mismatch)
+    arrays = [train.user_idx, test.user_idx]
+    items = [train.item_idx, test.item_idx]
+    if negatives is not None:
+        items.append(negatives.negative_item_idx.ravel())
+    n_users = int(max(a.max() for a in arrays)) + 1
+    n_items = int(max(a.max() for a in items)) + 1
+    if negatives is None:
+        negative_idx = evaluation.sample_test_negatives(
+            train.user_idx, train.item_idx, test.user_idx, test.item_idx, n_items, 99, args.seed
+        )
+    else:
+        negative_idx = negatives.negative_item_idx
+
+    started = time.perf_counter()
+    epochs = pretrain_epochs = 0
+    config_dict = None
+    if args.model in NEURAL_MODELS:
+        model, config = _train_ncf(args, train, n_users, n_items, test, negative_idx)
+        epochs = config.stage(config.model).epochs
+        pretrain_epochs = config.total_epochs - epochs
+        config_dict = config.to_dict()
+        if args.plot:
+            from recsys.ncf.plots import plot_training_curve
+
+            plot_training_curve(model.history, args.plot)
+    elif args.model == "pop":
+        from recsys.baselines import Popularity
+
+        model = Popularity(train.user_idx, train.item_idx, n_items)
+    else:
+        from recsys.baselines import ItemKNN
+
+        model = ItemKNN(train.user_idx, train.item_idx, n_users, n_items)
+    seconds = time.perf_counter() - started
+
+    eval_started = time.perf_counter()
+    sampled = evaluation.evaluate_sampled(model, test.user_idx, test.item_idx, negative_idx, TOP_K)
+    result: dict[str, Any] = {
+        "model": args.model,
+        "hr@10": round(sampled.hit_ratio, 4),
+        "ndcg@10": round(sampled.ndcg, 4),
+        "seconds": round(seconds, 1),
+        "epochs": epochs,
+        "pretrain_epochs": pretrain_epochs,
+        "test_cases": sampled.n_cases,
+        "negatives_per_case": int(negative_idx.shape[1]),
+    }
+    if args.full:
+        full = evaluation.evaluate_full(
+            model, test.user_idx, test.item_idx, train.user_idx, train.item_idx, n_items, TOP_K
+        )
+        result["full_hr@10"] = round(full.hit_ratio, 4)
+        result["full_ndcg@10"] = round(full.ndcg, 4)
+    result["eval_seconds"] = round(time.perf_counter() - eval_started, 1)
+    if config_dict is not None:
+        result["config"] = config_dict
+
+    if args.json:
+        print(json.dumps(result))
+    else:
+        line = (
+            f"{args.model}: HR@10 {result['hr@10']:.4f}  NDCG@10 {result['ndcg@10']:.4f}  "
+            f"({result['test_cases']} test cases x {result['negatives_per_case']} negatives; "
+            f"{epochs} epochs"
+        )
+        if pretrain_epochs:
+            line += f" after {pretrain_epochs} GMF + MLP pre-training epochs"
+        line += f"; {result['seconds']:.1f} s training)"
+        print(line)
+        if args.full:
+            print(f"full catalogue: HR@10 {result['full_hr@10']:.4f}  NDCG@10 {result['full_ndcg@10']:.4f}")
+    return 0
+
+
+def _first_mismatch(negatives: Any, test: Any) -> int:
+    n = min(len(negatives.user_idx), len(test.user_idx))
+    for row in range(n):
+        if negatives.user_idx[row] != test.user_idx[row] or negatives.item_idx[row] != test.item_idx[row]:
+            return row + 1
+    return n + 1
+
+
+def _train_ncf(args: argparse.Namespace, train: Any, n_users: int, n_items: int, test: Any, negative_idx: Any):
+    from recsys import evaluation
+    from recsys.ncf.config import NCFConfig
+    from recsys.ncf.training import train as train_ncf
+
+    changes: dict[str, Any] = {"model": args.model, "seed": args.seed, "threads": args.threads}
+    if args.epochs is not None:
+        changes["epochs" if args.model == "neumf" else f"{args.model}_epochs"] = args.epochs
+    if args.gmf_epochs is not None:
+        changes["gmf_epochs"] = args.gmf_epochs
+    if args.mlp_epochs is not None:
+        changes["mlp_epochs"] = args.mlp_epochs
+    if args.no_pretrain:
+        changes["pretrain"] = False
+    if args.factors is not None:
+        changes["factors"] = args.factors
+    try:
+        config = NCFConfig().replace(**changes)
+    except ValueError as exc:
+        raise InputError("command line", str(exc)) from exc
+    hit_ratio = None
+    if args.eval_every_epoch:
+        hit_ratio = evaluation.hit_ratio_callback(test.user_idx, test.item_idx, negative_idx, TOP_K)
+    progress = _ProgressLog(config)
+    model = train_ncf(
+        config, train.user_idx, train.item_idx, n_users, n_items, callback=progress, evaluate=hit_ratio
+    )
+    return model, config
+
+
+class _ProgressLog:
+    """Logs one line per epoch to stderr: loss, samples/s, HR@10 if measured, and the run's ETA."""
+
+    def __init__(self, config: Any) -> None:
+        self.planned = config.total_epochs
+        self.done = 0
+        self.seconds = 0.0
+
+    def __call__(self, stats: Any) -> None:
+        self.done += 1
+        self.seconds += stats.seconds + stats.eval_seconds
+        eta = self.seconds / self.done * (self.planned - self.done)
+        hr = f"  HR@10 {stats.hr_at_10:.4f}" if stats.hr_at_10 is not None else ""
+        log.info(
+            "%s epoch %d/%d  loss %.4f  %.1f s  %.0fk samples/s%s  ETA %.0f s",
+            stats.stage, stats.epoch, stats.epochs, stats.loss, stats.seconds,
+            stats.samples_per_second / 1e3, hr, eta,
+        )
+        sys.stderr.flush()

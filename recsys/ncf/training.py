@@ -1,0 +1,219 @@
+"""Training GMF / MLP / NeuMF on implicit feedback with sampled negatives.
+
+Embedding tables produce sparse gradients (``nn.Embedding(sparse=True)``) and are stepped by an
+optimizer that only touches the rows a batch used: plain SGD (GMF pre-training, NeuMF fine-tuning)
+or ``torch.optim.SparseAdam`` (MLP pre-training); the small dense layers use ``torch.optim.Adam``.
+So a step costs what the batch costs, not what a 10^6-row table costs
+(``bench/bench_training.py`` measures both against a dense-Adam loop).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys.ncf.config import NCFConfig
+from recsys.ncf.history import EpochStats
+from recsys.ncf.model import NCFNet
+from recsys.ncf.sampling import ObservedPairs, epoch_samples
+from recsys.ncf.scoring import TrainedNCF
+
+EpochCallback = Callable[[EpochStats], None]
+EvalCallback = Callable[[TrainedNCF], float]
+
+
+def train(
+    config: NCFConfig,
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    n_users: int,
+    n_items: int,
+    weights: np.ndarray | None = None,
+    callback: EpochCallback | None = None,
+    evaluate: EvalCallback | None = None,
+) -> TrainedNCF:
+    """Train the model ``config.model`` on observed pairs.
+
+    Every observed pair is a positive; each epoch draws ``config.negatives`` fresh unobserved items
+    per positive as negatives (label 0). For ``neumf`` with ``config.pretrain``, GMF and MLP are
+    trained first and fused (predict layers blended by ``config.alpha``), then fine-tuned.
+
+    Parameters
+    ----------
+    config : NCFConfig
+    user_idx, item_idx : np.ndarray, shape (n,)
+        Row positions of the observed pairs, in ``[0, n_users)`` / ``[0, n_items)``.
+    n_users, n_items : int
+        Sizes of the embedding tables (users or items without pairs keep their initial rows).
+    weights : np.ndarray, shape (n,), optional
+        Per-pair strength in [0, 1] (the casino's normalized score). A positive's log-loss term is
+        multiplied by ``floor + (1 - floor) * weight`` (``config.positive_weight_floor``); negatives
+        weigh 1. Weighting the loss, rather than using the weight as a soft label, keeps the target
+        "played it" while letting strong plays pull harder; the floor keeps a light play from
+        counting as no evidence at all.
+    callback : callable, optional
+        Called with an :class:`EpochStats` after every epoch of every stage.
+    evaluate : callable, optional
+        ``evaluate(model) -> HR@10`` run after every epoch; its result lands in ``EpochStats``.
+
+    Returns
+    -------
+    TrainedNCF
+    """
+    user_idx = np.asarray(user_idx, dtype=np.int64)
+    item_idx = np.asarray(item_idx, dtype=np.int64)
+    if user_idx.ndim != 1 or user_idx.shape != item_idx.shape:
+        raise ValueError("user_idx and item_idx must be 1-d arrays of the same length")
+    if user_idx.size == 0:
+        raise ValueError("no interactions to train on")
+    if user_idx.min() < 0 or user_idx.max() >= n_users or item_idx.min() < 0 or item_idx.max() >= n_items:
+        raise ValueError("user_idx / item_idx out of range of n_users / n_items")
+    pair_weight = None
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.shape != user_idx.shape:
+            raise ValueError("weights must have one entry per pair")
+        if not np.all((weights >= 0.0) & (weights <= 1.0)):
+            raise ValueError("weights must lie in [0, 1]")
+        floor = np.float32(config.positive_weight_floor)
+        pair_weight = floor + (np.float32(1.0) - floor) * weights
+
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    observed = ObservedPairs(user_idx, item_idx, n_items)
+    data = (user_idx, item_idx, pair_weight, observed)
+    history: list[EpochStats] = []
+
+    if config.model != "neumf":
+        return _train_stage(config.stage(config.model), data, n_users, n_items, rng, None, history, callback, evaluate)
+    init = None
+    if config.pretrain:
+        gmf = _train_stage(config.stage("gmf"), data, n_users, n_items, rng, None, history, callback, evaluate)
+        mlp = _train_stage(config.stage("mlp"), data, n_users, n_items, rng, None, history, callback, evaluate)
+        init = fuse_pretrained(gmf.weights, mlp.weights, config.alpha)
+    return _train_stage(config, data, n_users, n_items, rng, init, history, callback, evaluate)
+
+
+def fuse_pretrained(gmf: dict[str, np.ndarray], mlp: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
+    """NeuMF weights from trained GMF and MLP weights (He et al. 2017, section 3.4.1).
+
+    The predict layer is ``[alpha * h_gmf ; (1 - alpha) * h_mlp]`` and the biases are blended the same
+    way, so the fused model's logit starts as exactly ``alpha * gmf_logit + (1 - alpha) * mlp_logit``.
+    """
+    fused = {k: v.copy() for k, v in gmf.items() if k.startswith(("user_gmf", "item_gmf"))}
+    fused.update({k: v.copy() for k, v in mlp.items() if k.startswith(("user_mlp", "item_mlp", "mlp."))})
+    fused["predict.weight"] = np.concatenate(
+        [alpha * gmf["predict.weight"], (1.0 - alpha) * mlp["predict.weight"]], axis=1
+    ).astype(np.float32)
+    fused["predict.bias"] = (alpha * gmf["predict.bias"] + (1.0 - alpha) * mlp["predict.bias"]).astype(np.float32)
+    if "item_bias.weight" in gmf:
+        fused["item_bias.weight"] = (
+            alpha * gmf["item_bias.weight"] + (1.0 - alpha) * mlp["item_bias.weight"]
+        ).astype(np.float32)
+    return fused
+
+
+def build_optimizers(net: NCFNet, config: NCFConfig) -> list[torch.optim.Optimizer]:
+    """One optimizer for the embedding tables (``config.optimizer``) and Adam for the dense layers.
+
+    - ``sgd``: plain SGD whose step per occurrence of a row is ``lr`` (the loss is a batch mean, so
+      the rate is scaled by the batch size), as per-example SGD; dense layers use Adam at ``dense_lr``.
+    - ``adam``: ``SparseAdam`` (lazy Adam: only touched rows move) or, with ``sparse=False``, Adam.
+    - ``adagrad``: Adagrad, which accepts sparse gradients.
+    """
+    embeddings = net.embedding_parameters()
+    dense = net.dense_parameters()
+    dense_lr = config.lr
+    if config.optimizer == "sgd":
+        sparse_opt: torch.optim.Optimizer = torch.optim.SGD(embeddings, lr=config.lr * config.batch_size)
+        dense_lr = config.dense_lr
+    elif config.optimizer == "adagrad":
+        sparse_opt = torch.optim.Adagrad(embeddings, lr=config.lr)
+    elif config.sparse:
+        sparse_opt = torch.optim.SparseAdam(embeddings, lr=config.lr)
+    else:
+        sparse_opt = torch.optim.Adam(embeddings, lr=config.lr)
+    optimizers = [sparse_opt]
+    if dense:
+        optimizers.append(torch.optim.Adam(dense, lr=dense_lr, weight_decay=config.weight_decay))
+    return optimizers
+
+
+def _train_stage(
+    config: NCFConfig,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray | None, ObservedPairs],
+    n_users: int,
+    n_items: int,
+    rng: np.random.Generator,
+    init: dict[str, np.ndarray] | None,
+    history: list[EpochStats],
+    callback: EpochCallback | None,
+    evaluate: EvalCallback | None,
+) -> TrainedNCF:
+    user_idx, item_idx, pair_weight, observed = data
+    # Seeding here (not once per run) makes each stage's initial weights independent of the others.
+    torch.manual_seed(config.seed)
+    net = NCFNet(n_users, n_items, config, sparse=config.sparse)
+    if init is not None:
+        net.load_numpy_weights(init)
+    optimizers = build_optimizers(net, config)
+    for epoch in range(1, config.epochs + 1):
+        if epoch > 1 and config.lr_decay != 1.0:
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] *= config.lr_decay
+        started = time.perf_counter()
+        loss, samples = train_epoch(net, optimizers, config, user_idx, item_idx, pair_weight, observed, rng)
+        seconds = time.perf_counter() - started
+        hr, eval_seconds = None, 0.0
+        if evaluate is not None:
+            eval_started = time.perf_counter()
+            hr = float(evaluate(TrainedNCF(config, net.numpy_weights(copy=False))))
+            eval_seconds = time.perf_counter() - eval_started
+        stats = EpochStats(config.model, epoch, config.epochs, loss, seconds, samples, hr, eval_seconds)
+        history.append(stats)
+        if callback is not None:
+            callback(stats)
+    return TrainedNCF(config, net.numpy_weights(), list(history))
+
+
+def train_epoch(
+    net: NCFNet,
+    optimizers: list[torch.optim.Optimizer],
+    config: NCFConfig,
+    user_idx: np.ndarray,
+    item_idx: np.ndarray,
+    pair_weight: np.ndarray | None,
+    observed: ObservedPairs,
+    rng: np.random.Generator,
+) -> tuple[float, int]:
+    """One pass over fresh samples; returns (mean weighted log loss, number of samples)."""
+    users, items, labels, sample_weight = epoch_samples(
+        user_idx, item_idx, observed, config.negatives, rng, pair_weight
+    )
+    users_t, items_t = torch.from_numpy(users), torch.from_numpy(items)
+    labels_t = torch.from_numpy(labels)
+    weight_t = torch.from_numpy(sample_weight) if pair_weight is not None else None
+    net.train()
+    total = 0.0
+    n = users.shape[0]
+    for start in range(0, n, config.batch_size):
+        stop = min(start + config.batch_size, n)
+        logits, penalty = net.forward_with_penalty(users_t[start:stop], items_t[start:stop])
+        batch_weight = weight_t[start:stop] if weight_t is not None else None
+        log_loss = F.binary_cross_entropy_with_logits(
+            logits, labels_t[start:stop], weight=batch_weight, reduction="sum"
+        )
+        # Divided by the nominal batch size, so a short last batch weighs each sample the same.
+        loss = (log_loss + config.reg * penalty) / config.batch_size
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        total += float(log_loss.detach())
+    return total / n, n
