@@ -30,6 +30,8 @@ def split_latest(
     *,
     max_cases: int | None = None,
     seed: int = 0,
+    n_slots: int | None = None,
+    min_unplayed: int = 0,
 ) -> Holdout:
     """Pick one test pair per eligible player; at most ``max_cases`` players, sampled with ``seed``.
 
@@ -39,12 +41,19 @@ def split_latest(
         ``first_day`` is the pair's first day (days since the epoch).
     holdout_start_day : int
         First day of the holdout window (days since the epoch).
+    n_slots, min_unplayed : int
+        Players who left fewer than ``min_unplayed`` of the ``n_slots`` unplayed are not test cases:
+        the protocol needs that many negatives to rank the test slot against.
     """
     n = player_idx.shape[0]
     in_window = first_day >= holdout_start_day
     has_history = np.zeros(int(player_idx.max(initial=-1)) + 1, dtype=bool)
     has_history[player_idx[~in_window]] = True
-    candidates = np.flatnonzero(in_window & has_history[player_idx])
+    eligible = has_history
+    if min_unplayed:
+        pairs = np.bincount(player_idx, minlength=has_history.shape[0])
+        eligible = has_history & (n_slots - pairs >= min_unplayed)
+    candidates = np.flatnonzero(in_window & eligible[player_idx])
     # Latest first day per player; ties broken by the lower slot index, deterministically.
     order = np.lexsort((slot_idx[candidates], -first_day[candidates], player_idx[candidates]))
     ranked = candidates[order]

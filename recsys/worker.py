@@ -102,6 +102,8 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
             (holdout_start - EPOCH_DAY).days,
             max_cases=settings.eval_max_players,
             seed=settings.train_seed,
+            n_slots=len(data.slot_keys),
+            min_unplayed=_negatives(len(data.slot_keys)),
         )
         if holdout.test_player_idx.size == 0:
             raise TrainingError(f"no player discovered a new slot in the holdout days {holdout_start} .. {end_day}")
@@ -142,9 +144,8 @@ def _train_and_publish(engine, settings, config, data: InteractionData, holdout:
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
     test_u, test_i = holdout.test_player_idx, holdout.test_slot_idx
-    negatives = sample_test_negatives(
-        train_u, train_i, test_u, test_i, n_slots, min(99, n_slots - 1), seed=settings.train_seed
-    )
+    negatives = sample_test_negatives(train_u, train_i, test_u, test_i, n_slots, _negatives(n_slots),
+                                      seed=settings.train_seed)
 
     t = time.perf_counter()
     progress = _EpochLog(config)
@@ -255,6 +256,11 @@ def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) 
             "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id} on the same cases",
         }
     return {**gate, "passed": True, "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id}"}
+
+
+def _negatives(n_slots: int) -> int:
+    """Sampled negatives per test case: the protocol's 99, fewer for a catalogue under 200 slots."""
+    return min(99, n_slots // 2)
 
 
 class _EpochLog:
