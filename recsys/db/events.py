@@ -112,15 +112,7 @@ def store_events(
             "CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]), "
             "CAST(:bonus AS boolean[])) ON CONFLICT (event_id) DO NOTHING RETURNING session_key, ts, event_id"
         ),
-        {
-            "ids": [e.event_id for e in unique],
-            "sessions": [sessions[e.session_id].id for e in unique],
-            "types": [e.type for e in unique],
-            "ts": [e.ts for e in unique],
-            "bets": [e.bet for e in unique],
-            "wins": [e.win for e in unique],
-            "bonus": [e.bonus for e in unique],
-        },
+        _event_arrays(unique, sessions),
     ).all()
     # A session whose new events all come after its latest stored one is updated from those events
     # alone (continuous seconds add up pair by pair); one that got an event in its past is recomputed.
@@ -135,19 +127,7 @@ def store_events(
     if in_order:
         appended = {event_id for key, _, event_id in inserted if key in set(in_order)}
         new = [e for e in unique if e.event_id in appended]
-        conn.execute(
-            sa.text(_APPEND),
-            {
-                "ids": [e.event_id for e in new],
-                "sessions": [sessions[e.session_id].id for e in new],
-                "types": [e.type for e in new],
-                "ts": [e.ts for e in new],
-                "bets": [e.bet for e in new],
-                "wins": [e.win for e in new],
-                "bonus": [e.bonus for e in new],
-                "pause": pause_seconds,
-            },
-        )
+        conn.execute(sa.text(_APPEND), {**_event_arrays(new, sessions), "pause": pause_seconds})
     if past:
         conn.execute(sa.text(_RECOMPUTE), {"keys": past, "pause": pause_seconds})
     if touched:
@@ -163,6 +143,19 @@ def store_events(
             ).all()
             triggered = [TriggeredSession(*row) for row in rows]
     return IngestResult(accepted=len(inserted), duplicates=len(events) - len(inserted), triggered=triggered)
+
+
+def _event_arrays(events: list[PlayEvent], sessions: dict) -> dict[str, list]:
+    """The ``unnest`` parameters of a list of events (one array per column)."""
+    return {
+        "ids": [e.event_id for e in events],
+        "sessions": [sessions[e.session_id].id for e in events],
+        "types": [e.type for e in events],
+        "ts": [e.ts for e in events],
+        "bets": [e.bet for e in events],
+        "wins": [e.win for e in events],
+        "bonus": [e.bonus for e in events],
+    }
 
 
 def _keys(conn: sa.Connection, table: str, column: str, ids: set[str]) -> dict[str, int]:
