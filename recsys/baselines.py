@@ -40,8 +40,9 @@ class ItemKNN:
     """Item-based kNN on binary co-occurrence with cosine similarity (Sarwar et al. 2001).
 
     ``sim(i, j) = c_ij / (sqrt(n_i * n_j) + shrink)`` where ``c_ij`` counts users who have both items
-    and ``n_i`` users who have i; each item keeps its ``neighbors`` most similar items. A user's score
-    for item i is the sum of ``sim(j, i)`` over the items j in the user's training history.
+    and ``n_i`` users who have i; each item keeps its ``neighbors`` most similar items N(i). A user's
+    score for item i is the sum of ``sim(i, j)`` over the items j in N(i) that the user has in
+    training (the item-kNN of Sarwar et al. 2001 as Ferrari Dacrema et al. 2019 run it).
 
     Parameters
     ----------
@@ -60,7 +61,7 @@ class ItemKNN:
         item_idx: np.ndarray,
         n_users: int,
         n_items: int,
-        neighbors: int | None = 200,
+        neighbors: int | None = 50,
         shrink: float = 10.0,
     ) -> None:
         self.n_items = int(n_items)
@@ -94,9 +95,9 @@ class ItemKNN:
         return out
 
     def score_all(self, user_idx: np.ndarray) -> np.ndarray:
-        """Shape (len(user_idx), n_items), float32: ``X[u] @ S`` where S[j, i] = sim(j, i)."""
+        """Shape (len(user_idx), n_items), float32: ``X[u] @ S.T`` where row i of S holds sim(i, N(i))."""
         user_idx = np.asarray(user_idx, dtype=np.int64)
-        return self._user_rows(user_idx) @ self.similarity
+        return self._user_rows(user_idx) @ self.similarity.T
 
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Scores, shape (n,), float32, computing each distinct user's row once."""

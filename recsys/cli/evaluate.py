@@ -35,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--negatives", metavar="PATH", help="(user,item)\\tneg1...\\tneg99 lines, one per test row")
     parser.add_argument("--model", choices=MODELS, default="neumf")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--epochs", type=int, help="epochs of the model asked for (default: tuned NCFConfig value)")
+    parser.add_argument(
+        "--epochs", type=int,
+        help="epochs of the model asked for; for neumf, of the fine-tuning after pre-training (default: NCFConfig)",
+    )
     parser.add_argument("--gmf-epochs", type=int, help="epochs of NeuMF's GMF pre-training")
     parser.add_argument("--mlp-epochs", type=int, help="epochs of NeuMF's MLP pre-training")
     parser.add_argument("--no-pretrain", action="store_true", help="train NeuMF from scratch")
@@ -154,7 +157,10 @@ def _train_ncf(args: argparse.Namespace, train: Any, n_users: int, n_items: int,
 
     changes: dict[str, Any] = {"model": args.model, "seed": args.seed, "threads": args.threads}
     if args.epochs is not None:
-        changes["epochs" if args.model == "neumf" else f"{args.model}_epochs"] = args.epochs
+        if args.model == "neumf":
+            changes["epochs" if args.no_pretrain else "finetune_epochs"] = args.epochs
+        else:
+            changes[f"{args.model}_epochs"] = args.epochs
     if args.gmf_epochs is not None:
         changes["gmf_epochs"] = args.gmf_epochs
     if args.mlp_epochs is not None:

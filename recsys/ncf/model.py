@@ -13,13 +13,13 @@ from torch import nn
 from recsys.ncf.config import NCFConfig
 
 # Embedding tables: the parameters whose rows a batch touches sparsely.
-EMBEDDING_NAMES = ("user_gmf", "item_gmf", "user_mlp", "item_mlp", "item_bias")
+EMBEDDING_NAMES = ("user_gmf", "item_gmf", "user_mlp", "item_mlp", "user_bias", "item_bias")
 
 
 class NCFNet(nn.Module):
     """GMF, MLP or NeuMF, chosen by ``config.model``.
 
-    ``logit(u, i) = h . [p_u * q_i ; MLP([p'_u ; q'_i])] + b (+ b_i)``, with the GMF part only for
+    ``logit(u, i) = h . [p_u * q_i ; MLP([p'_u ; q'_i])] + b (+ b_u) (+ b_i)``, with the GMF part only for
     ``gmf``/``neumf`` and the MLP part only for ``mlp``/``neumf``.
 
     Parameters
@@ -48,6 +48,7 @@ class NCFNet(nn.Module):
             widths = config.mlp_layers
             self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
             predict_in += widths[-1]
+        self.user_bias = nn.Embedding(n_users, 1, sparse=sparse) if config.user_bias else None
         self.item_bias = nn.Embedding(n_items, 1, sparse=sparse) if config.item_bias else None
         self.predict = nn.Linear(predict_in, 1)
         self._init(config)
@@ -57,7 +58,7 @@ class NCFNet(nn.Module):
             table = getattr(self, name, None)
             if table is None:
                 continue
-            if name == "item_bias":
+            if name in ("user_bias", "item_bias"):
                 nn.init.zeros_(table.weight)
             else:
                 nn.init.normal_(table.weight, std=config.init_std)
@@ -105,10 +106,11 @@ class NCFNet(nn.Module):
             parts.append(x)
         features = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         logits = self.predict(features).squeeze(-1)
-        if self.item_bias is not None:
-            b = self.item_bias(item_idx).squeeze(-1)
-            logits = logits + b
-            penalty = penalty + b.square().sum()
+        for table, idx in ((self.user_bias, user_idx), (self.item_bias, item_idx)):
+            if table is not None:
+                b = table(idx).squeeze(-1)
+                logits = logits + b
+                penalty = penalty + b.square().sum()
         return logits, penalty
 
     def numpy_weights(self, copy: bool = True) -> dict[str, np.ndarray]:

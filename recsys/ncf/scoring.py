@@ -64,6 +64,8 @@ def ncf_logits(
             for name in layers:
                 x = np.maximum(x @ weights[f"{name}.weight"].T + weights[f"{name}.bias"], 0.0)
             logit += x @ h[n_gmf:]
+        if "user_bias.weight" in weights:
+            logit += weights["user_bias.weight"][u, 0]
         if "item_bias.weight" in weights:
             logit += weights["item_bias.weight"][i, 0]
         out[start : start + u.shape[0]] = logit
@@ -82,8 +84,8 @@ class TrainedNCF:
         float32 arrays keyed by ``NCFNet.state_dict()`` names: ``user_gmf.weight`` (n_users, factors),
         ``item_gmf.weight`` (n_items, factors), ``user_mlp.weight`` / ``item_mlp.weight``
         (n, mlp_layers[0] // 2), ``mlp.{k}.weight`` / ``mlp.{k}.bias``, ``predict.weight``
-        (1, predictive factors), ``predict.bias`` (1,), and ``item_bias.weight`` (n_items, 1) when
-        ``config.item_bias``.
+        (1, predictive factors), ``predict.bias`` (1,), and ``user_bias.weight`` (n_users, 1) /
+        ``item_bias.weight`` (n_items, 1) when ``config.user_bias`` / ``config.item_bias``.
     history : list[EpochStats]
         Every epoch of every stage, in order.
     """
@@ -144,6 +146,8 @@ class TrainedNCF:
             else:
                 x = np.concatenate([np.broadcast_to(p, (q.shape[0], p.shape[0])), q], axis=1)
             logit += x @ h[n_gmf:]
+        if "user_bias.weight" in w:
+            logit += w["user_bias.weight"][user_idx, 0]
         if "item_bias.weight" in w:
             logit += w["item_bias.weight"][items, 0]
         return logit.astype(np.float32, copy=False)

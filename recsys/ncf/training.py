@@ -40,7 +40,8 @@ def train(
 
     Every observed pair is a positive; each epoch draws ``config.negatives`` fresh unobserved items
     per positive as negatives (label 0). For ``neumf`` with ``config.pretrain``, GMF and MLP are
-    trained first and fused (predict layers blended by ``config.alpha``), then fine-tuned.
+    trained first and fused (predict layers blended by ``config.alpha``), then fine-tuned for
+    ``config.finetune_epochs`` (0 by default: see ``NCFConfig.finetune_epochs``).
 
     Parameters
     ----------
@@ -95,7 +96,7 @@ def train(
         gmf = _train_stage(config.stage("gmf"), data, n_users, n_items, rng, None, history, callback, evaluate)
         mlp = _train_stage(config.stage("mlp"), data, n_users, n_items, rng, None, history, callback, evaluate)
         init = fuse_pretrained(gmf.weights, mlp.weights, config.alpha)
-    return _train_stage(config, data, n_users, n_items, rng, init, history, callback, evaluate)
+    return _train_stage(config.stage("neumf"), data, n_users, n_items, rng, init, history, callback, evaluate)
 
 
 def fuse_pretrained(gmf: dict[str, np.ndarray], mlp: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
@@ -110,10 +111,9 @@ def fuse_pretrained(gmf: dict[str, np.ndarray], mlp: dict[str, np.ndarray], alph
         [alpha * gmf["predict.weight"], (1.0 - alpha) * mlp["predict.weight"]], axis=1
     ).astype(np.float32)
     fused["predict.bias"] = (alpha * gmf["predict.bias"] + (1.0 - alpha) * mlp["predict.bias"]).astype(np.float32)
-    if "item_bias.weight" in gmf:
-        fused["item_bias.weight"] = (
-            alpha * gmf["item_bias.weight"] + (1.0 - alpha) * mlp["item_bias.weight"]
-        ).astype(np.float32)
+    for name in ("user_bias.weight", "item_bias.weight"):
+        if name in gmf:
+            fused[name] = (alpha * gmf[name] + (1.0 - alpha) * mlp[name]).astype(np.float32)
     return fused
 
 

@@ -17,7 +17,7 @@ from recsys.ncf.training import fuse_pretrained, train
 SMALL = NCFConfig(
     factors=16, mlp_layers=(32, 16, 8), negatives=4, batch_size=256, reg=0.0, threads=1, seed=3,
     gmf_optimizer="adam", gmf_lr=0.01, gmf_epochs=8, mlp_optimizer="adam", mlp_lr=0.01, mlp_epochs=8,
-    optimizer="adam", lr=0.01, epochs=8, init_std=0.1, item_bias=False,
+    finetune_optimizer="adam", finetune_lr=0.01, finetune_epochs=8, alpha=0.5, init_std=0.1, item_bias=False,
 )
 
 
@@ -57,7 +57,7 @@ def test_history_covers_every_stage(neumf) -> None:
 
 
 def test_same_seed_gives_identical_weights(planted) -> None:
-    config = SMALL.replace(epochs=2, gmf_epochs=1, mlp_epochs=1)
+    config = SMALL.replace(finetune_epochs=2, gmf_epochs=1, mlp_epochs=1)
     first = fit(planted, config)
     second = fit(planted, config)
     assert first.weights.keys() == second.weights.keys()
