@@ -50,7 +50,8 @@ class ItemKNN:
         Training pairs (a repeated pair counts once).
     n_users, n_items : int
     neighbors : int or None
-        Neighbours kept per item; None keeps all.
+        Neighbours kept per item; None keeps all. ML-1M, NCF protocol (HR@10 / NDCG@10, shrink 10):
+        10 -> 0.641/0.391, 30 -> 0.667/0.397, 50 -> 0.666/0.397, 200 -> 0.647/0.382, 1000 -> 0.563/0.332.
     shrink : float
         Added to the cosine denominator, so pairs seen by few users count less.
     """

@@ -75,9 +75,12 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     n_users = int(max(a.max() for a in arrays)) + 1
     n_items = int(max(a.max() for a in items)) + 1
     if negatives is None:
-        negative_idx = evaluation.sample_test_negatives(
-            train.user_idx, train.item_idx, test.user_idx, test.item_idx, n_items, 99, args.seed
-        )
+        try:
+            negative_idx = evaluation.sample_test_negatives(
+                train.user_idx, train.item_idx, test.user_idx, test.item_idx, n_items, 99, args.seed
+            )
+        except ValueError as exc:
+            raise InputError(args.test, f"cannot draw 99 negatives per test row: {exc}") from exc
     else:
         negative_idx = negatives.negative_item_idx
 
@@ -177,9 +180,12 @@ def _train_ncf(args: argparse.Namespace, train: Any, n_users: int, n_items: int,
     if args.eval_every_epoch:
         hit_ratio = evaluation.hit_ratio_callback(test.user_idx, test.item_idx, negative_idx, TOP_K)
     progress = _ProgressLog(config)
-    model = train_ncf(
-        config, train.user_idx, train.item_idx, n_users, n_items, callback=progress, evaluate=hit_ratio
-    )
+    try:
+        model = train_ncf(
+            config, train.user_idx, train.item_idx, n_users, n_items, callback=progress, evaluate=hit_ratio
+        )
+    except ValueError as exc:  # e.g. a user who has every item leaves no negative to sample
+        raise InputError(args.train, str(exc)) from exc
     return model, config
 
 
