@@ -1,27 +1,45 @@
-"""Which item vector finds "the next item"? A similar-slot proxy measured on MovieLens-1M.
+"""Which item vector finds similar slots? MovieLens-1M's next item, and a synthetic casino's clusters.
 
-For every user whose train rows carry real timestamps (timestamp > 0: users 0-2998 in the NCF
-split, see the data's PROVENANCE.md), take the item rated last in train (latest timestamp; among
-ties, the first such row in the file) and ask whether the user's test item (rated next) is among
-its 10 most similar items, for each vector kind of ``recsys.ncf.vectors`` taken from one trained
-NeuMF, against item-kNN cosine co-occurrence and against plain popularity. Two columns:
+**MovieLens-1M.** For every user whose train rows carry real timestamps (timestamp > 0: users
+0-2998 in the NCF split, see the data's PROVENANCE.md), take the item rated last in train (latest
+timestamp; among ties, the first such row in the file) and ask whether the user's test item (rated
+next) is among its 10 most similar items, for each vector kind of ``recsys.ncf.vectors`` taken from
+one trained NeuMF, against item-kNN cosine co-occurrence and against plain popularity. Two columns:
 
 - ``hit@10``: among the 10 nearest items of the whole catalogue (the query item excluded);
 - ``hit@10 unseen``: among the 10 nearest items the user has not rated in train, which is what a
   "similar slots you have not tried" list shows.
 
-Run (a few minutes; the data stays in ../shared, nothing is copied):
+**Synthetic casino.** A casino generated in memory by ``recsys.synth`` (whose slots each belong to
+one latent taste cluster, kept as ground truth in ``Casino.slot_clusters``), consolidated into the
+worker's training pairs as ``bench/bench_weighting.py`` does it (no database), minus the worker's
+time holdout. The worker's model (``recsys.worker.ncf_config`` at default settings: NeuMF from
+scratch, no pre-training, positives weighted by the normalized score) and, for comparison, a
+GMF-only and an MLP-only model at the same settings are trained on those pairs. For every vector
+kind a model has: the share of each slot's 10 most similar slots (cosine,
+``recsys.ncf.vectors.most_similar``) that share its cluster, against item-kNN cosine co-occurrence,
+popularity (the 10 most played slots) and random neighbours. The random share is exact: a slot of a
+cluster with ``n_c`` of the ``N`` slots expects ``(n_c - 1) / (N - 1)``, averaged over the slots.
+Columns: every slot with training pairs, then the slots played by at least ``--well-played``
+players in training and the others (their vectors got few updates).
 
-    python bench/bench_similarity.py [--data ../shared/data/ml-1m-ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
+Run (the ML-1M data stays in ../shared, nothing is copied; the casino lives in memory):
+
+    python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N]
+        [--data ../shared/data/ml-1m-ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
+        [--players 200000] [--slots 1000] [--days 90] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m-ncf"
 K = 10
@@ -57,13 +75,34 @@ def ranking_from_similarity(sim_rows: np.ndarray, queries: np.ndarray) -> np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--epochs", type=int, help="NeuMF epochs (default: NCFConfig's)")
-    parser.add_argument("--gmf-epochs", type=int, help="GMF pre-training epochs (default: NCFConfig's)")
-    parser.add_argument("--mlp-epochs", type=int, help="MLP pre-training epochs (default: NCFConfig's)")
-    parser.add_argument("--threads", type=int, default=2)
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--ml1m-only", action="store_true", help="run the MovieLens-1M part only")
+    only.add_argument("--synthetic-only", action="store_true", help="run the synthetic-casino part only")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of every training run")
+    ml1m = parser.add_argument_group("MovieLens-1M")
+    ml1m.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ml1m.add_argument("--epochs", type=int, help="NeuMF fine-tuning epochs after pre-training (default: NCFConfig's)")
+    ml1m.add_argument("--gmf-epochs", type=int, help="GMF pre-training epochs (default: NCFConfig's)")
+    ml1m.add_argument("--mlp-epochs", type=int, help="MLP pre-training epochs (default: NCFConfig's)")
+    synthetic = parser.add_argument_group("synthetic casino")
+    synthetic.add_argument("--players", type=int, default=200_000)
+    synthetic.add_argument("--slots", type=int, default=1_000)
+    synthetic.add_argument("--days", type=int, default=90)
+    synthetic.add_argument("--seed", type=int, default=0, help="seed of the casino (training keeps the worker's)")
+    synthetic.add_argument("--well-played", type=int, default=20, help="players that make a slot well played")
     args = parser.parse_args()
 
+    if not args.synthetic_only:
+        print("== MovieLens-1M: the next item among the previous item's 10 nearest ==")
+        next_item_on_ml1m(args)
+    if not args.ml1m_only:
+        if not args.synthetic_only:
+            print()
+        print("== Synthetic casino: a slot's 10 nearest slots in its latent cluster ==")
+        clusters_on_synthetic_casino(args)
+
+
+def next_item_on_ml1m(args: argparse.Namespace) -> None:
     from recsys.baselines import ItemKNN, Popularity
     from recsys.ncf.config import NCFConfig
     from recsys.ncf.training import train
@@ -86,7 +125,7 @@ def main() -> None:
 
     changes = {"threads": args.threads}
     if args.epochs is not None:
-        changes["epochs"] = args.epochs
+        changes["finetune_epochs"] = args.epochs
     if args.gmf_epochs is not None:
         changes["gmf_epochs"] = args.gmf_epochs
     if args.mlp_epochs is not None:
@@ -95,7 +134,8 @@ def main() -> None:
     started = time.perf_counter()
     model = train(config, train_rows.user_idx, train_rows.item_idx, n_users, n_items)
     print(f"NeuMF trained in {time.perf_counter() - started:.0f} s "
-          f"(GMF {config.gmf_epochs} + MLP {config.mlp_epochs} pre-training epochs, NeuMF {config.epochs})")
+          f"(GMF {config.gmf_epochs} + MLP {config.mlp_epochs} pre-training epochs, "
+          f"{config.finetune_epochs} fine-tuning)")
     print(f"{users.shape[0]} users with timestamps; query = item rated last in train, target = test item\n")
 
     rows = []
@@ -113,6 +153,83 @@ def main() -> None:
     print(f"{'vectors':<20}{'hit@10':>8}{'hit@10 unseen':>15}")
     for name, raw, unseen in rows:
         print(f"{name:<20}{raw:>8.4f}{unseen:>15.4f}")
+
+
+def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from bench_weighting import consolidated_pairs, synthetic_casino, worker_holdout
+
+    from recsys.baselines import ItemKNN, Popularity
+    from recsys.ncf.training import train
+    from recsys.ncf.vectors import VECTOR_KINDS, item_vectors, most_similar, usable_kind
+    from recsys.scoring import ScoreFormula
+    from recsys.settings import Settings
+    from recsys.worker import ncf_config
+
+    settings = Settings()
+    started = time.perf_counter()
+    casino = synthetic_casino(args.players, args.slots, args.days, args.seed)
+    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings))
+    holdout = worker_holdout(data, settings)
+    n_players, n_slots = len(data.player_keys), len(data.slot_keys)
+    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
+    weights = data.weight[holdout.train] if settings.train_weighted else None
+    slot_cluster = casino.slot_clusters.set_index("slot_key")["cluster"]
+    cluster = slot_cluster.loc[data.slot_keys].to_numpy()
+    print(
+        f"{args.players:,} players x {args.slots:,} slots x {args.days} days (seed {args.seed}, "
+        f"{casino.config.clusters} clusters): {len(casino.sessions):,} sessions -> {data.n_pairs:,} pairs of "
+        f"{n_players:,} players x {n_slots:,} slots; {int(holdout.train.sum()):,} train pairs after the holdout "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
+
+    players_per_slot = np.bincount(train_i, minlength=n_slots)
+    groups = {
+        "all": np.ones(n_slots, dtype=bool),
+        f">={args.well_played} players": players_per_slot >= args.well_played,
+        f"<{args.well_played} players": players_per_slot < args.well_played,
+    }
+    slots = np.arange(n_slots)
+    rows: list[tuple[str, list[float]]] = []
+
+    def add(name: str, neighbours: np.ndarray) -> None:
+        same = (cluster[neighbours] == cluster[:, None]).mean(axis=1)
+        rows.append((name, [float(same[mask].mean()) if mask.any() else float("nan") for mask in groups.values()]))
+
+    for model_kind in ("neumf", "gmf", "mlp"):
+        config = ncf_config(dataclasses.replace(settings, train_model=model_kind), data.n_pairs)
+        config = config.replace(threads=args.threads)
+        t = time.perf_counter()
+        model = train(config, train_u, train_i, n_players, n_slots, weights=weights)
+        label = "worker's NeuMF" if model_kind == settings.train_model else f"{model_kind.upper()}-only"
+        print(
+            f"{label}: {config.epochs} epochs of {config.optimizer} at lr {config.lr}"
+            + (f", {config.factors} factors" if model_kind != "mlp" else "")
+            + (f", MLP {config.mlp_layers}" if model_kind != "gmf" else "")
+            + f", trained in {time.perf_counter() - t:.0f} s "
+            f"(last epoch's loss {model.history[-1].loss:.3f})"
+        )
+        for kind in VECTOR_KINDS:
+            if usable_kind(model, kind) == kind:
+                add(f"{model_kind} {kind}", most_similar(item_vectors(model, kind), slots, K))
+
+    knn = ItemKNN(train_u, train_i, n_players, n_slots, neighbors=None, shrink=0.0)
+    add("item-kNN cosine", ranking_from_similarity(knn.similarity, slots)[:, :K])
+    counts = Popularity(train_u, train_i, n_slots).counts
+    add("popularity", ranking_from_similarity(np.tile(counts, (n_slots, 1)), slots)[:, :K])
+    sizes = np.bincount(cluster)
+    expected = (sizes[cluster] - 1) / (n_slots - 1)
+    rows.append(
+        ("random (exact)", [float(expected[mask].mean()) if mask.any() else float("nan") for mask in groups.values()])
+    )
+
+    print(f"\nshare of a slot's {K} nearest slots in its cluster, by how many players played the slot in training")
+    header = "".join(f"{f'{name} ({int(mask.sum())})':>22}" for name, mask in groups.items())
+    print(f"{'vectors':<20}{header}")
+    for name, shares in rows:
+        print(f"{name:<20}" + "".join(f"{share:>22.3f}" for share in shares))
+    print(f"\nsynthetic section: {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

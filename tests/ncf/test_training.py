@@ -16,7 +16,7 @@ from recsys.ncf.training import fuse_pretrained, train
 # Small and quick: the planted data has 300 users x 160 items, 3,300 pairs.
 SMALL = NCFConfig(
     factors=16, mlp_layers=(32, 16, 8), negatives=4, batch_size=256, reg=0.0, threads=1, seed=3,
-    gmf_optimizer="adam", gmf_lr=0.01, gmf_epochs=8, mlp_optimizer="adam", mlp_lr=0.01, mlp_epochs=8,
+    gmf_optimizer="adam", gmf_lr=0.01, gmf_epochs=8, mlp_optimizer="adam", mlp_lr=0.01, mlp_epochs=8, mlp_reg=0.0,
     finetune_optimizer="adam", finetune_lr=0.01, finetune_epochs=8, alpha=0.5, init_std=0.1, item_bias=False,
 )
 
