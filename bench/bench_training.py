@@ -8,7 +8,9 @@ a limited number of training steps. Two setups of the same model and the same tr
   (the MLP pre-training stage);
 - ``sparse-sgd``: ``nn.Embedding(sparse=True)`` stepped by plain SGD, dense layers by ``Adam`` (the
   GMF pre-training and NeuMF fine-tuning stages);
-- ``dense-adam``: plain ``nn.Embedding`` with ``Adam`` over every parameter (the usual PyTorch loop).
+- ``dense-adam``: plain ``nn.Embedding`` with ``Adam`` over every parameter (the usual PyTorch loop);
+- ``ddp-sparse-sgd``: ``sparse-sgd`` under ``torchrun --nproc-per-node 2`` (DDP, gloo), each process
+  with half the threads and half of every batch (RSS is one process's).
 
 Prints samples/s, seconds per step and peak RSS for each, and the ratios. Run:
 
@@ -24,22 +26,25 @@ import subprocess
 import sys
 import time
 
-SETUPS = ("sparse-adam", "sparse-sgd", "dense-adam")
+SETUPS = ("sparse-adam", "sparse-sgd", "dense-adam", "ddp-sparse-sgd")
+
 
 def measure(setup: str, users: int, items: int, rows: int, steps: int, threads: int) -> dict:
     import numpy as np
     import torch
 
+    from recsys.ncf import distributed
     from recsys.ncf.config import NCFConfig
     from recsys.ncf.model import NCFNet
     from recsys.ncf.sampling import ObservedPairs
     from recsys.ncf.training import build_optimizers, train_epoch
 
     config = NCFConfig(
-        optimizer="sgd" if setup == "sparse-sgd" else "adam", lr=0.001, sparse=setup != "dense-adam",
+        optimizer="sgd" if setup.endswith("sparse-sgd") else "adam", lr=0.001, sparse=setup != "dense-adam",
         threads=threads, pretrain=False,
     )
-    torch.set_num_threads(threads)
+    distributed.init_from_env()
+    torch.set_num_threads(distributed.threads_per_process(threads))
     rng = np.random.default_rng(0)
     user_idx = rng.integers(0, users, rows)
     # Power-law slot popularity (Zipf-like ranks), as in casino play.
@@ -51,13 +56,14 @@ def measure(setup: str, users: int, items: int, rows: int, steps: int, threads: 
     torch.manual_seed(0)
     net = NCFNet(users, items, config, sparse=config.sparse)
     optimizers = build_optimizers(net, config)
+    forward = distributed.data_parallel(net)
     per_step = config.batch_size // (1 + config.negatives)
     # Two warm-up steps (allocation of optimizer state, first-touch of pages), then the timed ones.
     warm = slice(0, 2 * per_step)
-    train_epoch(net, optimizers, config, user_idx[warm], item_idx[warm], None, observed, rng)
+    train_epoch(forward, optimizers, config, user_idx[warm], item_idx[warm], None, observed, rng)
     timed = slice(2 * per_step, (2 + steps) * per_step)
     started = time.perf_counter()
-    _, samples = train_epoch(net, optimizers, config, user_idx[timed], item_idx[timed], None, observed, rng)
+    _, samples = train_epoch(forward, optimizers, config, user_idx[timed], item_idx[timed], None, observed, rng)
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -83,13 +89,21 @@ def main() -> None:
     parser.add_argument("--one", choices=SETUPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.users, args.items, args.rows, args.steps, args.threads)))
+        result = measure(args.one, args.users, args.items, args.rows, args.steps, args.threads)
+        from recsys.ncf import distributed
+
+        if distributed.is_leader():
+            print(json.dumps(result))
+        distributed.shutdown()
         return
 
     results = {}
     for setup in SETUPS:
+        launcher = [sys.executable]
+        if setup.startswith("ddp-"):
+            launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
         done = subprocess.run(
-            [sys.executable, __file__, "--one", setup, "--users", str(args.users), "--items", str(args.items),
+            [*launcher, __file__, "--one", setup, "--users", str(args.users), "--items", str(args.items),
              "--rows", str(args.rows), "--steps", str(args.steps), "--threads", str(args.threads)],
             capture_output=True, text=True, check=True,
         )
@@ -98,12 +112,12 @@ def main() -> None:
     print(f"NeuMF, {args.users:,} users x {args.items:,} items, {args.rows:,} interactions, "
           f"{args.steps} steps of {results['dense-adam']['batch_size']}, {args.threads} threads, "
           f"{results['dense-adam']['parameters']:,} parameters")
-    print(f"{'setup':<12}{'samples/s':>12}{'ms/step':>10}{'peak RSS MiB':>14}{'model+opt MiB':>15}")
+    print(f"{'setup':<16}{'samples/s':>12}{'ms/step':>10}{'peak RSS MiB':>14}{'model+opt MiB':>15}")
     for setup, r in results.items():
-        print(f"{setup:<12}{r['samples_per_s']:>12,.0f}{r['ms_per_step']:>10.1f}"
+        print(f"{setup:<16}{r['samples_per_s']:>12,.0f}{r['ms_per_step']:>10.1f}"
               f"{r['peak_rss_mib']:>14,.0f}{r['model_and_optimizer_mib']:>15,.0f}")
     dense = results["dense-adam"]
-    for setup in ("sparse-adam", "sparse-sgd"):
+    for setup in ("sparse-adam", "sparse-sgd", "ddp-sparse-sgd"):
         r = results[setup]
         print(f"{setup} vs dense-adam: {r['samples_per_s'] / dense['samples_per_s']:.1f}x throughput, "
               f"{r['model_and_optimizer_mib'] / max(dense['model_and_optimizer_mib'], 1):.2f}x model+optimizer memory")

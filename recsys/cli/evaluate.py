@@ -4,6 +4,9 @@ Reads the NCF paper's files (``recsys.ncf_files``), trains GMF / MLP / NeuMF (``
 fits a baseline (``recsys.baselines``), and ranks each test item among its 99 negatives
 (``recsys.evaluation``). Without ``--negatives``, 99 are drawn per test row with ``--seed`` from
 the items the user has neither trained nor is tested on.
+
+``torchrun --standalone --nproc-per-node 2 -m recsys evaluate ...`` trains the neural models with
+DDP over two processes (``recsys.ncf.distributed``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="train on NCF-format files and report HR@10 / NDCG@10",
-        description=__doc__.splitlines()[0],
+        description="Train a model on NCF-format files and report HR@10 / NDCG@10 (NCF paper protocol).",
     )
     parser.add_argument("--train", required=True, metavar="PATH", help="user\\titem\\trating\\ttimestamp lines")
     parser.add_argument("--test", required=True, metavar="PATH", help="same format, the held-out items")
@@ -52,10 +55,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
-    """Train and evaluate; print the figures. ``settings`` is unused: everything comes from ``args``."""
+    """Train and evaluate; print the figures. ``settings`` is unused: everything comes from ``args``.
+
+    Under ``torchrun`` every rank reads the files and trains its share of each batch (DDP); rank 0
+    evaluates and prints.
+    """
+    from recsys.ncf import distributed
+
+    distributed.init_from_env()
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from recsys import evaluation
+    from recsys.ncf import distributed
     from recsys.ncf_files import read_negatives, read_ratings
 
     train = read_ratings(args.train)
@@ -105,6 +120,10 @@ def run(args: argparse.Namespace, settings: Any) -> int:
 
         model = ItemKNN(train.user_idx, train.item_idx, n_users, n_items)
     seconds = time.perf_counter() - started
+    processes, leader = distributed.world_size(), distributed.is_leader()
+    distributed.shutdown()  # training is the only distributed part
+    if not leader:
+        return 0
 
     eval_started = time.perf_counter()
     sampled = evaluation.evaluate_sampled(model, test.user_idx, test.item_idx, negative_idx, TOP_K)
@@ -117,6 +136,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         "pretrain_epochs": pretrain_epochs,
         "test_cases": sampled.n_cases,
         "negatives_per_case": int(negative_idx.shape[1]),
+        "processes": processes,
     }
     if args.full:
         full = evaluation.evaluate_full(
@@ -131,14 +151,15 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        if pretrain_epochs:
+            trained = f"{pretrain_epochs} GMF + MLP pre-training epochs, {epochs} fine-tuning epochs"
+        else:
+            trained = f"{epochs} epochs"
         line = (
             f"{args.model}: HR@10 {result['hr@10']:.4f}  NDCG@10 {result['ndcg@10']:.4f}  "
             f"({result['test_cases']} test cases x {result['negatives_per_case']} negatives; "
-            f"{epochs} epochs"
+            f"{trained}; {result['seconds']:.1f} s training)"
         )
-        if pretrain_epochs:
-            line += f" after {pretrain_epochs} GMF + MLP pre-training epochs"
-        line += f"; {result['seconds']:.1f} s training)"
         print(line)
         if args.full:
             print(f"full catalogue: HR@10 {result['full_hr@10']:.4f}  NDCG@10 {result['full_ndcg@10']:.4f}")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recsys.ncf import distributed
 from recsys.ncf.config import NCFConfig
 from recsys.ncf.history import EpochStats
 from recsys.ncf.model import NCFNet
@@ -61,6 +62,10 @@ def train(
     evaluate : callable, optional
         ``evaluate(model) -> HR@10`` run after every epoch; its result lands in ``EpochStats``.
 
+    Under ``torchrun`` (after :func:`recsys.ncf.distributed.init_from_env`) every rank calls this
+    with the same arguments and trains its share of each batch with DDP; only the leader calls
+    ``callback`` and ``evaluate``. Every rank returns the same model.
+
     Returns
     -------
     TrainedNCF
@@ -83,7 +88,9 @@ def train(
         floor = np.float32(config.positive_weight_floor)
         pair_weight = floor + (np.float32(1.0) - floor) * weights
 
-    torch.set_num_threads(config.threads)
+    if not distributed.is_leader():
+        callback = evaluate = None
+    torch.set_num_threads(distributed.threads_per_process(config.threads))
     rng = np.random.default_rng(config.seed)
     observed = ObservedPairs(user_idx, item_idx, n_items)
     data = (user_idx, item_idx, pair_weight, observed)
@@ -161,13 +168,15 @@ def _train_stage(
     if init is not None:
         net.load_numpy_weights(init)
     optimizers = build_optimizers(net, config)
+    forward = distributed.data_parallel(net)
+    net.train()
     for epoch in range(1, config.epochs + 1):
         if epoch > 1 and config.lr_decay != 1.0:
             for opt in optimizers:
                 for group in opt.param_groups:
                     group["lr"] *= config.lr_decay
         started = time.perf_counter()
-        loss, samples = train_epoch(net, optimizers, config, user_idx, item_idx, pair_weight, observed, rng)
+        loss, samples = train_epoch(forward, optimizers, config, user_idx, item_idx, pair_weight, observed, rng)
         seconds = time.perf_counter() - started
         hr, eval_seconds = None, 0.0
         if evaluate is not None:
@@ -178,11 +187,13 @@ def _train_stage(
         history.append(stats)
         if callback is not None:
             callback(stats)
-    return TrainedNCF(config, net.numpy_weights(), list(history))
+    weights = net.numpy_weights()
+    distributed.check_in_sync(weights)
+    return TrainedNCF(config, weights, list(history))
 
 
 def train_epoch(
-    net: NCFNet,
+    forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     optimizers: list[torch.optim.Optimizer],
     config: NCFConfig,
     user_idx: np.ndarray,
@@ -191,29 +202,40 @@ def train_epoch(
     observed: ObservedPairs,
     rng: np.random.Generator,
 ) -> tuple[float, int]:
-    """One pass over fresh samples; returns (mean weighted log loss, number of samples)."""
+    """One pass over fresh samples; returns (mean weighted log loss, number of samples).
+
+    ``forward(users, items) -> (logits, penalty)`` is ``NCFNet.forward_with_penalty`` or its DDP
+    wrapper (:func:`recsys.ncf.distributed.data_parallel`). Under DDP each rank computes its share
+    of every batch; the loss is scaled by the number of ranks because DDP averages the gradients,
+    so a step is the step on the whole batch. A last batch smaller than the number of ranks is
+    skipped (a rank without samples cannot take part in a sparse gradient reduction).
+    """
     users, items, labels, sample_weight = epoch_samples(
         user_idx, item_idx, observed, config.negatives, rng, pair_weight
     )
     users_t, items_t = torch.from_numpy(users), torch.from_numpy(items)
     labels_t = torch.from_numpy(labels)
     weight_t = torch.from_numpy(sample_weight) if pair_weight is not None else None
-    net.train()
+    ranks = distributed.world_size()
+    scale = ranks / config.batch_size
     total = 0.0
     n = users.shape[0]
+    trained = 0
     for start in range(0, n, config.batch_size):
         stop = min(start + config.batch_size, n)
-        logits, penalty = net.forward_with_penalty(users_t[start:stop], items_t[start:stop])
-        batch_weight = weight_t[start:stop] if weight_t is not None else None
-        log_loss = F.binary_cross_entropy_with_logits(
-            logits, labels_t[start:stop], weight=batch_weight, reduction="sum"
-        )
+        if stop - start < ranks:
+            continue
+        lo, hi = distributed.share(start, stop)
+        logits, penalty = forward(users_t[lo:hi], items_t[lo:hi])
+        batch_weight = weight_t[lo:hi] if weight_t is not None else None
+        log_loss = F.binary_cross_entropy_with_logits(logits, labels_t[lo:hi], weight=batch_weight, reduction="sum")
         # Divided by the nominal batch size, so a short last batch weighs each sample the same.
-        loss = (log_loss + config.reg * penalty) / config.batch_size
+        loss = (log_loss + config.reg * penalty) * scale
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
         for opt in optimizers:
             opt.step()
         total += float(log_loss.detach())
-    return total / n, n
+        trained += stop - start
+    return distributed.all_reduce_sum(total) / trained, trained
