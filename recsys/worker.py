@@ -69,10 +69,13 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
 
     A crash at any step leaves the version ``failed`` (or ``training`` if the process was killed,
     which the next run marks failed); only a finished version passing the gate becomes active.
+
+    Under ``torchrun`` this runs on rank 0 (the leader) only, and the other ranks run
+    :func:`follow_training`: the leader hands them the training pairs and they train in step (DDP).
     """
     started = time.perf_counter()
     stages: dict[str, float] = {}
-    with versions.training_lock(engine):
+    with _Followers() as followers, versions.training_lock(engine):
         abandoned = versions.fail_abandoned(engine)
         if abandoned:
             log.warning("marked abandoned training versions as failed: %s", abandoned)
@@ -124,7 +127,7 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
             holdout.test_player_idx.size,
         )
         try:
-            outcome = _train_and_publish(engine, settings, config, data, holdout, version_id, stages)
+            outcome = _train_and_publish(engine, settings, config, data, holdout, version_id, stages, followers)
         except BaseException as exc:
             versions.fail_version(engine, version_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -133,12 +136,76 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
     return outcome
 
 
-def _train_and_publish(engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages):
+def follow_training() -> bool:
+    """A torchrun rank other than the leader: receive the leader's pairs and train alongside it.
+
+    Returns False when the leader stopped before training (its own error says why).
+    """
+    from recsys.ncf import distributed
+    from recsys.ncf.config import NCFConfig
+    from recsys.ncf.training import train
+
+    job = distributed.broadcast_object()
+    if job is None:
+        distributed.shutdown()
+        return False
+    arrays = distributed.broadcast_arrays()
+    train(
+        NCFConfig.from_dict(job["config"]),
+        arrays["user_idx"],
+        arrays["item_idx"],
+        job["n_players"],
+        job["n_slots"],
+        weights=arrays["weights"],
+    )
+    distributed.shutdown()
+    return True
+
+
+class _Followers:
+    """The other torchrun ranks, waiting in :func:`follow_training` (nothing in a single process).
+
+    :meth:`hand_over` sends them the training job; leaving the ``with`` block without having done so
+    (no data, lock held, an error) tells them there is none, so they exit instead of waiting.
+    """
+
+    def __init__(self) -> None:
+        from recsys.ncf import distributed  # torch: imported when training, not with this module
+
+        self.distributed = distributed
+        self.waiting = distributed.active()
+
+    def __enter__(self) -> _Followers:
+        return self
+
+    def hand_over(self, config, n_players: int, n_slots: int, arrays: dict[str, np.ndarray | None]) -> None:
+        if not self.waiting:
+            return
+        self.waiting = False
+        self.distributed.broadcast_object({"config": config.to_dict(), "n_players": n_players, "n_slots": n_slots})
+        self.distributed.broadcast_arrays(arrays)
+
+    def trained(self) -> int:
+        """Training is over: leave the process group with the followers; returns how many processes trained."""
+        processes = self.distributed.world_size()
+        self.distributed.shutdown()
+        return processes
+
+    def __exit__(self, *exc_info) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.distributed.broadcast_object(None)
+            self.distributed.shutdown()
+
+
+def _train_and_publish(
+    engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages, followers: _Followers
+):
     from recsys.baselines import Popularity
     from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback, sample_test_negatives
     from recsys.ncf.plots import plot_training_curve
     from recsys.ncf.training import train
-    from recsys.ncf.vectors import item_vectors
+    from recsys.ncf.vectors import item_vectors, usable_kind
     from recsys.offline import top_n
 
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
@@ -148,6 +215,8 @@ def _train_and_publish(engine, settings, config, data: InteractionData, holdout:
                                       seed=settings.train_seed)
 
     t = time.perf_counter()
+    weights = data.weight[holdout.train] if settings.train_weighted else None
+    followers.hand_over(config, n_players, n_slots, {"user_idx": train_u, "item_idx": train_i, "weights": weights})
     progress = _EpochLog(config)
     model = train(
         config,
@@ -155,11 +224,12 @@ def _train_and_publish(engine, settings, config, data: InteractionData, holdout:
         train_i,
         n_players,
         n_slots,
-        weights=data.weight[holdout.train] if settings.train_weighted else None,
+        weights=weights,
         callback=progress,
         evaluate=hit_ratio_callback(test_u, test_i, negatives),
     )
     stages["train"] = time.perf_counter() - t
+    processes = followers.trained()
 
     t = time.perf_counter()
     sampled = evaluate_sampled(model, test_u, test_i, negatives)
@@ -180,6 +250,7 @@ def _train_and_publish(engine, settings, config, data: InteractionData, holdout:
         "slots": n_slots,
         "epochs": len(model.history),
         "train_seconds": round(stages["train"], 2),
+        "train_processes": processes,
     }
     stages["evaluate"] = time.perf_counter() - t
     log.info(
@@ -194,7 +265,8 @@ def _train_and_publish(engine, settings, config, data: InteractionData, holdout:
 
     t = time.perf_counter()
     state = model.state()
-    similarity = item_vectors(model, settings.similarity_vector)
+    vector_kind = usable_kind(model, settings.similarity_vector)
+    similarity = item_vectors(model, vector_kind)
     versions.write_embeddings(
         engine, version_id, data.player_keys, model.user_factors, data.slot_keys, model.item_factors, similarity
     )
@@ -206,7 +278,7 @@ def _train_and_publish(engine, settings, config, data: InteractionData, holdout:
         version_id,
         state=state,
         metrics=metrics,
-        similarity_vector=settings.similarity_vector,
+        similarity_vector=vector_kind,
         curve_path=str(curve.resolve()),
     )
     stages["write"] = time.perf_counter() - t

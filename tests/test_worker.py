@@ -59,7 +59,9 @@ def test_the_model_recovers_the_planted_structure(casino, fast):
     # slots' 10 most similar slots share their latent cluster far more often than chance (1/6)
     slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
     clusters = np.array([slot_cluster[k] for k in outcome.data.slot_keys])
-    neighbours = most_similar(item_vectors(outcome.model, fast.similarity_vector), np.arange(len(clusters)), k=10)
+    kind = versions.get_version(casino, outcome.version_id).similarity_vector
+    assert (fast.similarity_vector, kind) == ("concat", "gmf")  # a GMF model has one slot embedding
+    neighbours = most_similar(item_vectors(outcome.model, kind), np.arange(len(clusters)), k=10)
     share = float((clusters[neighbours] == clusters[:, None]).mean())
     assert share > 3 / 6, share
 
@@ -74,7 +76,7 @@ def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
     slots = versions.load_slot_vectors(casino, outcome.version_id)
     np.testing.assert_array_equal(slots.slot_keys, outcome.data.slot_keys)
     np.testing.assert_array_equal(slots.towers["gmf"], outcome.model.item_factors["gmf"])
-    np.testing.assert_allclose(slots.similarity, item_vectors(outcome.model, fast.similarity_vector), rtol=1e-6)
+    np.testing.assert_allclose(slots.similarity, item_vectors(outcome.model, version.similarity_vector), rtol=1e-6)
     keys, towers = versions.load_player_vectors(casino, outcome.version_id, outcome.data.player_keys[:50])
     np.testing.assert_array_equal(keys, outcome.data.player_keys[:50])
     np.testing.assert_array_equal(towers["gmf"], outcome.model.user_factors["gmf"][:50])
@@ -153,3 +155,27 @@ def test_a_killed_run_leaves_nothing_active_and_the_next_run_cleans_up(casino, f
     outcome = run_training(casino, fast)
     assert versions.get_version(casino, killed.id).status == "failed"
     assert versions.active_version(casino).id == outcome.version_id
+
+
+def test_torchrun_with_two_processes_trains_an_equally_good_model(casino, fast, database_url):
+    changed = ("train_model", "train_epochs", "train_lr", "train_factors", "holdout_days", "gate_min_hr",
+               "offline_top_n", "data_dir")
+    env = {
+        **os.environ,
+        "RECSYS_DATABASE_URL": database_url,
+        **{f"RECSYS_{name.upper()}": str(getattr(fast, name)) for name in changed},
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "recsys",
+         "train"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("quality gate:") == 1  # rank 0 reports; rank 1 only trains
+    (ddp,) = versions.list_versions(casino)
+    assert (ddp.status, ddp.metrics["train_processes"]) == ("active", 2)
+
+    single = run_training(casino, fast)
+    assert single.metrics["train_processes"] == 1
+    assert ddp.metrics["hr@10"] > ddp.metrics["popularity_hr@10"] + 0.05, ddp.metrics
+    assert abs(ddp.metrics["hr@10"] - single.metrics["hr@10"]) <= 0.03, (ddp.metrics, single.metrics)

@@ -1,4 +1,8 @@
-"""``recsys train``: the training worker (NeuMF on consolidated interactions -> a gated model version)."""
+"""``recsys train``: the training worker (NeuMF on consolidated interactions -> a gated model version).
+
+``torchrun --standalone --nproc-per-node 2 -m recsys train`` trains with DDP over two processes:
+rank 0 reads the database, evaluates and writes the version; the other ranks only train.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Under ``torchrun`` rank 0 runs the worker and the other ranks train alongside it (DDP)."""
+    from recsys.ncf import distributed
+
+    if distributed.init_from_env() and not distributed.is_leader():
+        from recsys.worker import follow_training
+
+        follow_training()
+        return 0
+    return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
     from recsys.db.engine import create_engine
