@@ -18,7 +18,7 @@ from pathlib import Path
 from recsys.errors import ConfigError
 
 PREFIX = "RECSYS_"
-SIMILARITY_VECTORS = ("gmf", "mlp", "concat")
+SIMILARITY_VECTORS = ("concat", "gmf", "mlp")
 
 
 def setting(default, doc: str):
@@ -63,7 +63,9 @@ class Settings:
     train_seed: int = setting(0, "Seed of initialisation, negative sampling and the holdout sample.")
     train_weighted: bool = setting(True, "Weight positives by their normalized score (see docs/training.md).")
     eval_max_players: int = setting(20000, "At most this many holdout players are evaluated (sampled).")
-    similarity_vector: str = setting("gmf", "Slot vector FAISS indexes: gmf, mlp or concat (measured choice).")
+    similarity_vector: str = setting(
+        "concat", "Slot vector FAISS indexes: concat, gmf or mlp (concat measured best; one-tower models use theirs)."
+    )
     gate_min_hr: float = setting(0.3, "Quality gate: a version needs at least this HR@10 on the holdout.")
     gate_max_drop: float = setting(0.02, "Quality gate: at most this HR@10 drop against the active version.")
     keep_versions: int = setting(3, "Finished non-active versions whose embeddings are kept.")

@@ -5,7 +5,9 @@ NeuMF keeps two item embeddings, one per tower, so "the" item vector is a choice
 - ``gmf``: the GMF embedding ``q_i``.
 - ``gmf_h``: ``q_i * h`` with ``h`` the GMF part of the predict layer. GMF's logit is
   ``sum_f h_f p_uf q_if``, so ``q_i * h`` is the item's direction in the space the score is
-  actually computed in; dimensions the predict layer ignores (h_f near 0) stop counting.
+  actually computed in; dimensions the predict layer ignores (h_f near 0) stop counting. With the
+  default training (GMF with ``h`` fixed to ones, no fine-tuning after fusion) ``h`` is uniform and
+  this equals ``gmf``.
 - ``mlp``: the MLP embedding ``q'_i``.
 - ``mlp_proj``: ``W_i q'_i``, the item's share of the MLP's first layer (``W [p; q] = W_u p + W_i q``):
   what the tower actually sees of the item.
@@ -13,7 +15,9 @@ NeuMF keeps two item embeddings, one per tower, so "the" item vector is a choice
 - ``concat_h``: ``gmf_h`` and ``mlp_proj`` normalised and concatenated.
 
 Every kind is returned L2-normalised, so inner product is cosine similarity (FAISS ``IndexFlatIP``).
-``bench/bench_similarity.py`` measures which kind predicts a user's next item best.
+``bench/bench_similarity.py`` measures which kind predicts a user's next item best; on ML-1M
+``concat`` did (next item in the top 10 of the previous one: 0.108, or 0.130 among unseen items,
+against 0.104 / 0.113 for ``gmf``), and item-kNN co-occurrence did better still (0.117 / 0.151).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
-def item_vectors(trained: TrainedNCF, kind: str = "gmf_h") -> np.ndarray:
+def item_vectors(trained: TrainedNCF, kind: str = "concat") -> np.ndarray:
     """Unit-norm item vectors of one kind.
 
     Parameters
@@ -78,6 +82,18 @@ def item_vectors(trained: TrainedNCF, kind: str = "gmf_h") -> np.ndarray:
     else:
         parts = [normalize_rows(gmf_h()), normalize_rows(mlp_proj())]
     return normalize_rows(np.concatenate(parts, axis=1))
+
+
+def usable_kind(trained: TrainedNCF, kind: str) -> str:
+    """``kind`` if ``trained`` has the towers it needs, else the model's own tower (``gmf`` or ``mlp``).
+
+    A GMF-only or MLP-only model has one item embedding, so every kind comes down to that one.
+    """
+    towers = {"gmf": "item_gmf.weight" in trained.weights, "mlp": "item_mlp.weight" in trained.weights}
+    needs = ("gmf", "mlp") if kind in ("concat", "concat_h") else (kind.split("_")[0],)
+    if all(towers[t] for t in needs):
+        return kind
+    return "gmf" if towers["gmf"] else "mlp"
 
 
 def most_similar(vectors: np.ndarray, item_idx: np.ndarray, k: int = 10) -> np.ndarray:

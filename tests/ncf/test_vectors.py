@@ -7,7 +7,7 @@ import pytest
 
 from recsys.ncf.config import NCFConfig
 from recsys.ncf.scoring import TrainedNCF
-from recsys.ncf.vectors import VECTOR_KINDS, item_vectors, most_similar, normalize_rows
+from recsys.ncf.vectors import VECTOR_KINDS, item_vectors, most_similar, normalize_rows, usable_kind
 
 
 def random_neumf(seed: int = 0) -> TrainedNCF:
@@ -49,6 +49,15 @@ def test_missing_tower_is_an_error() -> None:
         item_vectors(gmf_only, "mlp")
     with pytest.raises(ValueError, match="unknown vector kind"):
         item_vectors(model, "svd")
+
+
+def test_one_tower_models_fall_back_to_their_tower() -> None:
+    model = random_neumf()
+    gmf_only = TrainedNCF(model.config.replace(model="gmf"), {k: v for k, v in model.weights.items() if "mlp" not in k})
+    mlp_only = TrainedNCF(model.config.replace(model="mlp"), {k: v for k, v in model.weights.items() if "gmf" not in k})
+    assert [usable_kind(model, k) for k in ("concat", "gmf", "mlp_proj")] == ["concat", "gmf", "mlp_proj"]
+    assert [usable_kind(gmf_only, k) for k in ("concat", "concat_h", "gmf_h", "mlp")] == ["gmf", "gmf", "gmf_h", "gmf"]
+    assert [usable_kind(mlp_only, k) for k in ("concat", "gmf", "mlp_proj")] == ["mlp", "mlp", "mlp_proj"]
 
 
 def test_most_similar_excludes_the_query() -> None:
