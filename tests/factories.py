@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -67,3 +68,20 @@ def add_session(
             "bonus": bonus,
         },
     ).scalar_one()
+
+
+def fast_pipeline(settings, data_dir, **changes):
+    """Settings for a pipeline that trains in seconds (GMF, 8 epochs) behind a gate that lets any
+    version through (tests/test_worker.py tests the gate itself)."""
+    fast = {
+        "train_model": "gmf",
+        "train_epochs": 8,
+        "train_lr": 0.01,
+        "train_factors": 16,
+        "holdout_days": 5,
+        "gate_min_hr": 0.0,
+        "gate_max_drop": 1.0,
+        "offline_top_n": 10,
+        "consolidate_lookback_seconds": 0,
+    }
+    return dataclasses.replace(settings, data_dir=data_dir, **{**fast, **changes})

@@ -4,7 +4,6 @@ and the second version has learned from the new play (a slot made popular moves 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from recsys.db.synth_store import write_casino
 from recsys.pipeline import run_pipeline
 from recsys.simulate import SimulationConfig, simulate
 from recsys.synth import SynthConfig
+from tests.factories import fast_pipeline
 
 
 def _share_with(engine, version_id: int, slot_key: int) -> float:
@@ -59,21 +59,8 @@ def test_a_slot_made_popular_by_live_play_moves_up(db, settings, database_url, t
             start=date.today() - timedelta(days=days),
         ),
     )
-    fast = dataclasses.replace(
-        settings,
-        data_dir=tmp_path,
-        train_model="gmf",
-        train_epochs=8,
-        train_lr=0.01,
-        train_factors=16,
-        holdout_days=2,
-        gate_min_hr=0.0,
-        gate_max_drop=1.0,
-        offline_top_n=10,
-        consolidate_lookback_seconds=0,
-        # as at casino scale (20,000 of 10^6 players), the holdout is a small sample: the new play trains
-        eval_max_players=40,
-    )
+    # as at casino scale (20,000 of 10^6 players), the holdout is a small sample: the new play trains
+    fast = fast_pipeline(settings, tmp_path, holdout_days=2, eval_max_players=40)
     first = run_pipeline(db, fast)
     assert first.status == "succeeded"
 

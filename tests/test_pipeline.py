@@ -27,6 +27,7 @@ from recsys.db.synth_store import write_casino
 from recsys.pipeline import PipelineBusy, run_pipeline
 from recsys.report import colour_groups, pca_2d
 from recsys.synth import SynthConfig
+from tests.factories import fast_pipeline
 
 CASINO = SynthConfig(
     players=1000, slots=150, days=30, seed=11, start=date(2026, 1, 1), mean_daily_sessions=1.0, clusters=6
@@ -42,19 +43,7 @@ def casino(db):
 @pytest.fixture
 def fast(settings, tmp_path):
     """A few seconds of GMF training; the gate lets any version through (tests/test_worker.py tests it)."""
-    return dataclasses.replace(
-        settings,
-        data_dir=tmp_path,
-        train_model="gmf",
-        train_epochs=8,
-        train_lr=0.01,
-        train_factors=16,
-        holdout_days=5,
-        gate_min_hr=0.0,
-        gate_max_drop=1.0,
-        offline_top_n=10,
-        consolidate_lookback_seconds=0,
-    )
+    return fast_pipeline(settings, tmp_path)
 
 
 def _state(engine) -> dict:
