@@ -19,7 +19,8 @@ from recsys.ncf.history import EpochStats
 SCORE_CHUNK = 1 << 16
 
 
-def _mlp_layer_names(weights: dict[str, np.ndarray]) -> list[str]:
+def mlp_layer_names(weights: dict[str, np.ndarray]) -> list[str]:
+    """``mlp.0``, ``mlp.1``, ...: the MLP tower's layers in order (none for a GMF model)."""
     count = sum(1 for k in weights if k.startswith("mlp.") and k.endswith(".weight"))
     return [f"mlp.{k}" for k in range(count)]
 
@@ -52,7 +53,7 @@ def ncf_logits(
     use_gmf = config.model in ("gmf", "neumf")
     use_mlp = config.model in ("mlp", "neumf")
     n_gmf = config.factors if use_gmf else 0
-    layers = _mlp_layer_names(weights)
+    layers = mlp_layer_names(weights)
     for start in range(0, user_idx.shape[0], SCORE_CHUNK):
         u = user_idx[start : start + SCORE_CHUNK]
         i = item_idx[start : start + SCORE_CHUNK]
@@ -133,7 +134,7 @@ class TrainedNCF:
             n_gmf = w["user_gmf.weight"].shape[1]
             logit += w["item_gmf.weight"][items] @ (w["user_gmf.weight"][user_idx] * h[:n_gmf])
         if "user_mlp.weight" in w:
-            layers = _mlp_layer_names(w)
+            layers = mlp_layer_names(w)
             p = w["user_mlp.weight"][user_idx]
             q = w["item_mlp.weight"][items]
             if layers:
