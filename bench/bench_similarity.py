@@ -170,7 +170,7 @@ def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
     settings = Settings()
     started = time.perf_counter()
     casino = synthetic_casino(args.players, args.slots, args.days, args.seed)
-    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings))
+    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings), settings.train_window_days)
     holdout = worker_holdout(data, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]

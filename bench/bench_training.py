@@ -1,13 +1,13 @@
 """Training throughput and peak memory of NeuMF at casino scale: sparse vs dense embedding updates.
 
 10^6 users x 5,000 items, a few million synthetic interactions (uniform users, power-law items),
-a limited number of training steps. Two setups of the same model and the same training loop
+a limited number of training steps. Four setups of the same model and the same training loop
 (``recsys.ncf.training``), each in its own process so that peak RSS is its own:
 
 - ``sparse-adam``: ``nn.Embedding(sparse=True)`` stepped by ``SparseAdam``, dense layers by ``Adam``
-  (the MLP pre-training stage);
+  (the worker's default, ``RECSYS_TRAIN_OPTIMIZER=adam``);
 - ``sparse-sgd``: ``nn.Embedding(sparse=True)`` stepped by plain SGD, dense layers by ``Adam`` (the
-  GMF pre-training and NeuMF fine-tuning stages);
+  ML-1M defaults of ``NCFConfig``'s pre-training stages);
 - ``dense-adam``: plain ``nn.Embedding`` with ``Adam`` over every parameter (the usual PyTorch loop);
 - ``ddp-sparse-sgd``: ``sparse-sgd`` under ``torchrun --nproc-per-node 2`` (DDP, gloo), each process
   with half the threads and half of every batch (RSS is one process's).
