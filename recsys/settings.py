@@ -18,7 +18,7 @@ from pathlib import Path
 from recsys.errors import ConfigError
 
 PREFIX = "RECSYS_"
-SIMILARITY_VECTORS = ("concat", "gmf", "mlp")
+SIMILARITY_VECTORS = ("gmf", "concat", "mlp")
 
 
 def setting(default, doc: str):
@@ -53,7 +53,9 @@ class Settings:
     train_factors: int = setting(32, "GMF factors (the MLP tower's embeddings are half its first layer).")
     train_mlp_layers: tuple[int, ...] = setting((64, 32, 16), "MLP tower widths, comma-separated.")
     train_epochs: int = setting(6, "Epochs of the worker's model (casino scale: ~1 min each per 10^7 samples).")
-    train_pretrain: bool = setting(False, "Pre-train GMF and MLP before NeuMF (triples the cost).")
+    train_pretrain: bool = setting(
+        True, "NeuMF: train GMF and MLP (train_epochs each) and fuse them, as the paper; off: NeuMF from scratch."
+    )
     train_negatives: int = setting(4, "Sampled negatives per positive.")
     train_batch_size: int = setting(8192, "Samples per optimizer step.")
     train_optimizer: str = setting("adam", "Optimizer of every training stage: adam (SparseAdam), sgd or adagrad.")
@@ -64,7 +66,7 @@ class Settings:
     train_weighted: bool = setting(True, "Weight positives by their normalized score (see docs/training.md).")
     eval_max_players: int = setting(20000, "At most this many holdout players are evaluated (sampled).")
     similarity_vector: str = setting(
-        "concat", "Slot vector FAISS indexes: concat, gmf or mlp (concat measured best; one-tower models use theirs)."
+        "gmf", "Slot vector FAISS indexes: gmf, concat or mlp (docs/training.md; an MLP-only model uses mlp)."
     )
     gate_min_hr: float = setting(0.3, "Quality gate: a version needs at least this HR@10 on the holdout.")
     gate_max_drop: float = setting(0.02, "Quality gate: at most this HR@10 drop against the active version.")

@@ -43,8 +43,13 @@ class TrainOutcome:
 
 
 def ncf_config(settings: Settings, n_pairs: int):
-    """The worker's NCFConfig: one optimizer, learning rate and epoch count for every stage it runs
-    (GMF and MLP pre-training when ``train_pretrain``, then the model itself)."""
+    """The worker's NCFConfig: one optimizer, learning rate and epoch count for every stage it trains.
+
+    With ``train_pretrain`` (the default) a ``neumf`` run trains GMF and MLP for ``train_epochs``
+    each and fuses them (``NCFConfig.alpha``) without fine-tuning (``NCFConfig.finetune_epochs``
+    is 0); the MLP stage keeps ``NCFConfig.mlp_reg`` / ``mlp_init_std``. On a synthetic casino of
+    200,000 players x 1,000 slots this scored HR@10 0.666 against 0.550 for NeuMF trained from scratch
+    with the same settings, 0.649 for GMF alone and 0.519 for popularity (docs/training.md)."""
     from recsys.ncf.config import NCFConfig
 
     stage = {"optimizer": settings.train_optimizer, "lr": settings.train_lr, "epochs": settings.train_epochs}
