@@ -63,6 +63,9 @@ class Settings:
     train_reg: float = setting(0.0, "L2 penalty on the embedding rows a batch touches.")
     train_threads: int = setting(2, "CPU threads torch may use.")
     train_seed: int = setting(0, "Seed of initialisation, negative sampling and the holdout sample.")
+    train_early_stopping: bool = setting(
+        True, "Keep each stage's best epoch by HR@10 on half the holdout players; metrics use the other half."
+    )
     train_weighted: bool = setting(True, "Weight positives by their normalized score (see docs/training.md).")
     eval_max_players: int = setting(20000, "At most this many holdout players are evaluated (sampled).")
     similarity_vector: str = setting(

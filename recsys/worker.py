@@ -162,6 +162,7 @@ def follow_training() -> bool:
         job["n_players"],
         job["n_slots"],
         weights=arrays["weights"],
+        keep_best=job["keep_best"],
     )
     distributed.shutdown()
     return True
@@ -183,11 +184,14 @@ class _Followers:
     def __enter__(self) -> _Followers:
         return self
 
-    def hand_over(self, config, n_players: int, n_slots: int, arrays: dict[str, np.ndarray | None]) -> None:
+    def hand_over(
+        self, config, n_players: int, n_slots: int, keep_best: bool, arrays: dict[str, np.ndarray | None]
+    ) -> None:
         if not self.waiting:
             return
         self.waiting = False
-        self.distributed.broadcast_object({"config": config.to_dict(), "n_players": n_players, "n_slots": n_slots})
+        job = {"config": config.to_dict(), "n_players": n_players, "n_slots": n_slots, "keep_best": keep_best}
+        self.distributed.broadcast_object(job)
         self.distributed.broadcast_arrays(arrays)
 
     def trained(self) -> int:
@@ -215,13 +219,24 @@ def _train_and_publish(
 
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
-    test_u, test_i = holdout.test_player_idx, holdout.test_slot_idx
-    negatives = sample_test_negatives(train_u, train_i, test_u, test_i, n_slots, _negatives(n_slots),
-                                      seed=settings.train_seed)
+    negatives = sample_test_negatives(
+        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, _negatives(n_slots),
+        seed=settings.train_seed,
+    )
+    # Early stopping picks epochs on validation cases; the metrics and the gate see only the others.
+    cases = (holdout.test_player_idx, holdout.test_slot_idx, negatives)
+    validation, test = _validation_split(cases[0].size, settings)
+    holdout = Holdout(holdout.train, cases[0][test], cases[1][test])
+    test_u, test_i, negatives = holdout.test_player_idx, holdout.test_slot_idx, cases[2][test]
+    keep_best = validation is not None
+    # The per-epoch HR@10 of the log and the curve: on the validation cases when they pick the epochs.
+    watched = tuple(c[validation] for c in cases) if keep_best else (test_u, test_i, negatives)
 
     t = time.perf_counter()
     weights = data.weight[holdout.train] if settings.train_weighted else None
-    followers.hand_over(config, n_players, n_slots, {"user_idx": train_u, "item_idx": train_i, "weights": weights})
+    followers.hand_over(
+        config, n_players, n_slots, keep_best, {"user_idx": train_u, "item_idx": train_i, "weights": weights}
+    )
     progress = _EpochLog(config)
     model = train(
         config,
@@ -231,7 +246,8 @@ def _train_and_publish(
         n_slots,
         weights=weights,
         callback=progress,
-        evaluate=hit_ratio_callback(test_u, test_i, negatives),
+        evaluate=hit_ratio_callback(*watched),
+        keep_best=keep_best,
     )
     stages["train"] = time.perf_counter() - t
     processes = followers.trained()
@@ -250,6 +266,8 @@ def _train_and_publish(
         "popularity_hr@10": pop.hit_ratio,
         "popularity_ndcg@10": pop.ndcg,
         "test_players": int(test_u.size),
+        "validation_players": 0 if validation is None else int(validation.size),
+        "kept_epochs": _kept_epochs(model.history) if keep_best else None,
         "train_pairs": int(train_u.size),
         "players": n_players,
         "slots": n_slots,
@@ -333,6 +351,25 @@ def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) 
             "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id} on the same cases",
         }
     return {**gate, "passed": True, "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id}"}
+
+
+def _validation_split(n_cases: int, settings: Settings) -> tuple[np.ndarray | None, np.ndarray]:
+    """With ``train_early_stopping``, half the holdout cases (a seeded draw) for picking epochs and
+    the rest for the metrics; too few cases (under 20) leave early stopping off."""
+    everything = np.arange(n_cases)
+    if not settings.train_early_stopping or n_cases < 20:
+        return None, everything
+    shuffled = np.random.default_rng(settings.train_seed).permutation(n_cases)
+    return np.sort(shuffled[: n_cases // 2]), np.sort(shuffled[n_cases // 2 :])
+
+
+def _kept_epochs(history) -> dict[str, int]:
+    """Each stage's best epoch by its validation HR@10 (the first of equals), as early stopping kept it."""
+    kept: dict[str, tuple[float, int]] = {}
+    for stats in history:
+        if stats.hr_at_10 is not None and stats.hr_at_10 > kept.get(stats.stage, (-1.0, 0))[0]:
+            kept[stats.stage] = (stats.hr_at_10, stats.epoch)
+    return {stage: epoch for stage, (_, epoch) in kept.items()}
 
 
 def _negatives(n_slots: int) -> int:

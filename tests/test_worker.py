@@ -56,6 +56,11 @@ def test_the_model_recovers_the_planted_structure(casino, fast):
     m = outcome.metrics
     assert outcome.activated
     assert m["hr@10"] > m["popularity_hr@10"] + 0.05, m
+    # Early stopping: half the holdout players pick the epoch, the other half measure the version.
+    assert m["validation_players"] in (m["test_players"], m["test_players"] - 1), m
+    validation_hr = [s.hr_at_10 for s in outcome.model.history]
+    assert len(validation_hr) == fast.train_epochs
+    assert m["kept_epochs"] == {"gmf": 1 + validation_hr.index(max(validation_hr))}
     # slots' 10 most similar slots share their latent cluster far more often than chance (1/6)
     slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
     clusters = np.array([slot_cluster[k] for k in outcome.data.slot_keys])

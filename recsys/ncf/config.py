@@ -117,6 +117,13 @@ class NCFConfig:
     lr_decay: float = 1.0
     """Every stage's learning rates are multiplied by this after each epoch."""
 
+    patience: int | None = None
+    """With ``train(..., keep_best=True)`` every stage keeps the weights of its best epoch by the
+    ``evaluate`` score; with ``patience`` it also stops after that many epochs without a better one.
+    None (run every epoch) by default: holdout curves can dip for several epochs and climb again
+    (the worker's planted-cluster test: HR@10 0.489 at epoch 6, below it for five epochs, 0.568 at
+    epoch 21)."""
+
     seed: int = 0
     """Seeds torch (initial weights) and the numpy generator (negatives, shuffling)."""
 
@@ -158,6 +165,8 @@ class NCFConfig:
             raise ValueError("mlp_layers[0] must be even: it is the user and item MLP embeddings side by side")
         if self.negatives < 1 or self.batch_size < 1 or self.threads < 1:
             raise ValueError("negatives, batch_size and threads must be positive")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError("patience must be positive (or None: no early stop)")
         if min(self.epochs, self.gmf_epochs, self.mlp_epochs, self.finetune_epochs) < 0:
             raise ValueError("epochs must not be negative")
         if not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.positive_weight_floor <= 1.0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ def train(
     weights: np.ndarray | None = None,
     callback: EpochCallback | None = None,
     evaluate: EvalCallback | None = None,
+    keep_best: bool = False,
 ) -> TrainedNCF:
     """Train the model ``config.model`` on observed pairs.
 
@@ -61,6 +63,10 @@ def train(
         Called with an :class:`EpochStats` after every epoch of every stage.
     evaluate : callable, optional
         ``evaluate(model) -> HR@10`` run after every epoch; its result lands in ``EpochStats``.
+    keep_best : bool
+        Model selection on ``evaluate`` (which should then score validation cases, not the test
+        cases): each stage keeps the weights of its best epoch, and with ``config.patience`` stops
+        after that many epochs without improvement. ``history`` still lists every epoch run.
 
     Under ``torchrun`` (after :func:`recsys.ncf.distributed.init_from_env`) every rank calls this
     with the same arguments and trains its share of each batch with DDP; only the leader calls
@@ -89,21 +95,23 @@ def train(
         pair_weight = floor + (np.float32(1.0) - floor) * weights
 
     if not distributed.is_leader():
-        callback = evaluate = None
+        callback = evaluate = None  # the leader evaluates and tells the others what to keep
+    elif keep_best and evaluate is None:
+        raise ValueError("keep_best needs an evaluate callback")
     torch.set_num_threads(distributed.threads_per_process(config.threads))
     rng = np.random.default_rng(config.seed)
     observed = ObservedPairs(user_idx, item_idx, n_items)
     data = (user_idx, item_idx, pair_weight, observed)
-    history: list[EpochStats] = []
+    run = _Run(n_users, n_items, rng, [], callback, evaluate, keep_best)
 
     if config.model != "neumf":
-        return _train_stage(config.stage(config.model), data, n_users, n_items, rng, None, history, callback, evaluate)
+        return _train_stage(config.stage(config.model), data, run, None)
     init = None
     if config.pretrain:
-        gmf = _train_stage(config.stage("gmf"), data, n_users, n_items, rng, None, history, callback, evaluate)
-        mlp = _train_stage(config.stage("mlp"), data, n_users, n_items, rng, None, history, callback, evaluate)
+        gmf = _train_stage(config.stage("gmf"), data, run, None)
+        mlp = _train_stage(config.stage("mlp"), data, run, None)
         init = fuse_pretrained(gmf.weights, mlp.weights, config.alpha)
-    return _train_stage(config.stage("neumf"), data, n_users, n_items, rng, init, history, callback, evaluate)
+    return _train_stage(config.stage("neumf"), data, run, init)
 
 
 def fuse_pretrained(gmf: dict[str, np.ndarray], mlp: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
@@ -150,46 +158,64 @@ def build_optimizers(net: NCFNet, config: NCFConfig) -> list[torch.optim.Optimiz
     return optimizers
 
 
+@dataclass
+class _Run:
+    """What every stage of one ``train`` call shares."""
+
+    n_users: int
+    n_items: int
+    rng: np.random.Generator
+    history: list[EpochStats]
+    callback: EpochCallback | None
+    evaluate: EvalCallback | None
+    keep_best: bool
+
+
 def _train_stage(
     config: NCFConfig,
     data: tuple[np.ndarray, np.ndarray, np.ndarray | None, ObservedPairs],
-    n_users: int,
-    n_items: int,
-    rng: np.random.Generator,
+    run: _Run,
     init: dict[str, np.ndarray] | None,
-    history: list[EpochStats],
-    callback: EpochCallback | None,
-    evaluate: EvalCallback | None,
 ) -> TrainedNCF:
     user_idx, item_idx, pair_weight, observed = data
     # Seeding here (not once per run) makes each stage's initial weights independent of the others.
     torch.manual_seed(config.seed)
-    net = NCFNet(n_users, n_items, config, sparse=config.sparse)
+    net = NCFNet(run.n_users, run.n_items, config, sparse=config.sparse)
     if init is not None:
         net.load_numpy_weights(init)
     optimizers = build_optimizers(net, config)
     forward = distributed.data_parallel(net)
     net.train()
+    best_hr, best_weights, since_best = -1.0, None, 0
     for epoch in range(1, config.epochs + 1):
         if epoch > 1 and config.lr_decay != 1.0:
             for opt in optimizers:
                 for group in opt.param_groups:
                     group["lr"] *= config.lr_decay
         started = time.perf_counter()
-        loss, samples = train_epoch(forward, optimizers, config, user_idx, item_idx, pair_weight, observed, rng)
+        loss, samples = train_epoch(forward, optimizers, config, user_idx, item_idx, pair_weight, observed, run.rng)
         seconds = time.perf_counter() - started
         hr, eval_seconds = None, 0.0
-        if evaluate is not None:
+        if run.evaluate is not None:
             eval_started = time.perf_counter()
-            hr = float(evaluate(TrainedNCF(config, net.numpy_weights(copy=False))))
+            hr = float(run.evaluate(TrainedNCF(config, net.numpy_weights(copy=False))))
             eval_seconds = time.perf_counter() - eval_started
         stats = EpochStats(config.model, epoch, config.epochs, loss, seconds, samples, hr, eval_seconds)
-        history.append(stats)
-        if callback is not None:
-            callback(stats)
-    weights = net.numpy_weights()
+        run.history.append(stats)
+        if run.callback is not None:
+            run.callback(stats)
+        if run.keep_best:
+            # The leader evaluated; every rank keeps (and stops at) the same epoch.
+            improved = distributed.broadcast_object(hr is not None and hr > best_hr)
+            if improved:
+                best_hr, best_weights, since_best = (hr if hr is not None else best_hr), net.numpy_weights(), 0
+            else:
+                since_best += 1
+                if config.patience is not None and since_best >= config.patience:
+                    break
+    weights = best_weights if best_weights is not None else net.numpy_weights()
     distributed.check_in_sync(weights)
-    return TrainedNCF(config, weights, list(history))
+    return TrainedNCF(config, weights, list(run.history))
 
 
 def train_epoch(

@@ -1,6 +1,6 @@
 """Run by tests/ncf/test_distributed.py under torchrun: train on the planted data, save each rank's weights.
 
-``python -m torch.distributed.run --standalone --nproc-per-node 2 -m tests.ncf.ddp_train OUT_DIR``
+``python -m torch.distributed.run --standalone --nproc-per-node 2 -m tests.ncf.ddp_train OUT_DIR [keep_best]``
 """
 
 from __future__ import annotations
@@ -13,13 +13,17 @@ import numpy as np
 from recsys.ncf import distributed
 from recsys.ncf.training import train
 from tests.ncf.conftest import make_planted
-from tests.ncf.test_distributed import CONFIG
+from tests.ncf.test_distributed import CONFIG, KEEP_BEST, scripted_scores
 
 
-def main(out: Path) -> None:
+def main(out: Path, mode: str) -> None:
     assert distributed.init_from_env(), "run me under torchrun"
     planted = make_planted()
-    model = train(CONFIG, planted.user_idx, planted.item_idx, planted.n_users, planted.n_items)
+    if mode == "keep_best":  # only the leader judges; every rank must keep the epoch it picks
+        model = train(KEEP_BEST, planted.user_idx, planted.item_idx, planted.n_users, planted.n_items,
+                      evaluate=scripted_scores(), keep_best=True)
+    else:
+        model = train(CONFIG, planted.user_idx, planted.item_idx, planted.n_users, planted.n_items)
     np.savez(out / f"rank{distributed.rank()}.npz", **model.weights)
     if distributed.is_leader():
         (out / "history.txt").write_text("\n".join(f"{s.stage} {s.epoch} {s.loss} {s.samples}" for s in model.history))
@@ -27,4 +31,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "plain")

@@ -27,6 +27,15 @@ CONFIG = NCFConfig(
 )
 
 
+# Early stopping under DDP: a scripted judge (best epoch 2, stop after 4), seen by the leader only.
+KEEP_BEST = CONFIG.replace(model="gmf", gmf_epochs=8, patience=2)
+
+
+def scripted_scores():
+    scores = iter([0.2, 0.6, 0.5, 0.4, 0.9, 0.9, 0.9, 0.9])
+    return lambda model: next(scores)
+
+
 def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*TORCHRUN, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -55,6 +64,19 @@ def test_two_processes_take_the_single_process_steps(tmp_path, planted) -> None:
         return evaluate_sampled(model, *cases).hit_ratio
 
     assert abs(hr(ranks[0]) - hr(single.weights)) <= 0.01
+
+
+def test_two_processes_keep_the_epoch_the_leader_picks(tmp_path, planted) -> None:
+    done = torchrun(["-m", "tests.ncf.ddp_train", str(tmp_path), "keep_best"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
+    history = (tmp_path / "history.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in history] == [["gmf", str(e)] for e in (1, 2, 3, 4)]
+    single = train(KEEP_BEST, planted.user_idx, planted.item_idx, planted.n_users, planted.n_items,
+                   evaluate=scripted_scores(), keep_best=True)
+    for name in single.weights:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=name)
+        np.testing.assert_allclose(ranks[0][name], single.weights[name], rtol=1e-3, atol=1e-4, err_msg=name)
 
 
 def test_recsys_evaluate_under_torchrun_reports_once_with_the_same_quality(

@@ -137,3 +137,26 @@ def test_bad_input_is_rejected(planted) -> None:
         train(SMALL, planted.user_idx, planted.item_idx, 10, planted.n_items)
     with pytest.raises(ValueError, match="model must be"):
         NCFConfig(model="svd")
+
+
+def test_keep_best_keeps_the_best_epoch_and_stops_after_patience(planted) -> None:
+    config = SMALL.replace(model="gmf", gmf_epochs=10, patience=2)
+    scripted = iter([0.1, 0.5, 0.4, 0.3, 0.9, 0.9])
+    snapshots = []
+
+    def evaluate(model: TrainedNCF) -> float:
+        snapshots.append({k: v.copy() for k, v in model.weights.items()})
+        return next(scripted)
+
+    model = fit(planted, config, evaluate=evaluate, keep_best=True)
+    # Epoch 2 is the best; epochs 3 and 4 bring nothing better, so the stage stops there.
+    assert [s.epoch for s in model.history] == [1, 2, 3, 4]
+    assert len(snapshots) == 4
+    for name, array in model.weights.items():
+        np.testing.assert_array_equal(array, snapshots[1][name], err_msg=name)
+    assert not np.array_equal(model.weights["item_gmf.weight"], snapshots[3]["item_gmf.weight"])
+
+
+def test_keep_best_needs_something_to_judge_by(planted) -> None:
+    with pytest.raises(ValueError, match="keep_best needs an evaluate callback"):
+        fit(planted, SMALL.replace(model="gmf", gmf_epochs=1), keep_best=True)
