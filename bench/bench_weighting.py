@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 
 from recsys.db.training_data import InteractionData
-from recsys.holdout import Holdout, split_latest
+from recsys.holdout import Holdout
 from recsys.scoring import ScoreFormula, normalize
 from recsys.settings import Settings
 from recsys.synth import Casino, SynthConfig
-from recsys.worker import EPOCH_DAY, _negatives
+from recsys.worker import EPOCH_DAY, holdout_negatives, time_holdout
 
 
 def consolidated_pairs(sessions: pd.DataFrame, formula: ScoreFormula, window_days: int) -> InteractionData:
@@ -130,18 +130,8 @@ def _check_against_reference(
 
 
 def worker_holdout(data: InteractionData, settings: Settings) -> Holdout:
-    """The worker's time holdout of ``data`` (the arguments ``recsys.worker.run_training`` passes)."""
-    holdout_start = data.end - timedelta(days=settings.holdout_days - 1)
-    return split_latest(
-        data.player_idx,
-        data.slot_idx,
-        data.first_day,
-        (holdout_start - EPOCH_DAY).days,
-        max_cases=settings.eval_max_players,
-        seed=settings.train_seed,
-        n_slots=len(data.slot_keys),
-        min_unplayed=_negatives(len(data.slot_keys)),
-    )
+    """The worker's time holdout of ``data`` (``recsys.worker.time_holdout``)."""
+    return time_holdout(data, settings)
 
 
 def synthetic_casino(players: int, slots: int, days: int, seed: int) -> Casino:
@@ -178,7 +168,7 @@ def main() -> None:
     test_u, test_i = holdout.test_player_idx, holdout.test_slot_idx
     # The worker's evaluation: its negatives (seeded by train_seed) and its first 2,000 full-catalogue cases.
     negatives = sample_test_negatives(
-        train_u, train_i, test_u, test_i, n_slots, _negatives(n_slots), seed=settings.train_seed
+        train_u, train_i, test_u, test_i, n_slots, holdout_negatives(n_slots), seed=settings.train_seed
     )
     full_cases = slice(0, min(2000, test_u.size))
     weight = data.weight[holdout.train]

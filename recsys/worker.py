@@ -103,16 +103,7 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
             end_day,
             stages["load"],
         )
-        holdout = split_latest(
-            data.player_idx,
-            data.slot_idx,
-            data.first_day,
-            (holdout_start - EPOCH_DAY).days,
-            max_cases=settings.eval_max_players,
-            seed=settings.train_seed,
-            n_slots=len(data.slot_keys),
-            min_unplayed=_negatives(len(data.slot_keys)),
-        )
+        holdout = time_holdout(data, settings)
         if holdout.test_player_idx.size == 0:
             raise TrainingError(f"no player discovered a new slot in the holdout days {holdout_start} .. {end_day}")
         config = ncf_config(settings, data.n_pairs)
@@ -207,6 +198,22 @@ class _Followers:
             self.distributed.shutdown()
 
 
+def time_holdout(data: InteractionData, settings: Settings) -> Holdout:
+    """The worker's holdout: each player's latest slot discovered in the last ``holdout_days`` of
+    ``data``'s window (at most ``eval_max_players``, with enough unplayed slots to rank against)."""
+    holdout_start = data.end - timedelta(days=settings.holdout_days - 1)
+    return split_latest(
+        data.player_idx,
+        data.slot_idx,
+        data.first_day,
+        (holdout_start - EPOCH_DAY).days,
+        max_cases=settings.eval_max_players,
+        seed=settings.train_seed,
+        n_slots=len(data.slot_keys),
+        min_unplayed=holdout_negatives(len(data.slot_keys)),
+    )
+
+
 def _train_and_publish(
     engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages, followers: _Followers
 ):
@@ -220,7 +227,7 @@ def _train_and_publish(
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
     negatives = sample_test_negatives(
-        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, _negatives(n_slots),
+        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, holdout_negatives(n_slots),
         seed=settings.train_seed,
     )
     # Early stopping picks epochs on validation cases; the metrics and the gate see only the others.
@@ -372,7 +379,7 @@ def _kept_epochs(history) -> dict[str, int]:
     return {stage: epoch for stage, (_, epoch) in kept.items()}
 
 
-def _negatives(n_slots: int) -> int:
+def holdout_negatives(n_slots: int) -> int:
     """Sampled negatives per test case: the protocol's 99, fewer for a catalogue under 200 slots."""
     return min(99, n_slots // 2)
 
