@@ -158,20 +158,17 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
 def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from bench_weighting import consolidated_pairs, synthetic_casino, worker_holdout
+    from bench_weighting import worker_casino
 
     from recsys.baselines import ItemKNN, Popularity
     from recsys.ncf.training import train
     from recsys.ncf.vectors import VECTOR_KINDS, item_vectors, most_similar, usable_kind
-    from recsys.scoring import ScoreFormula
     from recsys.settings import Settings
     from recsys.worker import ncf_config
 
     settings = Settings()
     started = time.perf_counter()
-    casino = synthetic_casino(args.players, args.slots, args.days, args.seed)
-    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings), settings.train_window_days)
-    holdout = worker_holdout(data, settings)
+    casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
     weights = data.weight[holdout.train] if settings.train_weighted else None

@@ -29,10 +29,9 @@ import numpy as np
 import pandas as pd
 
 from recsys.db.training_data import InteractionData
-from recsys.holdout import Holdout
 from recsys.scoring import ScoreFormula, normalize
 from recsys.settings import Settings
-from recsys.synth import Casino, SynthConfig
+from recsys.synth import SynthConfig
 from recsys.worker import EPOCH_DAY, holdout_negatives, time_holdout
 
 
@@ -129,15 +128,14 @@ def _check_against_reference(
         np.testing.assert_allclose(normalized[rows], normalize(np.array(reference)), rtol=1e-9)
 
 
-def worker_holdout(data: InteractionData, settings: Settings) -> Holdout:
-    """The worker's time holdout of ``data`` (``recsys.worker.time_holdout``)."""
-    return time_holdout(data, settings)
-
-
-def synthetic_casino(players: int, slots: int, days: int, seed: int) -> Casino:
+def worker_casino(players: int, slots: int, days: int, seed: int, settings: Settings):
+    """A synthetic casino in memory, its consolidated pairs and the worker's time holdout of them
+    (``recsys.worker.time_holdout``): ``(casino, data, holdout)``."""
     from recsys.synth import generate_casino
 
-    return generate_casino(SynthConfig(players=players, slots=slots, days=days, seed=seed))
+    casino = generate_casino(SynthConfig(players=players, slots=slots, days=days, seed=seed))
+    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings), settings.train_window_days)
+    return casino, data, time_holdout(data, settings)
 
 
 def main() -> None:
@@ -160,9 +158,7 @@ def main() -> None:
     if args.model is not None:
         settings = dataclasses.replace(settings, train_model=args.model)
     started = time.perf_counter()
-    casino = synthetic_casino(args.players, args.slots, args.days, args.seed)
-    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings), settings.train_window_days)
-    holdout = worker_holdout(data, settings)
+    casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
     test_u, test_i = holdout.test_player_idx, holdout.test_slot_idx
