@@ -3,10 +3,11 @@
 ``torchrun --nproc-per-node N`` starts N copies of a command and sets ``WORLD_SIZE``, ``RANK`` and a
 rendezvous address in each; :func:`init_from_env` joins them into one gloo process group. Then:
 
-- every rank draws the same epoch samples (same seed) and trains on its own share of each batch;
-  DDP sums the ranks' gradients (sparse embedding gradients included: gloo reduces sparse tensors)
-  before every step, so each step equals the single-process step on the whole batch, up to the
-  order of floating-point sums, and every replica holds the same weights after it;
+- every rank draws the same epoch samples (same seed) and trains on its own share of each batch,
+  its loss scaled by the number of ranks; DDP averages the ranks' gradients (sparse embedding
+  gradients included: gloo reduces sparse tensors) before every step, so each step equals the
+  single-process step on the whole batch, up to the order of floating-point sums, and every replica
+  holds the same weights after it;
 - rank 0 (the *leader*) does everything else: reading data, evaluating, logging, writing results.
   :func:`broadcast_arrays` hands the leader's arrays to the others.
 
