@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODEL_KINDS = ("gmf", "mlp", "neumf")
+USER_HISTORY = ("none", "add", "only")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 
 
@@ -69,6 +70,14 @@ class NCFConfig:
     user_bias: bool = False
     """Add a learned per-user bias to the logit (Rendle et al. 2020's MF has one). It cannot change
     a user's ranking, only how training shares the user's offset with the embeddings."""
+
+    user_history: str = "none"
+    """How a user's vector is made (``recsys.ncf.played``): ``none``, a free embedding row (the
+    paper's NCF); ``add``, that row plus ``|N(u)|^-history_alpha * sum_{j in N(u)} y_j`` over the
+    items they played (SVD++); ``only``, the played-items part alone (FISM, no per-user row)."""
+
+    history_alpha: float = 0.5
+    """Exponent of the bag size in the played-items part: 0 sums, 1 averages; 0.5 as SVD++."""
 
     learn_gmf_h: bool = False
     """Whether a ``gmf`` model learns its predict weights ``h``. Fixed to ones, GMF is exactly
@@ -159,6 +168,8 @@ class NCFConfig:
         for name in ("optimizer", "gmf_optimizer", "mlp_optimizer", "finetune_optimizer"):
             if getattr(self, name) not in OPTIMIZERS:
                 raise ValueError(f"{name} must be one of {OPTIMIZERS}, not {getattr(self, name)!r}")
+        if self.user_history not in USER_HISTORY:
+            raise ValueError(f"user_history must be one of {USER_HISTORY}, not {self.user_history!r}")
         if self.factors < 1 or not self.mlp_layers or min(self.mlp_layers) < 1:
             raise ValueError("factors and every MLP layer width must be positive")
         if self.mlp_layers[0] % 2:

@@ -121,8 +121,10 @@ class _WithPenalty(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net.forward_with_penalty(user_idx, item_idx)
+    def forward(
+        self, user_idx: torch.Tensor, item_idx: torch.Tensor, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.forward_with_penalty(user_idx, item_idx, exclude)
 
 
 def data_parallel(net: torch.nn.Module):

@@ -127,6 +127,7 @@ def epoch_samples(
     negatives: int,
     rng: np.random.Generator,
     pair_weight: np.ndarray | None = None,
+    group_users: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One epoch of training samples: every positive, ``negatives`` fresh negatives each, shuffled.
 
@@ -141,6 +142,11 @@ def epoch_samples(
     rng : np.random.Generator
     pair_weight : np.ndarray, shape (n,), optional
         Loss weight of each positive; negatives weigh 1.
+    group_users : bool
+        Shuffle the users, and each user's samples among themselves, but keep a user's samples
+        side by side: a batch then holds few distinct users, and a model that builds a user's vector
+        from their played items (``NCFConfig.user_history``) builds it once per batch instead of
+        once per sample (a heavy user's bag is otherwise summed ``(1 + negatives) * |N(u)|`` times).
 
     Returns
     -------
@@ -158,5 +164,9 @@ def epoch_samples(
     sample_weight = np.ones(users.shape[0], dtype=np.float32)
     if pair_weight is not None:
         sample_weight[:n] = pair_weight
-    order = rng.permutation(users.shape[0])
+    if group_users:
+        user_rank = rng.permutation(int(users.max()) + 1)
+        order = np.lexsort((rng.random(users.shape[0]), user_rank[users]))
+    else:
+        order = rng.permutation(users.shape[0])
     return users[order], items[order], labels[order], sample_weight[order]

@@ -21,6 +21,7 @@ from recsys.ncf import distributed
 from recsys.ncf.config import NCFConfig
 from recsys.ncf.history import EpochStats
 from recsys.ncf.model import NCFNet
+from recsys.ncf.played import PlayedItems
 from recsys.ncf.sampling import ObservedPairs, epoch_samples
 from recsys.ncf.scoring import TrainedNCF
 
@@ -102,16 +103,28 @@ def train(
     rng = np.random.default_rng(config.seed)
     observed = ObservedPairs(user_idx, item_idx, n_items)
     data = (user_idx, item_idx, pair_weight, observed)
-    run = _Run(n_users, n_items, rng, [], callback, evaluate, keep_best)
+    played = PlayedItems(user_idx, item_idx, n_users, n_items) if config.user_history != "none" else None
+    run = _Run(n_users, n_items, rng, [], callback, evaluate, keep_best, played)
 
     if config.model != "neumf":
-        return _train_stage(config.stage(config.model), data, run, None)
+        return _served(_train_stage(config.stage(config.model), data, run, None), run)
     init = None
     if config.pretrain:
         gmf = _train_stage(config.stage("gmf"), data, run, None)
         mlp = _train_stage(config.stage("mlp"), data, run, None)
         init = fuse_pretrained(gmf.weights, mlp.weights, config.alpha)
-    return _train_stage(config.stage("neumf"), data, run, init)
+    return _served(_train_stage(config.stage("neumf"), data, run, init), run)
+
+
+def _served(trained: TrainedNCF, run: _Run) -> TrainedNCF:
+    """The trained weights as they are scored and stored (:meth:`NCFNet.serving_weights`)."""
+    net = _network(trained.config, run)
+    net.load_numpy_weights(trained.weights)
+    return TrainedNCF(trained.config, net.serving_weights(), trained.history)
+
+
+def _network(config: NCFConfig, run: _Run) -> NCFNet:
+    return NCFNet(run.n_users, run.n_items, config, sparse=config.sparse, played=run.played)
 
 
 def fuse_pretrained(gmf: dict[str, np.ndarray], mlp: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
@@ -120,8 +133,10 @@ def fuse_pretrained(gmf: dict[str, np.ndarray], mlp: dict[str, np.ndarray], alph
     The predict layer is ``[alpha * h_gmf ; (1 - alpha) * h_mlp]`` and the biases are blended the same
     way, so the fused model's logit starts as exactly ``alpha * gmf_logit + (1 - alpha) * mlp_logit``.
     """
-    fused = {k: v.copy() for k, v in gmf.items() if k.startswith(("user_gmf", "item_gmf"))}
-    fused.update({k: v.copy() for k, v in mlp.items() if k.startswith(("user_mlp", "item_mlp", "mlp."))})
+    fused = {k: v.copy() for k, v in gmf.items() if k.startswith(("user_gmf", "item_gmf", "item_hist_gmf"))}
+    fused.update(
+        {k: v.copy() for k, v in mlp.items() if k.startswith(("user_mlp", "item_mlp", "item_hist_mlp", "mlp."))}
+    )
     fused["predict.weight"] = np.concatenate(
         [alpha * gmf["predict.weight"], (1.0 - alpha) * mlp["predict.weight"]], axis=1
     ).astype(np.float32)
@@ -144,15 +159,19 @@ def build_optimizers(net: NCFNet, config: NCFConfig) -> list[torch.optim.Optimiz
     dense = net.dense_parameters()
     dense_lr = config.lr
     if config.optimizer == "sgd":
-        sparse_opt: torch.optim.Optimizer = torch.optim.SGD(embeddings, lr=config.lr * config.batch_size)
+        tables: torch.optim.Optimizer | None = torch.optim.SGD(embeddings, lr=config.lr * config.batch_size)
         dense_lr = config.dense_lr
     elif config.optimizer == "adagrad":
-        sparse_opt = torch.optim.Adagrad(embeddings, lr=config.lr)
+        tables = torch.optim.Adagrad(embeddings, lr=config.lr)
     elif config.sparse:
-        sparse_opt = torch.optim.SparseAdam(embeddings, lr=config.lr)
+        # Tables with dense gradients (item tables next to played-items bags) join plain Adam.
+        sparse = net.sparse_parameters()
+        sparse_ids = {id(p) for p in sparse}
+        dense = [p for p in embeddings if id(p) not in sparse_ids] + dense
+        tables = torch.optim.SparseAdam(sparse, lr=config.lr) if sparse else None
     else:
-        sparse_opt = torch.optim.Adam(embeddings, lr=config.lr)
-    optimizers = [sparse_opt]
+        tables = torch.optim.Adam(embeddings, lr=config.lr)
+    optimizers = [tables] if tables is not None else []
     if dense:
         optimizers.append(torch.optim.Adam(dense, lr=dense_lr, weight_decay=config.weight_decay))
     return optimizers
@@ -169,6 +188,7 @@ class _Run:
     callback: EpochCallback | None
     evaluate: EvalCallback | None
     keep_best: bool
+    played: PlayedItems | None
 
 
 def _train_stage(
@@ -180,7 +200,7 @@ def _train_stage(
     user_idx, item_idx, pair_weight, observed = data
     # Seeding here (not once per run) makes each stage's initial weights independent of the others.
     torch.manual_seed(config.seed)
-    net = NCFNet(run.n_users, run.n_items, config, sparse=config.sparse)
+    net = _network(config, run)
     if init is not None:
         net.load_numpy_weights(init)
     optimizers = build_optimizers(net, config)
@@ -198,7 +218,7 @@ def _train_stage(
         hr, eval_seconds = None, 0.0
         if run.evaluate is not None:
             eval_started = time.perf_counter()
-            hr = float(run.evaluate(TrainedNCF(config, net.numpy_weights(copy=False))))
+            hr = float(run.evaluate(TrainedNCF(config, net.serving_weights())))
             eval_seconds = time.perf_counter() - eval_started
         stats = EpochStats(config.model, epoch, config.epochs, loss, seconds, samples, hr, eval_seconds)
         run.history.append(stats)
@@ -237,7 +257,7 @@ def train_epoch(
     skipped (a rank without samples cannot take part in a sparse gradient reduction).
     """
     users, items, labels, sample_weight = epoch_samples(
-        user_idx, item_idx, observed, config.negatives, rng, pair_weight
+        user_idx, item_idx, observed, config.negatives, rng, pair_weight, group_users=config.user_history != "none"
     )
     users_t, items_t = torch.from_numpy(users), torch.from_numpy(items)
     labels_t = torch.from_numpy(labels)
@@ -252,7 +272,8 @@ def train_epoch(
         if stop - start < ranks:
             continue
         lo, hi = distributed.share(start, stop)
-        logits, penalty = forward(users_t[lo:hi], items_t[lo:hi])
+        # A positive's item is left out of its user's played-items bag (used with user_history only).
+        logits, penalty = forward(users_t[lo:hi], items_t[lo:hi], labels_t[lo:hi] > 0)
         batch_weight = weight_t[lo:hi] if weight_t is not None else None
         log_loss = F.binary_cross_entropy_with_logits(logits, labels_t[lo:hi], weight=batch_weight, reduction="sum")
         # Divided by the nominal batch size, so a short last batch weighs each sample the same.
