@@ -257,6 +257,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th:first-child, td:first-child { text-align: left; }
 td.text, th.text { text-align: left; }
+td:first-child { white-space: nowrap; }
 .better { color: #17703a; } .worse { color: #b3261e; } .muted { color: #777; }
 .verdict { font-size: 1.1em; padding: 0.6em 1em; border-left: 4px solid #888; background: #f7f7f7; }
 .verdict.passed { border-color: #17703a; } .verdict.refused { border-color: #b3261e; }
@@ -325,7 +326,7 @@ def _page(run: RunFacts, curve: str | None, purity: dict[str, list[Purity]]) -> 
             parts.append(f"<h3>By {attribute}</h3>")
             parts.append(_table(
                 [attribute, "slots", "same", "by chance", "times chance"],
-                [[e(r.label), f"{r.slots:,}", f"{r.purity:.2f}", f"{r.chance:.2f}", f"{r.lift:.1f}×"] for r in rows],
+                [[e(r.label), f"{r.slots:,}", f"{r.purity:.2f}", f"{r.chance:.2f}", _times(r.lift)] for r in rows],
             ))
     else:
         parts.append(f'<p class="muted">Too few slots to compare (at most {NEIGHBOURS_K}).</p>')
@@ -429,6 +430,11 @@ def _table(header: list[str], rows: list[list[str]], text_columns: frozenset[int
         "<tr>" + "".join(f"<td{_align(i, text_columns)}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _times(lift: float) -> str:
+    """``2.4×``; a dash where chance is 0 (a label with one slot: no neighbour can share it)."""
+    return "—" if lift != lift else f"{lift:.1f}×"
 
 
 def _align(column: int, text_columns) -> str:

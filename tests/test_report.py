@@ -15,6 +15,7 @@ from recsys.report import (
     RunFacts,
     SlotMap,
     VersionFacts,
+    _times,
     nearest_neighbours,
     neighbour_purity,
     write_report,
@@ -128,3 +129,9 @@ def test_purity_against_chance_with_pooled_others():
     # b's slots point at each other (same), c's only slot points at an "a" (not same).
     assert rows["2 others (pooled)"].purity == 2 / 3
     assert rows["all slots"].purity == 0.8
+
+
+def test_a_label_with_one_slot_has_no_chance_and_shows_a_dash():
+    rows = {r.label: r for r in neighbour_purity(np.array([[1], [0], [0]]), np.array(["a", "a", "solo"]))}
+    assert rows["solo"].chance == 0.0 and rows["solo"].purity == 0.0
+    assert _times(rows["solo"].lift) == "—" and _times(rows["a"].lift) == "2.0×"

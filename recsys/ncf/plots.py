@@ -85,7 +85,8 @@ def training_curve_figure(history: Sequence[EpochStats], *, fused_hr: float | No
             hr_ax.plot([best.epoch], [best.hr_at_10], marker="*", markersize=15, color="tab:green",
                        linestyle="none", label="kept epoch (best HR@10)")
             hr_ax.annotate(f"kept: epoch {best.epoch}", (best.epoch, best.hr_at_10), textcoords="offset points",
-                           xytext=(0, 9), ha="center", fontsize="small", color="tab:green")
+                           xytext=(0, -18), ha="center" if best.epoch < max(epochs) else "right",
+                           fontsize="small", color="tab:green")
         loss_ax.set_title(f"{STAGE_NAMES.get(stage, stage)}", fontsize="medium")
         loss_ax.set_xlabel(f"{stage} epoch")
         loss_ax.set_xticks(_ticks(epochs))
