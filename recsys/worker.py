@@ -389,8 +389,8 @@ def holdout_negatives(n_slots: int) -> int:
 
 
 class _EpochLog:
-    """Per-epoch log lines: the epoch within its stage (``epoch 1/10 (mlp)``), loss, HR@10, rate, and an
-    ETA over every stage's epochs (``run 31/40``)."""
+    """Per-epoch log lines: the epoch within its stage and within the whole run
+    (``epoch 1/10 (mlp; 31/40 of the run)``), loss, HR@10, rate, and an ETA over every stage's epochs."""
 
     def __init__(self, config) -> None:
         self.total = config.total_epochs
