@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from recsys.cli import build_parser, main
 from recsys.db import versions
+from recsys.db.apikeys import find_key
 from recsys.pipeline import run_pipeline
 from tests.factories import fast_pipeline
 
@@ -65,3 +69,15 @@ def test_the_readme_own_data_path_imports_the_examples_and_trains(monkeypatch, c
     version = versions.active_version(db)
     assert version.n_players == 1000 and version.n_slots == 98  # 2 slots nobody played in the window
     assert outcome.report_path.is_file()
+
+
+def test_the_readmes_key_line_captures_exactly_one_valid_key(db, settings, tmp_path):
+    (line,) = [ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("KEY=$(recsys apikey")]
+    command = line.split("#")[0].strip()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "RECSYS_DATABASE_URL": settings.database_url, "RECSYS_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(["bash", "-c", f'{command}; printf "%s" "$KEY"'], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"rsk_\w{8}_[\w-]+", done.stdout), done.stdout
+    assert find_key(db, done.stdout).allows("read")
