@@ -73,7 +73,7 @@ def test_the_first_run_script_imports_a_folder_and_trains(db, settings, tmp_path
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "RECSYS_DATABASE_URL": settings.database_url,
         "RECSYS_DATA_DIR": str(tmp_path),
-        "RECSYS_TRAIN_MODEL": "gmf", "RECSYS_TRAIN_EPOCHS": "3", "RECSYS_GATE_MIN_HR": "0",
+        "RECSYS_TRAIN_MODEL": "gmf", "RECSYS_TRAIN_EPOCHS": "1", "RECSYS_GATE_MIN_HR": "0",
     }
     done = subprocess.run([str(ROOT / "deploy" / "first-run.sh"), str(ROOT / "examples")], env=env,
                           capture_output=True, text=True, timeout=300)
