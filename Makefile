@@ -4,13 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: install demo test lint bench clean
 
+# pip prints each package it collects and installs: the first install takes 2-3 minutes (PyTorch).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	@echo "installing recsys and its dependencies into $(VENV) (first time: 2-3 minutes) ..."
+	$(BIN)/pip install --progress-bar on -e ".[test]"
 	touch $(STAMP)
+	@echo "installed: run 'source $(VENV)/bin/activate' to get the recsys command (or call $(BIN)/recsys)"
+
+install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/recsys demo

@@ -158,8 +158,10 @@ def metrics_middleware(metrics: Metrics):
     return middleware
 
 
+# Prometheus' text format 0.0.4; Litestar appends "; charset=utf-8" to every text/* type itself.
+PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
+
+
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False, sync_to_thread=False)
 def metrics_endpoint(state: State) -> Response[str]:
-    return Response(
-        state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
+    return Response(state.metrics.render(), media_type=PROMETHEUS_MEDIA_TYPE)

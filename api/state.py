@@ -132,6 +132,8 @@ class ServingState:
                     model=model,
                     catalogue_loaded=True,
                 )
+            if model is not None and model is not snap.model:  # provisional rows for new slots
+                self.metrics.set_version(model.version_id, model.slot_keys.size)
 
     def refresh_stats(self) -> None:
         self._stats_at = time.monotonic()

@@ -1,10 +1,12 @@
 """The run report: one self-contained folder per pipeline run with ``report.html`` and its PNGs.
 
-No SQL and no database: the pipeline hands it plain facts and arrays. The page shows the data
-volumes, the stages (seconds, rows), the new version's metrics next to the previously active
-version's, the training curve, and two 2-D maps of the slot similarity vectors (PCA), coloured by
-provider and by theme: slots of one taste should sit together, and a provider's or a theme's
-slots in one region means the model recovered that structure from play alone.
+No SQL and no database: the pipeline hands it plain facts and arrays. The page opens with the verdict
+(the new version against its baselines, and the quality gate's decision and why), then the metrics
+next to the previously active version's, the stages, the data volumes, the training curve, and how
+well the slot similarity vectors keep a theme's or a provider's slots together: for each slot, the
+share of its 10 nearest slots (what the similar-slot endpoint returns) that share its theme, against
+the share a random draw would give. The model never sees themes or providers, so a share well above
+chance means it recovered that structure from play alone.
 """
 
 from __future__ import annotations
@@ -18,20 +20,30 @@ from typing import Any
 
 import numpy as np
 
+from recsys.verdict import Verdict, verdict
+
 REPORT_FILE = "report.html"
 CURVE_FILE = "training-curve.png"
-PROVIDER_MAP_FILE = "slot-map-provider.png"
-THEME_MAP_FILE = "slot-map-theme.png"
+NEIGHBOURS_FILE = "slot-neighbours.png"
+NEIGHBOURS_K = 10
 
-# Metrics shown side by side, in this order (keys of model_versions.metrics written by the worker).
-METRICS = (
+# The model's own metrics: their change against the previous version is coloured (better / worse).
+MODEL_METRICS = (
     ("hr@10", "HR@10 (99 sampled negatives)"),
     ("ndcg@10", "NDCG@10 (99 sampled negatives)"),
     ("full_hr@10", "HR@10, full catalogue"),
     ("full_ndcg@10", "NDCG@10, full catalogue"),
+)
+# Baselines and counts: shown, their change left uncoloured (a baseline's gain is not the model's).
+OTHER_METRICS = (
     ("popularity_hr@10", "popularity baseline HR@10"),
     ("popularity_ndcg@10", "popularity baseline NDCG@10"),
-    ("test_players", "holdout players"),
+    ("itemknn_hr@10", "item-kNN baseline HR@10"),
+    ("itemknn_ndcg@10", "item-kNN baseline NDCG@10"),
+    ("ease_hr@10", "EASE baseline HR@10"),
+    ("ease_ndcg@10", "EASE baseline NDCG@10"),
+    ("test_players", "holdout players (test half)"),
+    ("validation_players", "holdout players (validation half, picks the epochs)"),
     ("train_pairs", "training pairs"),
     ("players", "players"),
     ("slots", "slots"),
@@ -56,7 +68,8 @@ class VersionFacts:
 
 @dataclass(frozen=True)
 class SlotMap:
-    """The slots of a version: ``vectors`` (n, d) similarity vectors, ``providers`` and ``themes`` (n,) labels."""
+    """The slots of a version: ``vectors`` (n, d) similarity vectors, ``providers`` and ``themes`` (n,)
+    labels; the report lists the ``top_providers`` largest providers and pools the others."""
 
     vectors: np.ndarray
     providers: np.ndarray
@@ -77,25 +90,93 @@ class RunFacts:
     gate: dict[str, Any] = field(default_factory=dict)
 
 
-def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project ``vectors`` (n, d) on their first two principal components.
+@dataclass(frozen=True)
+class Purity:
+    """How well one label's slots (a theme, a provider, or a pool of them) keep to themselves.
+
+    Attributes
+    ----------
+    label : str
+    slots : int
+        Slots with this label.
+    purity : float
+        Mean over these slots of the share of their nearest slots that carry the same label.
+    chance : float
+        The same share if the nearest slots were drawn at random from the catalogue.
+    """
+
+    label: str
+    slots: int
+    purity: float
+    chance: float
+
+    @property
+    def lift(self) -> float:
+        """``purity / chance``: how many times more same-label neighbours than a random draw gives."""
+        return self.purity / self.chance if self.chance > 0 else float("nan")
+
+
+def nearest_neighbours(vectors: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """Each row's ``k`` nearest other rows by cosine similarity, nearest first.
+
+    Parameters
+    ----------
+    vectors : np.ndarray, shape (n, d)
+    k : int
+        At most ``n - 1``.
 
     Returns
     -------
-    coords : np.ndarray, shape (n, 2)
-    explained : np.ndarray, shape (2,), share of the total variance each component explains
+    np.ndarray, shape (n, k), int64 row indices (never the row itself)
     """
-    x = np.asarray(vectors, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    _, singular, components = np.linalg.svd(x, full_matrices=False)
-    k = min(2, components.shape[0])
-    coords = np.zeros((x.shape[0], 2))
-    coords[:, :k] = x @ components[:k].T
-    variance = singular**2
-    explained = np.zeros(2)
-    if variance.sum() > 0:
-        explained[:k] = variance[:k] / variance.sum()
-    return coords, explained
+    x = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(norms > 0, norms, 1.0)
+    n = x.shape[0]
+    k = min(k, n - 1)
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        sims = x[start : start + chunk] @ x.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
+        out[start : start + chunk] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def neighbour_purity(neighbours: np.ndarray, labels: np.ndarray, top: int | None = None) -> list[Purity]:
+    """Per label, the share of its slots' neighbours with the same label, against chance.
+
+    Parameters
+    ----------
+    neighbours : np.ndarray, shape (n, k)
+        From :func:`nearest_neighbours`.
+    labels : np.ndarray, shape (n,)
+    top : int or None
+        List the ``top`` most frequent labels and pool the rest in one ``N others`` row (each slot still
+        counts a neighbour as same-label only for its own label); None lists every label.
+
+    Returns
+    -------
+    list of Purity, most frequent label first, then the pooled others, then ``all slots``.
+    """
+    labels = np.asarray(labels, dtype=str)
+    n = labels.size
+    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    same = (inverse[neighbours] == inverse[:, None]).mean(axis=1)  # (n,) per slot
+    chance_of = (counts[inverse] - 1) / max(n - 1, 1)  # (n,) per slot
+    names, group = colour_groups(labels, top if top is not None else len(values))
+    rows = [
+        Purity(name, int((group == i).sum()), float(same[group == i].mean()), float(chance_of[group == i].mean()))
+        for i, name in enumerate(names)
+    ]
+    others = group < 0
+    if others.any():
+        label = f"{len(set(labels[others]))} others (pooled)"
+        rows.append(Purity(label, int(others.sum()), float(same[others].mean()), float(chance_of[others].mean())))
+    rows.append(Purity("all slots", n, float(same.mean()), float(chance_of.mean())))
+    return rows
 
 
 def colour_groups(labels: np.ndarray, top: int) -> tuple[list[str], np.ndarray]:
@@ -112,52 +193,48 @@ def colour_groups(labels: np.ndarray, top: int) -> tuple[list[str], np.ndarray]:
     return names, group
 
 
+
 def write_report(folder: str | Path, run: RunFacts, slots: SlotMap | None) -> Path:
     """Write ``report.html`` and its PNGs into ``folder`` (created); returns the HTML file's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     curve = _copy_curve(run.version.curve_path, folder / CURVE_FILE)
-    maps: list[tuple[str, str]] = []
-    if slots is not None and len(slots.vectors) >= 2:
-        coords, explained = pca_2d(slots.vectors)
-        axis = f"PC1 ({explained[0]:.0%} of variance)", f"PC2 ({explained[1]:.0%})"
-        title = f"{len(coords):,} slots of version {run.version.id}"
-        plot_slot_map(coords, slots.providers, slots.top_providers, f"{title} by provider", axis,
-                      folder / PROVIDER_MAP_FILE)
-        plot_slot_map(coords, slots.themes, 12, f"{title} by theme", axis, folder / THEME_MAP_FILE)
-        maps = [(PROVIDER_MAP_FILE, "slot map by provider"), (THEME_MAP_FILE, "slot map by theme")]
+    purity: dict[str, list[Purity]] = {}
+    if slots is not None and len(slots.vectors) > NEIGHBOURS_K:
+        neighbours = nearest_neighbours(slots.vectors, NEIGHBOURS_K)
+        purity = {
+            "theme": neighbour_purity(neighbours, slots.themes),
+            "provider": neighbour_purity(neighbours, slots.providers, top=slots.top_providers),
+        }
+        plot_neighbour_purity(purity, folder / NEIGHBOURS_FILE)
     path = folder / REPORT_FILE
-    path.write_text(_page(run, curve, maps), encoding="utf-8")
+    path.write_text(_page(run, curve, purity), encoding="utf-8")
     return path
 
 
-def plot_slot_map(
-    coords: np.ndarray, labels: np.ndarray, top: int, title: str, axis: tuple[str, str], path: Path
-) -> Path:
-    """Scatter of ``coords`` (n, 2): the ``top`` most frequent labels in colour, the rest grey."""
+def plot_neighbour_purity(purity: dict[str, list[Purity]], path: Path) -> Path:
+    """Horizontal bars per label (one panel per attribute): the purity, and chance as a black tick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, group = colour_groups(labels, top)
-    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
-    size = max(2.0, min(30.0, 6000 / max(len(coords), 1)))
-    fig, ax = plt.subplots(figsize=(7.5, 6))
-    others = group < 0
-    if others.any():
-        n_other = len(set(np.asarray(labels, dtype=str)[others]))
-        ax.scatter(*coords[others].T, s=size, c=OTHER_COLOUR, linewidths=0,
-                   label=f"{n_other} others ({int(others.sum()):,} slots)")
-    for i, name in enumerate(names):
-        rows = group == i
-        ax.scatter(*coords[rows].T, s=size, color=palette[i % len(palette)], linewidths=0, alpha=0.85,
-                   label=f"{name} ({int(rows.sum()):,})")
-    ax.set_title(title)
-    ax.set_xlabel(axis[0])
-    ax.set_ylabel(axis[1])
-    ax.legend(fontsize="small", markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    ax.grid(alpha=0.2)
+    tallest = max(len(rows) for rows in purity.values())
+    fig, axes = plt.subplots(1, len(purity), figsize=(11, 1.2 + 0.32 * tallest), squeeze=False)
+    for ax, (attribute, rows) in zip(axes[0], purity.items(), strict=True):
+        y = np.arange(len(rows))[::-1]
+        colours = ["#555" if r.label == "all slots" else OTHER_COLOUR if "others" in r.label else "tab:blue"
+                   for r in rows]
+        ax.barh(y, [r.purity for r in rows], color=colours, height=0.7, label=f"same {attribute} among the 10 nearest")
+        ax.scatter([r.chance for r in rows], y, marker="|", s=250, color="black", zorder=3, label="by chance")
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{r.label} ({r.slots:,})" for r in rows], fontsize="small")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"share of a slot's {NEIGHBOURS_K} nearest slots with its {attribute}")
+        ax.set_title(f"by {attribute}")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+    fig.suptitle("Do similar slots share a theme or a provider? (the model never saw either)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -177,97 +254,195 @@ def _copy_curve(source: str | None, target: Path) -> str | None:
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; }
+th, td { padding: 0.25em 0.8em; border-bottom: 1px solid #ddd; text-align: right; vertical-align: top; }
 th:first-child, td:first-child { text-align: left; }
+td.text, th.text { text-align: left; }
+td:first-child { white-space: nowrap; }
 .better { color: #17703a; } .worse { color: #b3261e; } .muted { color: #777; }
+.verdict { font-size: 1.1em; padding: 0.6em 1em; border-left: 4px solid #888; background: #f7f7f7; }
+.verdict.passed { border-color: #17703a; } .verdict.refused { border-color: #b3261e; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 """
 
 
-def _page(run: RunFacts, curve: str | None, maps: list[tuple[str, str]]) -> str:
+def verdict_html(v: Verdict) -> str:
+    """The verdict's sentences, each baseline's margin green where the model wins and red where it loses."""
+    text = html.escape(v.baseline_sentence())
+    for c in v.comparisons:
+        words = html.escape(c.words())
+        text = text.replace(words, f'<span class="{"better" if c.beats else "worse"}">{words}</span>', 1)
+    return f"{text} {html.escape(v.gate_sentence())}"
+
+
+def _page(run: RunFacts, curve: str | None, purity: dict[str, list[Purity]]) -> str:
     e = html.escape
     version, previous = run.version, run.previous
-    verdict = {"succeeded": "activated", "refused": "refused by the quality gate (not activated)"}.get(
+    outcome = {"succeeded": "activated", "refused": "refused by the quality gate (not activated)"}.get(
         run.status, run.status
     )
     window = f"{version.data_start} .. {version.data_end}" if version.data_start else "?"
+    metrics = dict(version.metrics)
+    if run.gate:
+        metrics["gate"] = run.gate
+    v = verdict(metrics, version.model)
+    css = {True: "passed", False: "refused", None: ""}[v.gate_passed]
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>recsys pipeline run {run.run_id}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Pipeline run {run.run_id} — {e(str(run.run_day))}</h1>",
         f"<p>Started {e(f'{run.started_at:%Y-%m-%d %H:%M:%S %Z}')}. Version {version.id} ({e(version.model)}, "
-        f"data {e(window)}): <strong>{e(verdict)}</strong>.</p>",
+        f"data {e(window)}): <strong>{e(outcome)}</strong>.</p>",
+        "<h2>Verdict</h2>",
+        f'<p class="verdict {css}">{verdict_html(v)}</p>',
+        '<p class="muted">HR@10: the share of holdout players whose next newly discovered slot the model ranks in '
+        "its top 10 among that slot and 99 slots the player never played; every baseline ranks the same cases. "
+        "Green: the model is ahead of that baseline; red: it is not.</p>",
     ]
-    if run.gate:
-        parts.append(f"<p>Quality gate: {e(str(run.gate.get('reason', '')))}.</p>")
-
+    parts.append("<h2>Metrics</h2>")
+    parts.extend(_metrics_table(run, version, previous))
+    parts.append("<h2>Stages</h2>")
+    parts.append(_table(["stage", "seconds", "what happened"], _stage_rows(run.stages), text_columns={2}))
     parts.append("<h2>Data</h2>")
     parts.append(_table(["", "rows"], [[e(k), _number(v)] for k, v in run.volumes.items()]))
+    parts.append("<h2>Training curve</h2>")
+    if curve is None:
+        parts.append(f'<p class="muted">No training curve found ({e(str(version.curve_path))}).</p>')
+    else:
+        parts.append(f"<p>{e(_curve_caption(version.metrics))}</p>")
+        parts.append(f'<img src="{e(curve)}" alt="training curve of version {version.id}">')
+    parts.append("<h2>Similar slots: do they share a theme or a provider?</h2>")
+    if purity:
+        parts.append(
+            f"<p>For each slot, its {NEIGHBOURS_K} nearest slots by the version's similarity vectors (the list "
+            "<code>GET /v1/slots/{slot_id}/similar</code> serves). <em>Same</em> is the share of them with the "
+            "slot's own theme (or provider), averaged over the label's slots; <em>by chance</em> is that share "
+            "for 10 slots drawn at random. The model learns from play alone and never sees a theme or a "
+            "provider: a share well above chance means players' tastes follow that attribute and the model "
+            "found it. A share near chance is not a fault in itself when tastes do not follow it.</p>"
+        )
+        parts.append(f'<img src="{NEIGHBOURS_FILE}" alt="share of same-theme and same-provider neighbours">')
+        for attribute, rows in purity.items():
+            parts.append(f"<h3>By {attribute}</h3>")
+            parts.append(_table(
+                [attribute, "slots", "same", "by chance", "times chance"],
+                [[e(r.label), f"{r.slots:,}", f"{r.purity:.2f}", f"{r.chance:.2f}", _times(r.lift)] for r in rows],
+            ))
+    else:
+        parts.append(f'<p class="muted">Too few slots to compare (at most {NEIGHBOURS_K}).</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
 
-    parts.append("<h2>Stages</h2>")
-    rows = []
-    for stage, figures in run.stages.items():
-        details = ", ".join(f"{e(str(k))} {e(_number(v))}" for k, v in figures.items() if k != "seconds")
-        rows.append([e(stage), _number(figures.get("seconds")), f'<span class="muted">{details}</span>'])
-    parts.append(_table(["stage", "seconds", "figures"], rows))
 
-    parts.append("<h2>Metrics</h2>")
+def _metrics_table(run: RunFacts, version: VersionFacts, previous: VersionFacts | None) -> list[str]:
+    parts = []
     if previous is None:
         parts.append("<p>No version was active before this run.</p>")
         header = ["", f"version {version.id}"]
     else:
         parts.append(
             f"<p>Next to version {previous.id}, active before this run. Each version is measured on its own "
-            "holdout (the latest days of its window); the gate compares both on this run's holdout.</p>"
+            "holdout (the latest days of its window); the gate compares both on this run's holdout. Only the "
+            "model's own changes are coloured.</p>"
         )
         header = ["", f"version {version.id}", f"version {previous.id}", "change"]
     rows = []
-    for key, label in METRICS:
-        new = version.metrics.get(key)
-        if new is None and (previous is None or previous.metrics.get(key) is None):
-            continue
-        row = [e(label), _number(new)]
-        if previous is not None:
-            old = previous.metrics.get(key)
-            row += [_number(old), _change(new, old, higher_is_better=key.endswith("@10"))]
-        rows.append(row)
+    for metrics, coloured in ((MODEL_METRICS, True), (OTHER_METRICS, False)):
+        for key, label in metrics:
+            new = version.metrics.get(key)
+            if new is None and (previous is None or previous.metrics.get(key) is None):
+                continue
+            row = [html.escape(label), _number(new)]
+            if previous is not None:
+                old = previous.metrics.get(key)
+                row += [_number(old), _change(new, old, coloured=coloured)]
+            rows.append(row)
     if previous is not None and "new_hr@10_common" in run.gate:
         common = run.gate
         rows.append([
             f"HR@10 on this run's holdout ({_number(common.get('common_cases'))} cases)",
             _number(common["new_hr@10_common"]),
             _number(common["active_hr@10_common"]),
-            _change(common["new_hr@10_common"], common["active_hr@10_common"], higher_is_better=True),
+            _change(common["new_hr@10_common"], common["active_hr@10_common"], coloured=True),
         ])
     parts.append(_table(header, rows))
+    return parts
 
-    parts.append("<h2>Training curve</h2>")
-    if curve is None:
-        parts.append(f'<p class="muted">No training curve found ({e(str(version.curve_path))}).</p>')
+
+def _curve_caption(metrics: dict[str, Any]) -> str:
+    """Which epochs were kept and what the fused model scored, from the version's metrics."""
+    kept = metrics.get("kept_epochs")
+    words = []
+    if kept:
+        words.append("Kept (best HR@10 on the validation players, starred): "
+                     + ", ".join(f"{stage} epoch {epoch}" for stage, epoch in kept.items()) + ".")
+    if isinstance(metrics.get("hr@10"), int | float):
+        words.append(f"The served model scores HR@10 {metrics['hr@10']:.3f} on the test players "
+                     "(the curve's HR@10 is on the validation players).")
+    return " ".join(words) or "Loss and HR@10 per epoch of each training stage."
+
+
+_STAGE_TIMES = (("load", "read the interactions"), ("train", "fit"), ("evaluate", "evaluate"),
+                ("write", "write embeddings"), ("offline", "precompute top-N lists"))
+
+
+def _stage_rows(stages: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for stage, figures in stages.items():
+        rows.append([html.escape(stage), _number(figures.get("seconds")), html.escape(_stage_words(stage, figures))])
+        if stage == "train":
+            for key, words in _STAGE_TIMES:
+                if f"{key}_seconds" in figures:
+                    rows.append([f'<span class="muted">&nbsp;&nbsp;↳ {words}</span>',
+                                 f'<span class="muted">{_number(figures[f"{key}_seconds"])}</span>', ""])
+    return rows
+
+
+def _stage_words(stage: str, f: dict[str, Any]) -> str:
+    """One sentence of what a stage did, from the figures the pipeline recorded."""
+    known: set[str] = {"seconds"}
+    if stage == "consolidate" and "interactions" in f:
+        known |= {"mode", "players", "interactions", "first_day", "last_day"}
+        days = f" over days {f.get('first_day')} .. {f.get('last_day')}" if f.get("first_day") else ""
+        text = f"{f.get('mode', '')} consolidation: {_plain(f['interactions'])} interactions of " \
+               f"{_plain(f.get('players'))} players{days}".strip()
+    elif stage == "train" and "version" in f:
+        known |= {"version", "activated", "previous_version", "pairs", "players", "slots", "epochs", "hr@10",
+                  "ndcg@10", "gate"} | {f"{k}_seconds" for k, _ in _STAGE_TIMES}
+        before = f" (version {f['previous_version']} was active)" if f.get("previous_version") else ""
+        text = (f"version {f['version']} from {_plain(f.get('pairs'))} training pairs ({_plain(f.get('players'))} "
+                f"players × {_plain(f.get('slots'))} slots), {_plain(f.get('epochs'))} epochs: HR@10 "
+                f"{_plain(f.get('hr@10'))}, NDCG@10 {_plain(f.get('ndcg@10'))}; "
+                f"{'activated' if f.get('activated') else 'not activated'}{before}")
+    elif stage == "report" and "files" in f:
+        known |= {"files"}
+        text = f"{f['files']} files written"
     else:
-        parts.append(f'<img src="{e(curve)}" alt="training curve of version {version.id}">')
-
-    parts.append("<h2>Slot map</h2>")
-    if maps:
-        parts.append(
-            "<p>The slots' similarity vectors (what the similar-slot index searches) projected on their first "
-            "two principal components.</p>"
-        )
-        parts.extend(f'<img src="{e(name)}" alt="{e(alt)}">' for name, alt in maps)
-    else:
-        parts.append('<p class="muted">Too few slots to draw.</p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+        text = ""
+    rest = [f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in f.items() if k not in known]
+    return "; ".join(t for t in [text, *rest] if t)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+def _table(header: list[str], rows: list[list[str]], text_columns: frozenset[int] | set[int] = frozenset()) -> str:
+    """An HTML table of already-escaped cells; ``text_columns`` are left-aligned (numbers align right)."""
+    head = "".join(f'<th{_align(i, text_columns)}>{h}</th>' for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f"<td{_align(i, text_columns)}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _number(value: Any) -> str:
+def _times(lift: float) -> str:
+    """``2.4×``; a dash where chance is 0 (a label with one slot: no neighbour can share it)."""
+    return "—" if lift != lift else f"{lift:.1f}×"
+
+
+def _align(column: int, text_columns) -> str:
+    return ' class="text"' if column in text_columns else ""
+
+
+def _plain(value: Any) -> str:
+    """A figure as text (not HTML-escaped): ``12,345``, ``0.743``, ``yes``."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -276,14 +451,22 @@ def _number(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    return html.escape(str(value))
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
 
 
-def _change(new: Any, old: Any, *, higher_is_better: bool) -> str:
+def _number(value: Any) -> str:
+    return html.escape(_plain(value))
+
+
+def _change(new: Any, old: Any, *, coloured: bool) -> str:
+    """``new - old``; green or red only for the model's own metrics (higher is better), grey otherwise."""
     if not isinstance(new, int | float) or not isinstance(old, int | float) or isinstance(new, bool):
         return ""
     delta = new - old
-    if not higher_is_better or delta == 0:
-        return f'<span class="muted">{delta:+,.3g}</span>'
+    if not coloured or delta == 0:
+        text = f"{delta:+,.3f}" if isinstance(delta, float) else f"{delta:+,}"
+        return f'<span class="muted">{text}</span>'
     css = "better" if delta > 0 else "worse"
     return f'<span class="{css}">{delta:+.3f}</span>'

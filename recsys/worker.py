@@ -327,7 +327,11 @@ def _train_and_publish(
 
     versions.activate(engine, version_id)
     retired = versions.retire_old(engine, settings.keep_versions)
-    log.info("version %d active; embeddings of versions %s dropped", version_id, retired or "none")
+    if retired:
+        log.info("version %d active; embeddings of older versions %s dropped", version_id,
+                 ", ".join(str(v) for v in retired))
+    else:
+        log.info("version %d active; no older version's embeddings to drop", version_id)
     return TrainOutcome(version_id, True, gate, metrics, 0.0, model=model, data=data)
 
 
@@ -385,7 +389,8 @@ def holdout_negatives(n_slots: int) -> int:
 
 
 class _EpochLog:
-    """Per-epoch log lines with loss, HR@10, rate and an ETA over every stage's epochs."""
+    """Per-epoch log lines: the epoch within its stage and within the whole run
+    (``epoch 1/10 (mlp; 31/40 of the run)``), loss, HR@10, rate, and an ETA over every stage's epochs."""
 
     def __init__(self, config) -> None:
         self.total = config.total_epochs
@@ -396,16 +401,13 @@ class _EpochLog:
         self.done += 1
         elapsed = time.perf_counter() - self.started
         eta = elapsed / self.done * (self.total - self.done)
+        log.info("%s", self.line(stats, eta))
+
+    def line(self, stats, eta: float) -> str:
         hr = "" if stats.hr_at_10 is None else f" HR@10 {stats.hr_at_10:.3f}"
-        log.info(
-            "epoch %d/%d (%s): loss %.4f%s, %s samples/s, ETA %.0f s",
-            self.done,
-            self.total,
-            stats.stage,
-            stats.loss,
-            hr,
-            f"{stats.samples_per_second:,.0f}",
-            eta,
+        return (
+            f"epoch {stats.epoch}/{stats.epochs} ({stats.stage}; {self.done}/{self.total} of the run): "
+            f"loss {stats.loss:.4f}{hr}, {stats.samples_per_second:,.0f} samples/s, ETA {eta:.0f} s"
         )
 
 

@@ -25,7 +25,7 @@ from recsys.cli.pipeline import EXIT_BUSY, EXIT_REFUSED, EXIT_STAGE_FAILED, next
 from recsys.db import pipeline_runs, versions
 from recsys.db.synth_store import write_casino
 from recsys.pipeline import PipelineBusy, run_pipeline
-from recsys.report import colour_groups, pca_2d
+from recsys.report import colour_groups
 from recsys.synth import SynthConfig
 from tests.factories import fast_pipeline
 
@@ -198,20 +198,11 @@ def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
     assert second.report_path == Path(fast.data_dir).resolve() / "runs" / f"pipeline-{second.run_id}" / "report.html"
     page = second.report_path.read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert sorted(images) == ["slot-map-provider.png", "slot-map-theme.png", "training-curve.png"]
+    assert sorted(images) == ["slot-neighbours.png", "training-curve.png"]
     for name in images:
         assert (second.report_path.parent / name).read_bytes().startswith(b"\x89PNG")
     assert f"<th>version {second.version_id}</th><th>version {first.version_id}</th>" in page
     assert pipeline_runs.get_run(casino, second.run_id).report_path == str(second.report_path)
-
-
-def test_pca_puts_the_direction_of_largest_spread_first():
-    rng = np.random.default_rng(0)
-    points = rng.normal(size=(500, 5)) * np.array([0.1, 5.0, 0.1, 1.0, 0.1])
-    coords, explained = pca_2d(points)
-    assert abs(np.corrcoef(coords[:, 0], points[:, 1])[0, 1]) > 0.99
-    assert abs(np.corrcoef(coords[:, 1], points[:, 3])[0, 1]) > 0.95
-    assert explained[0] > 0.9 > explained[1] > 0
 
 
 def test_the_map_colours_the_most_common_labels_and_greys_the_rest():

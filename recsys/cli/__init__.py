@@ -13,14 +13,36 @@ import sys
 
 from recsys.errors import RecsysError
 
-# Modules under recsys.cli that register sub-commands, in the order ``--help`` lists them.
+# Modules under recsys.cli that register sub-commands, in the order ``--help`` lists them: a newcomer's path
+# first, the single steps of the pipeline and the tools after.
 COMMAND_MODULES = (
-    "db", "synth", "importing", "consolidate", "train", "pipeline", "evaluate", "serve", "apikey", "simulate", "demo",
+    "demo", "db", "importing", "synth", "pipeline", "apikey", "serve",
+    "consolidate", "train", "evaluate", "simulate",
 )
+
+DESCRIPTION = """\
+Slot recommendations for an online casino: import your players, slots and play sessions, train a
+NeuMF model on them every day, and serve recommendations over HTTP. With no RECSYS_DATABASE_URL,
+every command uses an embedded PostgreSQL in ./.recsys (RECSYS_DATA_DIR)."""
+
+EPILOG = """\
+first steps:
+  recsys demo                          the whole loop on a synthetic casino, API on port 8000
+  recsys db upgrade                    create or update the schema
+  recsys import players examples/players.csv    (then slots, then sessions)
+  recsys pipeline run                  consolidate, train, evaluate, gate, activate, write a report
+  recsys apikey create --scope read    a key for the API (printed once)
+  recsys serve                         the API on http://127.0.0.1:8000 (Ctrl-C stops it)
+  recsys db shell                      psql on the database
+
+`recsys COMMAND --help` describes a command. Errors in input or configuration print one line and
+exit with code 2. Settings are RECSYS_* environment variables (README.md, "Configuration")."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="recsys", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

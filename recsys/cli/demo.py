@@ -1,8 +1,9 @@
 """``recsys demo``: the whole loop on the embedded default, for a first look.
 
-A synthetic casino, the daily pipeline (consolidate, train, gate, activate), the API on a local
-port, and a minute of simulated live play through it (the one-hour trigger, the push, feedback);
-then a summary and the curl commands to try while the API keeps running (Ctrl-C stops it).
+A synthetic casino, the daily pipeline (consolidate, train, gate, activate), the API on port 8000
+(another free port when 8000 is taken), and a minute of simulated live play through it (the one-hour
+trigger, the push, feedback); then a summary and the curl commands to try while the API keeps running
+(Ctrl-C stops it). The demo's API key is kept in the data folder and reused by the next run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from recsys.settings import Settings
 
 # Event time runs this much faster than the wall clock: 45 s of demo are 90 minutes of play, so
 # long sessions cross the one-hour trigger while you watch.
 SPEED = 120.0
+# The demo's admin key, kept beside the embedded database so every run prints the same one.
+KEY_FILE = "demo-api-key"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slots", type=int, default=800)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--simulate-seconds", type=float, default=45.0)
-    parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="API port (default: RECSYS_SERVE_PORT, 8000; a free one when it is taken)")
     parser.add_argument("--exit", action="store_true", help="stop the API after the summary")
     parser.set_defaults(func=run)
 
@@ -36,8 +41,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
     from recsys.cli.simulate import run_simulation
-    from recsys.db import migrations, versions
-    from recsys.db.apikeys import create_key
+    from recsys.db import migrations
     from recsys.db.engine import create_engine, libpq_url
     from recsys.db.simulation import loop_figures
     from recsys.db.synth_store import CasinoNotEmptyError, write_casino
@@ -64,17 +68,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _step("3/5 daily pipeline: consolidate -> train NeuMF -> evaluate -> gate -> activate")
     outcome = run_pipeline(engine, settings)
     print(f"    pipeline run {outcome.run_id} {outcome.status}: {outcome.message} ({outcome.seconds:.0f} s)")
-    active = versions.active_version(engine)
-    if active is None:
-        print("    no version passed the quality gate; the API will serve popularity lists")
-    else:
-        m = active.metrics
-        print(f"    active version {active.id}: HR@10 {m.get('hr@10', float('nan')):.3f}, NDCG@10 "
-              f"{m.get('ndcg@10', float('nan')):.3f} (popularity HR@10 {m.get('popularity_hr@10', float('nan')):.3f})")
+    _print_verdict(engine, outcome.version_id)
 
-    key, _ = create_key(engine, ["read", "ingest", "admin"], name="demo")
+    key, reused = demo_key(engine, Path(settings.data_dir) / KEY_FILE)
+    print(f"    API key of the demo: {'reused from' if reused else 'new, kept in'} {settings.data_dir}/{KEY_FILE}")
     engine.dispose()
-    port = args.port or _free_port()
+    port, taken = choose_port("127.0.0.1", settings.serve_port if args.port is None else args.port)
+    if taken is not None:
+        print(f"    port {taken} is taken (another `recsys serve` or demo still running?): using port {port} instead")
     base = f"http://127.0.0.1:{port}"
     _step(f"4/5 API: recsys serve on {base}")
     server = subprocess.Popen(
@@ -119,6 +120,54 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             server.terminate()
             server.wait(timeout=30)
     return 0
+
+
+def _print_verdict(engine, version_id: int | None) -> None:
+    """The version this run trained (else the active one) against its baselines, in words."""
+    from recsys.db import versions
+    from recsys.verdict import verdict
+
+    version = versions.get_version(engine, version_id) if version_id is not None else None
+    active = versions.active_version(engine)
+    version = version or active
+    if version is None:
+        print("    no model version yet; the API will serve popularity lists")
+        return
+    state = "active" if active is not None and active.id == version.id else version.status
+    print(f"    version {version.id} ({state}):")
+    for line in verdict(version.metrics, version.model).lines():
+        print(f"    {line}")
+    if active is None:
+        print("    no version is active: the API serves popularity lists until one passes the gate")
+    elif active.id != version.id:
+        print(f"    version {active.id} stays active")
+
+
+def demo_key(engine, path: Path) -> tuple[str, bool]:
+    """The demo's admin key: the one stored at ``path`` while the database still accepts it, else a new
+    one written there (readable by its owner only). Returns ``(key, reused)``."""
+    from recsys.db.apikeys import create_key, find_key
+
+    if path.is_file():
+        key = path.read_text().strip()
+        found = find_key(engine, key)
+        if found is not None and found.allows("admin"):
+            return key, True
+    key, _ = create_key(engine, ["read", "ingest", "admin"], name="demo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key, False
+
+
+def choose_port(host: str, wanted: int) -> tuple[int, int | None]:
+    """``wanted`` when it is free on ``host``, else a free port: ``(port, the taken port or None)``."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, wanted))
+        except OSError:
+            return _free_port(), wanted
+    return wanted, None
 
 
 def _step(text: str) -> None:
