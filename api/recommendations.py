@@ -24,6 +24,7 @@ from recsys.policy import (
     model_logits,
     protection_gate,
     rank,
+    towers_from_played,
 )
 
 
@@ -112,7 +113,10 @@ def ranked_items(serving: ServingState, snap, conn, player, version_id, context_
     settings = serving.settings
     config = policy_config(settings)
     model = snap.model
-    personalised = model is not None and model.model is not None and player.towers is not None
+    towers = player.towers
+    if towers is None and model is not None:
+        towers = towers_from_played(model, player.recent_keys)
+    personalised = model is not None and model.model is not None and towers is not None
     neighbours, search = None, ("faiss" if model is not None else None)
     if model is None and version_id is not None and context_key is not None:
         neighbours = db.similar_by_pgvector(
@@ -139,7 +143,7 @@ def ranked_items(serving: ServingState, snap, conn, player, version_id, context_
     if candidates.source == "popular":
         serving.metrics.fallback("popularity" if personalised or model is None else "cold_start")
     allowed = db.vet_candidates(conn, player.key, candidates.all_keys(), market, settings.exclude_played_days)
-    logits = model_logits(model, player.towers, candidates.primary) if personalised else None
+    logits = model_logits(model, towers, candidates.primary) if personalised else None
     items = rank(candidates, allowed, k=k, catalogue=snap.catalogue, stats=snap.stats, config=config, logits=logits)
     filters = list_filters(settings, k, market, gate="allowed")
     filters.update(

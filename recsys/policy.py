@@ -436,7 +436,8 @@ def generate_candidates(
         The player's precomputed top-N for this version (``personal``), added after the
         neighbourhood.
     personalised : bool
-        Whether the player has a vector in this version (else reasons become ``cold_start``).
+        Whether the player has a vector in this version, stored or built from their played slots
+        (:func:`towers_from_played`); else reasons become ``cold_start``.
     neighbours : (keys, cosines), optional
         A neighbourhood already searched elsewhere (pgvector), used when ``model`` is None.
     """
@@ -539,6 +540,30 @@ class RankedItem:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def towers_from_played(model: ServingModel, played_keys: np.ndarray) -> dict[str, np.ndarray] | None:
+    """A player's vectors built from the slots they played, for a player the version does not know.
+
+    A version trained with ``NCFConfig.user_history`` computes every player's vector as
+    ``|N|^-alpha * sum_{j in N} y_j`` over their played slots (``recsys.ncf.played``) and keeps the
+    ``item_hist_*`` tables ``y``, so a player who arrived after training gets a vector from their
+    latest slots now, without retraining (``add`` leaves out the free row such a player never had).
+    None when the version has no such tables or knows none of ``played_keys``.
+    """
+    if model.model is None or model.model.config.user_history == "none":
+        return None
+    rows = model.rows(played_keys)
+    rows = np.unique(rows[(rows >= 0) & (rows < model.trained_rows)])
+    if rows.size == 0:
+        return None
+    scale = np.float32(rows.size ** -model.model.config.history_alpha)
+    weights = model.model.weights
+    return {
+        tower: weights[f"item_hist_{tower}.weight"][rows].sum(axis=0) * scale
+        for tower in ("gmf", "mlp")
+        if f"item_hist_{tower}.weight" in weights
+    }
 
 
 def model_logits(model: ServingModel, towers: dict[str, np.ndarray], keys: np.ndarray) -> np.ndarray:

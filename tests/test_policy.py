@@ -19,6 +19,7 @@ from recsys.policy import (
     provisional_vectors,
     rank,
     similar_slots,
+    towers_from_played,
 )
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
@@ -142,6 +143,23 @@ def test_a_new_slot_is_scored_with_its_group_s_item_bias():
                                 catalogue, "IDMap,Flat")
     logits = model_logits(model, {"gmf": np.ones(2, np.float32)}, np.array([12, 3]))
     np.testing.assert_allclose(logits, [1.5, 2.0])  # the zero predict layer leaves the bias: mean of 0..3, and 2
+
+
+def test_a_player_unknown_to_the_version_gets_a_vector_from_the_slots_they_played():
+    catalogue = _catalogue({12: {"provider": "a", "theme": "space"}})
+    keys = np.arange(1, 12)  # slot 12 came after training: it has no played-items row
+    similarity = _circle()[keys - 1]
+    y = np.arange(22, dtype=np.float32).reshape(11, 2)
+    weights = {"config": NCFConfig(model="gmf", factors=2, user_history="only", history_alpha=0.5).to_dict(),
+               "weights": {"predict.weight": np.ones((1, 2), np.float32), "predict.bias": np.zeros(1, np.float32),
+                           "item_hist_gmf.weight": y}}
+    model = build_serving_model(7, keys, similarity, {"gmf": similarity[:, :2]}, np.zeros(11, bool), weights,
+                                catalogue, "IDMap,Flat")
+    towers = towers_from_played(model, np.array([3, 12, 9, 3]))  # slot 12 is skipped, slot 3 counts once
+    np.testing.assert_allclose(towers["gmf"], (y[2] + y[8]) / np.sqrt(2))
+    assert towers_from_played(model, np.array([12])) is None
+    # A version whose players have only free rows cannot do this.
+    assert towers_from_played(_model(catalogue), np.array([3])) is None
 
 
 # --- candidates and ranking ----------------------------------------------------------------------

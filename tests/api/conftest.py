@@ -37,19 +37,27 @@ def circle(n: int = N_SLOTS, offset_degrees: float = 0.0) -> np.ndarray:
 
 
 def write_version(engine, players: dict[str, int], slots: dict[str, int], *, seed: int = 0,
-                  similarity: np.ndarray | None = None, skip_players=(), activate: bool = True) -> int:
-    """A NeuMF version (factors 2, MLP 4-2) with random towers; slot vectors on the circle."""
+                  similarity: np.ndarray | None = None, skip_players=(), activate: bool = True,
+                  user_history: bool = False) -> int:
+    """A NeuMF version (factors 2, MLP 4-2) with random towers; slot vectors on the circle.
+
+    With ``user_history`` the version also keeps random played-items tables (``item_hist_*``), as a
+    model whose players are built from their slots does.
+    """
     rng = np.random.default_rng(seed)
     slot_keys = np.array(list(slots.values()))
     player_keys = np.array([key for pid, key in players.items() if pid not in skip_players])
     similarity = circle() if similarity is None else similarity
-    config = NCFConfig(model="neumf", factors=2, mlp_layers=(4, 2))
+    config = NCFConfig(model="neumf", factors=2, mlp_layers=(4, 2), user_history="only" if user_history else "none")
     weights = {
         "mlp.0.weight": rng.normal(size=(2, 4)).astype(np.float32),
         "mlp.0.bias": np.zeros(2, np.float32),
         "predict.weight": rng.normal(size=(1, 4)).astype(np.float32),
         "predict.bias": np.zeros(1, np.float32),
     }
+    if user_history:
+        weights.update({f"item_hist_{t}.weight": rng.normal(size=(slot_keys.size, 2)).astype(np.float32)
+                        for t in ("gmf", "mlp")})
     version = versions.create_version(engine, "neumf", config.to_dict())
     versions.write_embeddings(
         engine, version, player_keys,

@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from recsys.db import versions
-from tests.api.conftest import assert_problem, count
+from tests.api.conftest import assert_problem, count, wait_until, write_version
 from tests.factories import add_session
 
 
@@ -123,6 +123,20 @@ def test_a_player_new_since_training_gets_a_cold_start_list(client, keys, db):
     assert [i["reason"] for i in body["items"]] == ["cold_start"] * 4
     head, _ = _logged(db, body["recommendation_id"])
     assert head.filters["personalised"] is False and head.filters["candidate_source"] == "popular"
+
+
+def test_a_new_player_who_played_gets_a_personal_list_from_the_played_items(world, keys, db, make_client):
+    """With a version that builds players from their slots (user_history), p3 needs no stored vector."""
+    version = write_version(db, world.players, world.slots, skip_players=("p3",), user_history=True)
+    client = make_client()
+    assert wait_until(lambda: client.get("/readyz").json().get("model_version") == version)
+    body = _recommend(client, keys, "p3", k=4).json()
+    assert [i["reason"] for i in body["items"]] == ["cold_start"] * 4  # no plays yet: nothing to build from
+    with db.begin() as conn:
+        add_session(conn, "first", world.players["p3"], world.slots["s5"], datetime.now(UTC), 60)
+    body = _recommend(client, keys, "p3", k=4).json()
+    assert "cold_start" not in {i["reason"] for i in body["items"]}
+    assert _logged(db, body["recommendation_id"])[0].filters["personalised"] is True
 
 
 def test_without_context_the_recent_slots_seed_the_list(client, keys, world, db):
