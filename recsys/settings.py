@@ -56,8 +56,16 @@ class Settings:
     train_pretrain: bool = setting(
         True, "NeuMF: train GMF and MLP (train_epochs each) and fuse them, as the paper; off: NeuMF from scratch."
     )
+    train_user_history: str = setting(
+        "only",
+        "How a player's vector is made: only (from the slots they played, FISM), add (a free row plus that, "
+        "SVD++) or none (a free row, the paper's NCF). docs/training.md has the measurements.",
+    )
     train_negatives: int = setting(4, "Sampled negatives per positive.")
-    train_batch_size: int = setting(8192, "Samples per optimizer step.")
+    train_batch_size: int = setting(8192, "Largest number of samples per optimizer step.")
+    train_min_steps: int = setting(
+        200, "Optimizer steps an epoch takes at least: small data sets train in batches below train_batch_size."
+    )
     train_optimizer: str = setting("adam", "Optimizer of every training stage: adam (SparseAdam), sgd or adagrad.")
     train_lr: float = setting(0.002, "Learning rate.")
     train_reg: float = setting(0.0, "L2 penalty on the embedding rows a batch touches.")
@@ -146,7 +154,8 @@ class Settings:
         """Check values that a type alone does not constrain."""
         for name in (
             "db_pool_size", "train_window_days", "holdout_days", "train_factors", "train_epochs",
-            "train_negatives", "train_batch_size", "train_threads", "eval_max_players", "offline_top_n",
+            "train_negatives", "train_batch_size", "train_min_steps", "train_threads", "eval_max_players",
+            "offline_top_n",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")
@@ -157,6 +166,8 @@ class Settings:
             raise ConfigError("RECSYS_SCORE_BONUS_WEIGHT", str(self.score_bonus_weight), "must be in [0, 1]")
         if self.train_optimizer not in ("adam", "sgd", "adagrad"):
             raise ConfigError("RECSYS_TRAIN_OPTIMIZER", self.train_optimizer, "must be adam, sgd or adagrad")
+        if self.train_user_history not in ("only", "add", "none"):
+            raise ConfigError("RECSYS_TRAIN_USER_HISTORY", self.train_user_history, "must be only, add or none")
         if self.train_model not in ("neumf", "gmf", "mlp"):
             raise ConfigError("RECSYS_TRAIN_MODEL", self.train_model, "must be neumf, gmf or mlp")
         if not self.train_mlp_layers or self.train_mlp_layers[0] % 2:
