@@ -35,10 +35,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url = await anyio.to_thread.run_sync(libpq_url, settings)  # may start the embedded PostgreSQL
-        engine = create_engine(settings, url)
+        # No check: the API starts while the database is down (/readyz says 503 until it answers).
+        engine = create_engine(settings, url, check=False, session_limits=True)
         serving = ServingState(settings, engine, url, metrics)
         app.state.serving = serving
-        app.state.api_keys = KeyCache(engine, settings.api_key_cache_seconds)
+        app.state.api_keys = KeyCache(engine, settings.api_key_cache_seconds, max_bytes=settings.api_key_cache_bytes,
+                                      grace_seconds=settings.api_key_grace_seconds)
         await anyio.to_thread.run_sync(serving.start)
         try:
             yield

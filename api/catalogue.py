@@ -14,9 +14,9 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, UnsetType
 
-from api.auth import INGEST, READ
+from api.auth import INGEST, READ_FROM_MEMORY
 from api.errors import NotReady
-from api.ingest import PutResult, batch_records, path_record
+from api.ingest import PutResult, batch_records, path_record, put_records
 from api.state import ServingState
 from recsys.db import serving as db
 from recsys.db import versions
@@ -92,7 +92,7 @@ def _answer(catalogue, slot_id: str, version: int, keys: np.ndarray, scores: np.
     )
 
 
-@get("/v1/slots/{slot_id:str}/similar", guards=[READ], tags=["catalogue"])
+@get("/v1/slots/{slot_id:str}/similar", guards=[READ_FROM_MEMORY], tags=["catalogue"])
 async def get_similar(
     state: State,
     slot_id: FromPath[str],
@@ -136,25 +136,25 @@ class SlotRecord(SlotFields, kw_only=True, forbid_unknown_fields=True):
     slot_id: str
 
 
-def put_slots(serving: ServingState, records: list[dict], source: str) -> PutResult:
+def put_slots(serving: ServingState, records: list[dict], source: str, *, batch: bool) -> PutResult:
     """Upsert, then reload this process's catalogue before answering: the next request here sees
     the change; other processes hear it through the ``recsys_catalogue`` NOTIFY."""
-    result = db.put_records(serving.engine, "slots", records, source)
+    result = put_records(serving.engine, "slots", records, source, batch=batch)
     serving.refresh_catalogue()
-    return PutResult.of(result)
+    return result
 
 
 @put("/v1/slots/{slot_id:str}", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
 def put_slot(state: State, slot_id: FromPath[str], data: JSONBody[SlotFields]) -> PutResult:
     """Create or update one slot; a new slot needs every required field."""
     source = f"PUT /v1/slots/{slot_id}"
-    return put_slots(state.serving, [path_record("slot_id", slot_id, data)], source)
+    return put_slots(state.serving, [path_record("slot_id", slot_id, data)], source, batch=False)
 
 
 @put("/v1/slots", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
 def put_slot_batch(state: State, data: JSONBody[list[SlotRecord]]) -> PutResult:
     """Create or update many slots in one transaction (all or none)."""
-    return put_slots(state.serving, batch_records(data, "PUT /v1/slots"), "PUT /v1/slots")
+    return put_slots(state.serving, batch_records(data, "PUT /v1/slots"), "PUT /v1/slots", batch=True)
 
 
 ROUTES = [get_similar, put_slot, put_slot_batch]

@@ -163,7 +163,7 @@ _NAMED = re.compile(r"field `(?P<field>[^`]+)`")
 
 def decode_batch(body: bytes, kind: type[T], key: str, source: str) -> T:
     """Decode ``{key: [records]}`` JSON into ``kind``; a record that does not fit raises
-    ``InputError`` with its 0-based ``row`` and its ``field``; malformed JSON is a 400."""
+    ``InputError`` with its 0-based ``index`` and its ``field``; malformed JSON is a 400."""
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
@@ -181,7 +181,7 @@ def validation_error(exc: msgspec.ValidationError, key: str, source: str) -> Inp
         return InputError(source, text)
     named = _NAMED.search(text)  # missing required / unknown field `x`: the path stops at the record
     field = at["field"] or (named["field"] if named else None)
-    return InputError(source, text, row=int(at["row"]), field=field)
+    return InputError(source, text, index=int(at["row"]), field=field)
 
 
 ROUTES = [post_events]

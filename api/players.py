@@ -11,8 +11,7 @@ from litestar.params import FromPath, JSONBody
 from msgspec import UNSET, UnsetType
 
 from api.auth import INGEST
-from api.ingest import PutResult, batch_records, path_record
-from recsys.db import serving as db
+from api.ingest import PutResult, batch_records, path_record, put_records
 
 
 class PlayerFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -35,14 +34,14 @@ def put_player(state: State, player_id: FromPath[str], data: JSONBody[PlayerFiel
     """Create or update one player."""
     source = f"PUT /v1/players/{player_id}"
     records = [path_record("player_id", player_id, data)]
-    return PutResult.of(db.put_records(state.serving.engine, "players", records, source))
+    return put_records(state.serving.engine, "players", records, source, batch=False)
 
 
 @put("/v1/players", guards=[INGEST], sync_to_thread=True, tags=["players"])
 def put_player_batch(state: State, data: JSONBody[list[PlayerRecord]]) -> PutResult:
     """Create or update many players in one transaction (all or none)."""
     records = batch_records(data, "PUT /v1/players")
-    return PutResult.of(db.put_records(state.serving.engine, "players", records, "PUT /v1/players"))
+    return put_records(state.serving.engine, "players", records, "PUT /v1/players", batch=True)
 
 
 ROUTES = [put_player, put_player_batch]

@@ -62,9 +62,9 @@ def store_events(
     slots = _keys(conn, "slots", "slot_id", {e.slot_id for e in events})
     for index, event in enumerate(events):
         if event.player_id not in players:
-            raise InputError(source, f"unknown player {event.player_id!r}", row=index, field="player_id")
+            raise InputError(source, f"unknown player {event.player_id!r}", index=index, field="player_id")
         if event.slot_id not in slots:
-            raise InputError(source, f"unknown slot {event.slot_id!r}", row=index, field="slot_id")
+            raise InputError(source, f"unknown slot {event.slot_id!r}", index=index, field="slot_id")
 
     first_ts: dict[str, tuple[datetime, int, int]] = {}
     for event in events:
@@ -101,7 +101,7 @@ def store_events(
         if (session.player_key, session.slot_key) != (players[event.player_id], slots[event.slot_id]):
             field = "player_id" if session.player_key != players[event.player_id] else "slot_id"
             raise InputError(
-                source, f"session {event.session_id!r} belongs to another player or slot", row=index, field=field
+                source, f"session {event.session_id!r} belongs to another player or slot", index=index, field=field
             )
 
     unique = list({e.event_id: e for e in events}.values())

@@ -29,6 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 
+from recsys.db.engine import DatabaseUnavailable
 from recsys.db.imports import ImportResult, upsert_frame
 from recsys.db.schema import players, slots
 from recsys.db.versions import CHANNEL as VERSIONS_CHANNEL
@@ -319,7 +320,7 @@ def ping(engine: sa.Engine) -> bool:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except sa.exc.DBAPIError:
+    except (sa.exc.DBAPIError, DatabaseUnavailable):
         return False
     return True
 
@@ -413,8 +414,9 @@ def listen(
                     if time.monotonic() >= idle_at:
                         _supervised(on_idle)
                         idle_at = time.monotonic() + idle_seconds
-        except psycopg.OperationalError as exc:
-            log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
+        except Exception as exc:  # any error: a listener that dies leaves the replica stale for good
+            log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay,
+                        exc_info=not isinstance(exc, psycopg.OperationalError))
             stop.wait(delay)
             delay = min(delay * 2, 10.0)
 
