@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 
 from api import catalogue, events, feedback, health, models, players, recommendations, stream
 from api.auth import KeyCache
+from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from api.state import ServingState
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics}),
         plugins=[problem_details_plugin()],
+        before_request=refuse_control_characters,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(metrics)],
         openapi_config=OpenAPIConfig(

@@ -11,10 +11,11 @@ import msgspec
 import numpy as np
 from litestar import Response, get, put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, QueryParameter, RawBody
 from msgspec import UNSET, UnsetType
 
 from api.auth import INGEST, READ_FROM_MEMORY
+from api.bodies import decode, documented
 from api.errors import NotReady
 from api.ingest import PutResult, batch_records, path_record, put_records
 from api.state import ServingState
@@ -145,16 +146,22 @@ def put_slots(serving: ServingState, records: list[dict], source: str, *, batch:
 
 
 @put("/v1/slots/{slot_id:str}", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
-def put_slot(state: State, slot_id: FromPath[str], data: JSONBody[SlotFields]) -> PutResult:
+def put_slot(state: State, slot_id: FromPath[str], body: RawBody) -> PutResult:
     """Create or update one slot; a new slot needs every required field."""
-    source = f"PUT /v1/slots/{slot_id}"
-    return put_slots(state.serving, [path_record("slot_id", slot_id, data)], source, batch=False)
+    source = "PUT /v1/slots/{slot_id}"
+    return put_slots(state.serving, [path_record("slot_id", slot_id, decode(body, SlotFields, source))], source,
+                     batch=False)
 
 
 @put("/v1/slots", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
-def put_slot_batch(state: State, data: JSONBody[list[SlotRecord]]) -> PutResult:
+def put_slot_batch(state: State, body: RawBody) -> PutResult:
     """Create or update many slots in one transaction (all or none)."""
-    return put_slots(state.serving, batch_records(data, "PUT /v1/slots"), "PUT /v1/slots", batch=True)
+    records = batch_records(decode(body, list[SlotRecord], "PUT /v1/slots"), "PUT /v1/slots")
+    return put_slots(state.serving, records, "PUT /v1/slots", batch=True)
+
+
+documented("put_slot", SlotFields, "The fields to change; the id is the path's.")
+documented("put_slot_batch", list[SlotRecord], "Slots with the fields to change (at most 10,000).")
 
 
 ROUTES = [get_similar, put_slot, put_slot_batch]

@@ -6,11 +6,16 @@ index in the batch and the field, and nothing of the batch is stored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from recsys.db.schema import EVENT_TYPES, ID_LENGTH
+from recsys.db.schema import CONTROL_CHARACTERS, EVENT_TYPES, ID_LENGTH
 from recsys.errors import InputError
+
+AMOUNT_LIMIT = 1e10
+"""``bet`` and ``win`` are ``NUMERIC(12, 2)``: below 10^10 after rounding to cents."""
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ def validate_events(
             value = getattr(event, name)
             if not value or len(value) > ID_LENGTH:
                 raise InputError(source, f"must be 1 to {ID_LENGTH} characters", index=index, field=name)
+            if _CONTROL.search(value):
+                raise InputError(source, "must not contain control characters", index=index, field=name)
         if event.type not in EVENT_TYPES:
             raise InputError(source, f"must be one of {', '.join(EVENT_TYPES)}", index=index, field="type")
         if event.ts.tzinfo is None:
@@ -71,3 +78,5 @@ def validate_events(
             value = getattr(event, name)
             if value is not None and not value >= 0:
                 raise InputError(source, "must not be negative", index=index, field=name)
+            if value is not None and round(value, 2) >= AMOUNT_LIMIT:
+                raise InputError(source, f"must be below {AMOUNT_LIMIT:.0f}", index=index, field=name)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.db.schema import ID_LENGTH, VOLATILITIES, play_sessions, players, slots
+from recsys.db.schema import CONTROL_CHARACTERS, ID_LENGTH, VOLATILITIES, play_sessions, players, slots
 from recsys.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -417,11 +417,14 @@ def _parse_id(values: pd.Series, column: Column) -> Parsed:
     text = _text(values)
     length = text.str.len().to_numpy()
     blank = text.str.strip().str.len().to_numpy() == 0
-    bad = blank | (length > ID_LENGTH)
+    control = text.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool)
+    bad = blank | (length > ID_LENGTH) | control
 
     def describe(raw) -> str:
         if len(str(raw)) > ID_LENGTH:
             return f"the id is {len(str(raw))} characters long; at most {ID_LENGTH}"
+        if pd.Series([str(raw)]).str.contains(CONTROL_CHARACTERS, regex=True).iloc[0]:
+            return "the id contains control characters"
         return "the id is blank"
 
     return text, bad, describe
@@ -429,8 +432,13 @@ def _parse_id(values: pd.Series, column: Column) -> Parsed:
 
 def _parse_text(values: pd.Series, column: Column) -> Parsed:
     text = _text(values)
-    bad = text.str.strip().str.len().to_numpy() == 0
-    return text, bad, lambda raw: "a value is required (the cell is blank)"
+    blank = text.str.strip().str.len().to_numpy() == 0
+    control = text.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool)
+
+    def describe(raw) -> str:
+        return "a value is required (the cell is blank)" if not str(raw).strip() else "contains control characters"
+
+    return text, blank | control, describe
 
 
 def _parse_choice(values: pd.Series, column: Column) -> Parsed:

@@ -22,6 +22,9 @@ NAMING_CONVENTION = {
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 128
+CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
+"""A regular expression: no id or text may hold these (PostgreSQL refuses NUL in text; the others
+forge log lines and break CSV exports)."""
 VOLATILITIES = ("low", "medium", "high")
 EVENT_TYPES = ("start", "heartbeat", "spin", "end")
 MODEL_STATUSES = ("training", "ready", "active", "retired", "failed")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -31,7 +32,7 @@ from pgvector.sqlalchemy import Vector
 
 from recsys.db.engine import DatabaseUnavailable
 from recsys.db.imports import ImportResult, upsert_frame
-from recsys.db.schema import players, slots
+from recsys.db.schema import CONTROL_CHARACTERS, ID_LENGTH, players, slots
 from recsys.db.versions import CHANNEL as VERSIONS_CHANNEL
 from recsys.errors import RecsysError
 from recsys.importing import format_of, validate_records
@@ -328,6 +329,7 @@ def ping(engine: sa.Engine) -> bool:
 # --- PUT: partial records through the import's validation and upsert ----------------------------------
 
 _TABLES = {"players": players, "slots": slots}
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 # What a new row gets for a field the request leaves out (the schema's defaults).
 _NEW_ROW_DEFAULTS = {"marketing_consent": False, "risk_flag": False, "active": True}
 
@@ -357,7 +359,8 @@ def put_records(engine: sa.Engine, kind: str, records: list[dict[str, Any]], sou
                     f"SELECT {', '.join(stored_columns)} FROM {table.name} "
                     f"WHERE {fmt.key} = ANY(:ids) ORDER BY id FOR UPDATE"
                 ),
-                {"ids": [i for i in ids if isinstance(i, str)]},
+                # Ids the validation below refuses are not looked up (PostgreSQL refuses NUL in text).
+                {"ids": [i for i in ids if isinstance(i, str) and 0 < len(i) <= ID_LENGTH and not _CONTROL.search(i)]},
             )
         }
         merged = [_merge(record, stored.get(record.get(fmt.key)), fields) for record in records]
