@@ -19,6 +19,7 @@ from api import catalogue, events, feedback, health, models, players, recommenda
 from api.auth import KeyCache
 from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
+from api.openapi import render_plugins
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from api.state import ServingState
 from recsys.db.engine import create_engine, libpq_url
@@ -62,5 +63,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1",
             description="Real-time slot recommendations for online casinos (docs/api.md).",
             path="/schema",
+            render_plugins=render_plugins(),
         ),
     )

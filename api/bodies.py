@@ -28,12 +28,13 @@ _NAMED = re.compile(r"field `(?P<field>[^`]+)`")
 
 _CONTROL = re.compile(CONTROL_CHARACTERS)
 
-REQUEST_BODIES: dict[str, tuple[type, str]] = {}
-"""Route handler name -> (body type, description): what ``api/openapi.py`` documents."""
+REQUEST_BODIES: dict[str, tuple[tuple[type, ...], str]] = {}
+"""Route handler name -> (body types, one of which the body is; description): what ``api/openapi.py``
+documents."""
 
 
-def documented(handler_name: str, kind: type, description: str) -> None:
-    REQUEST_BODIES[handler_name] = (kind, description)
+def documented(handler_name: str, description: str, *kinds: type) -> None:
+    REQUEST_BODIES[handler_name] = (kinds, description)
 
 
 def decode(body: bytes, kind: type[T], source: str, *, key: str | None = None) -> T:

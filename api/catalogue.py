@@ -160,8 +160,8 @@ def put_slot_batch(state: State, body: RawBody) -> PutResult:
     return put_slots(state.serving, records, "PUT /v1/slots", batch=True)
 
 
-documented("put_slot", SlotFields, "The fields to change; the id is the path's.")
-documented("put_slot_batch", list[SlotRecord], "Slots with the fields to change (at most 10,000).")
+documented("put_slot", "The fields to change; the id is the path's.", SlotFields)
+documented("put_slot_batch", "Slots with the fields to change (at most 10,000).", list[SlotRecord])
 
 
 ROUTES = [get_similar, put_slot, put_slot_batch]

@@ -82,7 +82,7 @@ def post_events(state: State, body: RawBody) -> EventsResult:
     return ingest_events(state.serving, body)
 
 
-documented("post_events", EventBatch, "A batch of play events (at most 1,000).")
+documented("post_events", "A batch of play events (at most 1,000).", EventBatch)
 
 
 def ingest_events(serving: ServingState, body: bytes) -> EventsResult:

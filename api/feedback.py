@@ -47,7 +47,7 @@ def post_feedback(state: State, body: RawBody) -> FeedbackResult:
     return record_feedback(state.serving, body)
 
 
-documented("post_feedback", FeedbackBatch | FeedbackIn, "A batch of feedback, or one item (at most 1,000).")
+documented("post_feedback", "A batch of feedback, or one item (at most 1,000).", FeedbackBatch, FeedbackIn)
 
 
 def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:

@@ -45,7 +45,7 @@ def put_player_batch(state: State, body: RawBody) -> PutResult:
     return put_records(state.serving.engine, "players", records, "PUT /v1/players", batch=True)
 
 
-documented("put_player", PlayerFields, "The fields to change; the id is the path's.")
-documented("put_player_batch", list[PlayerRecord], "Players with the fields to change (at most 10,000).")
+documented("put_player", "The fields to change; the id is the path's.", PlayerFields)
+documented("put_player_batch", "Players with the fields to change (at most 10,000).", list[PlayerRecord])
 
 ROUTES = [put_player, put_player_batch]
