@@ -79,3 +79,17 @@ def test_handlers_map_a_lost_database_to_503_too(world, keys, make_client, proxy
              "ts": "2026-03-01T12:00:00Z"}
     assert_unavailable(client.post("/v1/events", json={"events": [event]}, headers=keys["ingest"]))
     assert_unavailable(client.post("/v1/feedback", json={"feedback": []}, headers=keys["ingest"]))
+
+
+def test_api_connections_carry_lock_and_statement_timeouts(world, keys, make_client, db):
+    import sqlalchemy as sa
+
+    client = make_client(api_lock_timeout_ms=300, api_statement_timeout_ms=4000)
+    with client.app.state.serving.engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW lock_timeout")).scalar_one() == "300ms"
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "4s"
+    with db.connect() as holder:  # an exclusive lock held elsewhere: the request gives up, 503
+        holder.execute(sa.text("LOCK TABLE players IN ACCESS EXCLUSIVE MODE"))
+        assert_unavailable(client.get("/v1/players/p1/recommendations", headers=keys["read"]))
+        holder.rollback()
+    assert client.get("/v1/players/p1/recommendations", headers=keys["read"]).status_code == 200
