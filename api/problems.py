@@ -20,6 +20,7 @@ from recsys.db.engine import DatabaseUnavailable
 from recsys.db.serving import NotFound
 from recsys.db.versions import VersionError
 from recsys.errors import InputError
+from recsys.logs import escape
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ _TITLES = {
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unhandled error in %s %s", request.method, escape(request.url.path), exc_info=exc)
     return ProblemDetailsException(
         status_code=HTTP_500_INTERNAL_SERVER_ERROR, title=_TITLES[500], detail="see the server log"
     ).to_response(request)

@@ -55,7 +55,14 @@ def validate_events(
     """
     if not events:
         raise InputError(source, "the batch holds no events")
+    seen: dict[str, PlayEvent] = {}
     for index, event in enumerate(events):
+        first = seen.setdefault(event.event_id, event)
+        if first != event:
+            # A retry repeats an event whole; one id for two different events would store one of
+            # them and leave the other's session behind, empty (issue 10).
+            raise InputError(source, f"event_id {event.event_id!r} already names another event in this batch",
+                             index=index, field="event_id")
         for name in ("event_id", "session_id", "player_id", "slot_id"):
             value = getattr(event, name)
             if not value or len(value) > ID_LENGTH:

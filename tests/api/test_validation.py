@@ -85,3 +85,12 @@ def test_a_player_is_only_shown_slots_of_their_own_market(client, keys, world, d
     assert response.status_code == 200
     shown = [item["slot_id"] for item in response.json()["items"]]
     assert len(shown) == 5 and not {"s9", "s11"} & set(shown), shown  # p1 plays in GB
+
+
+def test_one_event_id_for_two_events_is_422_and_leaves_no_phantom_session(client, keys, world, db):
+    events = [event(0, session_id="a"), event(0, session_id="b")]  # issue 10: 200, and an empty session "b"
+    problem = assert_problem(client.post("/v1/events", json={"events": events}, headers=keys["ingest"]), 422)
+    assert (problem["index"], problem["field"]) == (1, "event_id")
+    assert count(db, "play_sessions") == count(db, "play_events") == 0
+    retried = [event(0), event(0)]  # the same event twice (a retry inside a batch) is fine
+    assert client.post("/v1/events", json={"events": retried}, headers=keys["ingest"]).json()["accepted"] == 1
