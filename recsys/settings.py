@@ -141,6 +141,9 @@ class Settings:
     # --- daily pipeline (recsys pipeline; see docs/pipeline.md) ----------------------------------
     pipeline_at: str = setting("03:00", "UTC time (HH:MM) at which `recsys pipeline schedule` starts the daily run.")
     report_top_providers: int = setting(8, "Providers coloured on the run report's slot map (the others grey).")
+    recommendation_retention_days: int = setting(
+        400, "Served lists (and their feedback) are kept this many days, then dropped by month; 0: kept forever."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -252,6 +255,9 @@ class Settings:
             raise ConfigError("RECSYS_PIPELINE_AT", self.pipeline_at, "must be a UTC time HH:MM (00:00 .. 23:59)")
         if self.report_top_providers < 1:
             raise ConfigError("RECSYS_REPORT_TOP_PROVIDERS", str(self.report_top_providers), "must be at least 1")
+        if self.recommendation_retention_days < 0:
+            raise ConfigError("RECSYS_RECOMMENDATION_RETENTION_DAYS", str(self.recommendation_retention_days),
+                              "must not be negative")
 
     @property
     def exclude_played_days(self) -> int | None:

@@ -234,10 +234,10 @@ _LOG = sa.text(
         SELECT :id, :player, :version, :trigger, :context, :market, :suppressed, CAST(:filters AS jsonb),
                :session, :action
         FROM commit_mode
-        RETURNING id
+        RETURNING id, created_at
     )
-    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored)
-    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored
+    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
+    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
     FROM served, unnest(
         CAST(:ranks AS smallint[]), CAST(:keys AS integer[]), CAST(:scores AS float8[]),
         CAST(:reasons AS varchar[]), CAST(:explored AS boolean[])

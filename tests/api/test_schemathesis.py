@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas  # noqa: F401  (imported here, not lazily inside the test: see below)
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -27,6 +28,9 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from tests.api.conftest import SERVING
+
+# schemathesis imports its OpenAPI loader lazily; imported during the test, pytest's assertion
+# rewriting of that module failed on CPython 3.11.7 with "AST constructor recursion depth mismatch".
 
 EXAMPLES = 60
 """Examples per operation (12 operations): about a minute on 2 cores."""
