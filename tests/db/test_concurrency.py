@@ -76,3 +76,19 @@ def test_train_exits_4_while_a_pipeline_holds_the_lock(db, settings, monkeypatch
         assert main(["train"]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another pipeline is running" in err[0], err
+
+
+def test_the_pipeline_lock_is_released_quietly_when_its_connection_was_killed(db, settings):
+    from recsys.db.engine import create_engine
+
+    engine = create_engine(settings)  # the CLI's engine: connection errors raise DatabaseUnavailable
+    try:
+        with pipeline_runs.pipeline_lock(engine), db.connect() as conn:
+            holder = conn.execute(sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND objsubid = 1"
+            ), {"key": pipeline_runs.PIPELINE_LOCK}).scalar_one()
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+        with pipeline_runs.pipeline_lock(engine):  # the server released it with the session
+            pass
+    finally:
+        engine.dispose()
