@@ -583,7 +583,7 @@ def _numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 def _parse_amount(values: pd.Series, column: Column) -> Parsed:
     numbers, invalid = _numbers(values)
     x = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         negative = x < 0
         too_large = np.round(x, 2) >= column.limit
     bad = invalid | negative | too_large
@@ -602,7 +602,7 @@ def _parse_amount(values: pd.Series, column: Column) -> Parsed:
 def _parse_percent(values: pd.Series, column: Column) -> Parsed:
     numbers, invalid = _numbers(values)
     x = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         outside = (np.round(x, 2) <= 0) | (x > 100)
     bad = invalid | outside
 
@@ -618,7 +618,7 @@ def _parse_percent(values: pd.Series, column: Column) -> Parsed:
 def _parse_count(values: pd.Series, column: Column) -> Parsed:
     numbers, invalid = _numbers(values)
     x = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         bad = invalid | (x < 0) | (x > _INT32_MAX) | (x != np.floor(x))
     counts = numbers.where(~bad).astype("Int64")
     return counts, bad, lambda raw: f"{_shown(raw)} is not a whole number from 0 to {_INT32_MAX}"

@@ -295,3 +295,14 @@ def test_other_timestamps_stay_within_a_representable_range():
     assert (error.row, error.field) == (2, "self_excluded_until")
     frame = validate_records([{"player_id": "p1", "self_excluded_until": "2999-01-01T00:00:00Z"}], "players")
     assert frame["self_excluded_until"][0] == pd.Timestamp("2999-01-01T00:00:00Z")
+
+
+def test_a_huge_amount_is_refused_without_a_numpy_overflow_warning():
+    import warnings
+
+    record = {"slot_id": "x", "name": "N", "provider": "p", "theme": "t", "volatility": "low", "rtp": 96,
+              "min_bet": 0.1, "max_bet": 1e308}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # schemathesis sent such values: numpy warned "overflow in multiply"
+        error = error_of(lambda: validate_records([record], "slots"))
+    assert (error.row, error.field) == (1, "max_bet") and "too large" in error.message
