@@ -17,7 +17,9 @@ from litestar.openapi import OpenAPIConfig
 
 from api import catalogue, events, feedback, health, models, players, recommendations, stream
 from api.auth import KeyCache
+from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
+from api.openapi import render_plugins
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from api.state import ServingState
 from recsys.db.engine import create_engine, libpq_url
@@ -35,10 +37,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         url = await anyio.to_thread.run_sync(libpq_url, settings)  # may start the embedded PostgreSQL
-        engine = create_engine(settings, url)
+        # No check: the API starts while the database is down (/readyz says 503 until it answers).
+        engine = create_engine(settings, url, check=False, session_limits=True)
         serving = ServingState(settings, engine, url, metrics)
         app.state.serving = serving
-        app.state.api_keys = KeyCache(engine, settings.api_key_cache_seconds)
+        app.state.api_keys = KeyCache(engine, settings.api_key_cache_seconds, max_bytes=settings.api_key_cache_bytes,
+                                      grace_seconds=settings.api_key_grace_seconds)
         await anyio.to_thread.run_sync(serving.start)
         try:
             yield
@@ -51,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics}),
         plugins=[problem_details_plugin()],
+        before_request=refuse_control_characters,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(metrics)],
         openapi_config=OpenAPIConfig(
@@ -58,5 +63,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1",
             description="Real-time slot recommendations for online casinos (docs/api.md).",
             path="/schema",
+            render_plugins=render_plugins(),
         ),
     )

@@ -11,12 +11,13 @@ import msgspec
 import numpy as np
 from litestar import Response, get, put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, QueryParameter, RawBody
 from msgspec import UNSET, UnsetType
 
-from api.auth import INGEST, READ
+from api.auth import INGEST, READ_FROM_MEMORY
+from api.bodies import decode, documented
 from api.errors import NotReady
-from api.ingest import PutResult, batch_records, path_record
+from api.ingest import PutResult, batch_records, path_record, put_records
 from api.state import ServingState
 from recsys.db import serving as db
 from recsys.db import versions
@@ -92,7 +93,7 @@ def _answer(catalogue, slot_id: str, version: int, keys: np.ndarray, scores: np.
     )
 
 
-@get("/v1/slots/{slot_id:str}/similar", guards=[READ], tags=["catalogue"])
+@get("/v1/slots/{slot_id:str}/similar", guards=[READ_FROM_MEMORY], tags=["catalogue"])
 async def get_similar(
     state: State,
     slot_id: FromPath[str],
@@ -136,25 +137,31 @@ class SlotRecord(SlotFields, kw_only=True, forbid_unknown_fields=True):
     slot_id: str
 
 
-def put_slots(serving: ServingState, records: list[dict], source: str) -> PutResult:
+def put_slots(serving: ServingState, records: list[dict], source: str, *, batch: bool) -> PutResult:
     """Upsert, then reload this process's catalogue before answering: the next request here sees
     the change; other processes hear it through the ``recsys_catalogue`` NOTIFY."""
-    result = db.put_records(serving.engine, "slots", records, source)
+    result = put_records(serving.engine, "slots", records, source, batch=batch)
     serving.refresh_catalogue()
-    return PutResult.of(result)
+    return result
 
 
 @put("/v1/slots/{slot_id:str}", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
-def put_slot(state: State, slot_id: FromPath[str], data: JSONBody[SlotFields]) -> PutResult:
+def put_slot(state: State, slot_id: FromPath[str], body: RawBody) -> PutResult:
     """Create or update one slot; a new slot needs every required field."""
-    source = f"PUT /v1/slots/{slot_id}"
-    return put_slots(state.serving, [path_record("slot_id", slot_id, data)], source)
+    source = "PUT /v1/slots/{slot_id}"
+    return put_slots(state.serving, [path_record("slot_id", slot_id, decode(body, SlotFields, source))], source,
+                     batch=False)
 
 
 @put("/v1/slots", guards=[INGEST], sync_to_thread=True, tags=["catalogue"])
-def put_slot_batch(state: State, data: JSONBody[list[SlotRecord]]) -> PutResult:
+def put_slot_batch(state: State, body: RawBody) -> PutResult:
     """Create or update many slots in one transaction (all or none)."""
-    return put_slots(state.serving, batch_records(data, "PUT /v1/slots"), "PUT /v1/slots")
+    records = batch_records(decode(body, list[SlotRecord], "PUT /v1/slots"), "PUT /v1/slots")
+    return put_slots(state.serving, records, "PUT /v1/slots", batch=True)
+
+
+documented("put_slot", "The fields to change; the id is the path's.", SlotFields)
+documented("put_slot_batch", "Slots with the fields to change (at most 10,000).", list[SlotRecord])
 
 
 ROUTES = [get_similar, put_slot, put_slot_batch]

@@ -8,19 +8,17 @@ stores the events: the list, the claim of the trigger and the push notification 
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from functools import partial
-from typing import TypeVar
 
 import msgspec
 from litestar import post
 from litestar.datastructures import State
-from litestar.exceptions import ValidationException
 from litestar.params import RawBody
 
 from api.auth import INGEST
+from api.bodies import decode, documented
 from api.errors import NotReady
 from api.recommendations import RecommendedItem, Suppression, active_version_id, list_filters, ranked_items
 from api.state import ServingState
@@ -84,8 +82,11 @@ def post_events(state: State, body: RawBody) -> EventsResult:
     return ingest_events(state.serving, body)
 
 
+documented("post_events", "A batch of play events (at most 1,000).", EventBatch)
+
+
 def ingest_events(serving: ServingState, body: bytes) -> EventsResult:
-    batch = decode_batch(body, EventBatch, "events", SOURCE)
+    batch = decode(body, EventBatch, SOURCE, key="events")
     if len(batch.events) > MAX_EVENTS:
         raise InputError(SOURCE, f"{len(batch.events):,} events; at most {MAX_EVENTS:,} per request")
     events = [
@@ -152,36 +153,6 @@ def respond(serving: ServingState, conn, session: TriggeredSession, decision: De
     )
     pushed = gate is None and (suppressed is None or action is not None)
     return Answer(recommendation_id, session.player_id, pushed, body)
-
-
-# --- decoding a batch body into 422s that name the record and the field ----------------------------
-
-T = TypeVar("T")
-_AT = re.compile(r" - at `\$\.(?P<key>\w+)\[(?P<row>\d+)\](?:\.(?P<field>\w+))?")
-_NAMED = re.compile(r"field `(?P<field>[^`]+)`")
-
-
-def decode_batch(body: bytes, kind: type[T], key: str, source: str) -> T:
-    """Decode ``{key: [records]}`` JSON into ``kind``; a record that does not fit raises
-    ``InputError`` with its 0-based ``row`` and its ``field``; malformed JSON is a 400."""
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise validation_error(exc, key, source) from exc
-    except msgspec.DecodeError as exc:
-        raise ValidationException(f"the body is not JSON: {exc}") from exc
-
-
-def validation_error(exc: msgspec.ValidationError, key: str, source: str) -> InputError:
-    """``msgspec``'s "Expected `str`, got `int` - at `$.events[3].slot_id`" as an ``InputError``."""
-    message = str(exc)
-    at = _AT.search(message)
-    text = message.split(" - at ", 1)[0]
-    if at is None or at["key"] != key:
-        return InputError(source, text)
-    named = _NAMED.search(text)  # missing required / unknown field `x`: the path stops at the record
-    field = at["field"] or (named["field"] if named else None)
-    return InputError(source, text, row=int(at["row"]), field=field)
 
 
 ROUTES = [post_events]

@@ -12,11 +12,10 @@ from datetime import datetime
 import msgspec
 from litestar import post
 from litestar.datastructures import State
-from litestar.exceptions import ValidationException
 from litestar.params import RawBody
 
 from api.auth import INGEST
-from api.events import validation_error
+from api.bodies import decode, documented, validation_error
 from api.state import ServingState
 from recsys.db.feedback import Feedback, store_feedback
 from recsys.errors import InputError
@@ -48,6 +47,9 @@ def post_feedback(state: State, body: RawBody) -> FeedbackResult:
     return record_feedback(state.serving, body)
 
 
+documented("post_feedback", "A batch of feedback, or one item (at most 1,000).", FeedbackBatch, FeedbackIn)
+
+
 def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:
     items = [Feedback(f.recommendation_id, f.slot_id, f.action, f.ts) for f in _decode(body).feedback]
     if len(items) > MAX_FEEDBACK:
@@ -59,14 +61,11 @@ def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:
 
 def _decode(body: bytes) -> FeedbackBatch:
     """A batch, or one object read as a batch of one (its errors name row 0)."""
-    try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValidationException(f"the body is not JSON: {exc}") from exc
+    raw = decode(body, object, SOURCE)
     if isinstance(raw, dict) and "feedback" not in raw:
         raw = {"feedback": [raw]}
     try:
-        return msgspec.convert(raw, FeedbackBatch)
+        return msgspec.convert(raw, FeedbackBatch, strict=True)
     except msgspec.ValidationError as exc:
         raise validation_error(exc, "feedback", SOURCE) from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET
 
+from recsys.db import serving as db
 from recsys.db.imports import ImportResult
 from recsys.errors import InputError
 
@@ -35,3 +36,12 @@ def batch_records(records: list, source: str) -> list[dict]:
     if len(records) > MAX_BATCH:
         raise InputError(source, f"{len(records):,} records; at most {MAX_BATCH:,} per request")
     return [given_fields(r) for r in records]
+
+
+def put_records(engine, kind: str, records: list[dict], source: str, *, batch: bool) -> PutResult:
+    """``put_records``, its errors about the JSON body: a batch names the record's 0-based ``index``
+    (the import's 1-based file ``row`` is for files), a single record only the ``field``."""
+    try:
+        return PutResult.of(db.put_records(engine, kind, records, source))
+    except InputError as exc:
+        raise exc.in_json_array(batch) from exc

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, QueryParameter
+from litestar.params import Parameter, QueryParameter
 
 from api.auth import ADMIN, READ
 from api.state import ServingState
@@ -50,15 +50,22 @@ def list_models(state: State, limit: Annotated[int, QueryParameter(ge=1, le=500)
 
 
 @post("/v1/models/{version:int}/activate", guards=[ADMIN], sync_to_thread=True, status_code=200, tags=["models"])
-def activate_model(state: State, version: FromPath[int]) -> ModelVersion:
+def activate_model(
+    state: State,
+    version: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
+    force: Annotated[
+        bool, QueryParameter(description="Activate a version the quality gate refused (logged and recorded).")
+    ] = False,
+) -> ModelVersion:
     """Make a ready or retired version the active one (a rollback is activating an older one).
 
-    Every replica hears the NOTIFY and swaps its index; this one answers after its own swap.
+    A version the quality gate refused is a 409 unless ``?force=true``. Every replica hears the
+    NOTIFY and swaps its index; this one answers after its own swap.
     """
     serving: ServingState = state.serving
     if versions.get_version(serving.engine, version) is None:
         raise NotFound("model version", version)
-    activated = versions.activate(serving.engine, version)
+    activated = versions.activate(serving.engine, version, force=force)
     serving.load_active_version()
     return ModelVersion.of(activated, _serving_id(serving))
 

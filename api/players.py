@@ -7,12 +7,12 @@ from datetime import datetime
 import msgspec
 from litestar import put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, RawBody
 from msgspec import UNSET, UnsetType
 
 from api.auth import INGEST
-from api.ingest import PutResult, batch_records, path_record
-from recsys.db import serving as db
+from api.bodies import decode, documented
+from api.ingest import PutResult, batch_records, path_record, put_records
 
 
 class PlayerFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -31,18 +31,21 @@ class PlayerRecord(PlayerFields, kw_only=True, forbid_unknown_fields=True):
 
 
 @put("/v1/players/{player_id:str}", guards=[INGEST], sync_to_thread=True, tags=["players"])
-def put_player(state: State, player_id: FromPath[str], data: JSONBody[PlayerFields]) -> PutResult:
+def put_player(state: State, player_id: FromPath[str], body: RawBody) -> PutResult:
     """Create or update one player."""
-    source = f"PUT /v1/players/{player_id}"
-    records = [path_record("player_id", player_id, data)]
-    return PutResult.of(db.put_records(state.serving.engine, "players", records, source))
+    source = "PUT /v1/players/{player_id}"
+    records = [path_record("player_id", player_id, decode(body, PlayerFields, source))]
+    return put_records(state.serving.engine, "players", records, source, batch=False)
 
 
 @put("/v1/players", guards=[INGEST], sync_to_thread=True, tags=["players"])
-def put_player_batch(state: State, data: JSONBody[list[PlayerRecord]]) -> PutResult:
+def put_player_batch(state: State, body: RawBody) -> PutResult:
     """Create or update many players in one transaction (all or none)."""
-    records = batch_records(data, "PUT /v1/players")
-    return PutResult.of(db.put_records(state.serving.engine, "players", records, "PUT /v1/players"))
+    records = batch_records(decode(body, list[PlayerRecord], "PUT /v1/players"), "PUT /v1/players")
+    return put_records(state.serving.engine, "players", records, "PUT /v1/players", batch=True)
 
+
+documented("put_player", "The fields to change; the id is the path's.", PlayerFields)
+documented("put_player_batch", "Players with the fields to change (at most 10,000).", list[PlayerRecord])
 
 ROUTES = [put_player, put_player_batch]

@@ -16,9 +16,11 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from api.errors import NotReady
 from recsys.db.apikeys import ApiKeyError
+from recsys.db.engine import DatabaseUnavailable
 from recsys.db.serving import NotFound
 from recsys.db.versions import VersionError
 from recsys.errors import InputError
+from recsys.logs import escape
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ def not_found(exc: NotFound) -> ProblemDetailsException:
 
 
 def invalid_input(exc: InputError) -> ProblemDetailsException:
-    extra = {key: value for key, value in (("row", exc.row), ("field", exc.field)) if value is not None}
+    pairs = (("row", exc.row), ("index", exc.index), ("field", exc.field))
+    extra = {key: value for key, value in pairs if value is not None}
     return ProblemDetailsException(
         status_code=422, type_=TYPE_BASE + "invalid-input", title="Invalid input", detail=str(exc), extra=extra
     )
@@ -60,7 +63,22 @@ def api_key_error(exc: ApiKeyError) -> ProblemDetailsException:
 
 def not_ready(exc: NotReady) -> ProblemDetailsException:
     return ProblemDetailsException(
-        status_code=503, type_=TYPE_BASE + "not-ready", title="Not ready", detail=str(exc), headers={"Retry-After": "5"}
+        status_code=503, type_=TYPE_BASE + "not-ready", title="Not ready", detail=str(exc),
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: DatabaseUnavailable) -> ProblemDetailsException:
+    log.warning("answering 503: %s", exc.reason)
+    return ProblemDetailsException(
+        status_code=503,
+        type_=TYPE_BASE + "database-unavailable",
+        title="Service unavailable",
+        detail="the database cannot be reached or is busy; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -105,7 +123,7 @@ _TITLES = {
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unhandled error in %s %s", request.method, escape(request.url.path), exc_info=exc)
     return ProblemDetailsException(
         status_code=HTTP_500_INTERNAL_SERVER_ERROR, title=_TITLES[500], detail="see the server log"
     ).to_response(request)
@@ -120,6 +138,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 VersionError: version_conflict,
                 ApiKeyError: api_key_error,
                 NotReady: not_ready,
+                DatabaseUnavailable: database_unavailable,
                 HTTPException: http_error,
             }
         )

@@ -83,7 +83,9 @@ def recommend(
             raise db.NotFound("slot", context_slot)
     with db.connection(serving.engine) as conn:
         player = db.find_player(conn, player_id, version_id)
-        market = market or player.market
+        # A player with a market is served that market's catalogue whatever the request says: a
+        # slot not offered there is never shown (issue 10); ``market`` serves players without one.
+        market = player.market or market
         suppressed = protection_gate(player.protection, datetime.now(UTC))
         if suppressed is not None:
             items: list = []
@@ -188,7 +190,7 @@ def get_recommendations(
         str | None, QueryParameter(max_length=128, description="The slot being played or looked at.")
     ] = None,
     market: Annotated[
-        str | None, QueryParameter(max_length=16, description="Market to serve (default: the player's).")
+        str | None, QueryParameter(max_length=16, description="Market of a player who has none stored.")
     ] = None,
 ) -> RecommendationList:
     """Recommendations for a player: gated by player protection, played slots excluded, logged."""

@@ -18,16 +18,29 @@ class ConfigError(RecsysError):
 
 
 class InputError(RecsysError):
-    """Input data is invalid. ``source`` names the file or request, ``row`` the 1-based data row."""
+    """Input data is invalid. ``source`` names the file or request; ``row`` is the 1-based data row
+    of a file, ``index`` the 0-based position of a record in a JSON array (docs/api.md)."""
 
-    def __init__(self, source: str, message: str, *, row: int | None = None, field: str | None = None) -> None:
+    def __init__(self, source: str, message: str, *, row: int | None = None, index: int | None = None,
+                 field: str | None = None) -> None:
         self.source = source
         self.row = row
+        self.index = index
         self.field = field
         self.message = message
         where = source
         if row is not None:
             where += f", row {row}"
+        if index is not None:
+            where += f", index {index}"
         if field is not None:
             where += f", field {field!r}"
         super().__init__(f"{where}: {message}")
+
+    def in_json_array(self, batch: bool = True) -> InputError:
+        """The same error about records of a JSON body: the file-style 1-based ``row`` becomes the
+        0-based ``index`` (``batch``) or is dropped (a single record)."""
+        if self.row is None:
+            return self
+        index = self.row - 1 if batch else None
+        return InputError(self.source, self.message, index=index, field=self.field)

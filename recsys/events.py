@@ -6,11 +6,16 @@ index in the batch and the field, and nothing of the batch is stored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from recsys.db.schema import EVENT_TYPES, ID_LENGTH
+from recsys.db.schema import CONTROL_CHARACTERS, EVENT_TYPES, ID_LENGTH
 from recsys.errors import InputError
+
+AMOUNT_LIMIT = 1e10
+"""``bet`` and ``win`` are ``NUMERIC(12, 2)``: below 10^10 after rounding to cents."""
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 
 @dataclass(frozen=True)
@@ -26,20 +31,59 @@ class PlayEvent:
     bonus: bool | None = None
 
 
-def validate_events(events: list[PlayEvent], source: str = "events") -> None:
-    """Raise ``InputError(source, ..., row=index, field=...)`` for the first invalid event (0-based index)."""
+@dataclass(frozen=True)
+class TimeBounds:
+    """The event times a batch may carry, relative to the receiving server's clock: at most
+    ``max_future`` ahead (clock skew) and ``max_age`` behind (late delivery from a client that was
+    offline). A time outside would land a session in a partition, a training window or a
+    popularity count where it does not belong (issue 10: one event at 0001-01-01 stopped the
+    pipeline)."""
+
+    max_future: timedelta
+    max_age: timedelta
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        return now - self.max_age, now + self.max_future
+
+
+def validate_events(
+    events: list[PlayEvent], source: str = "events", *, window: tuple[datetime, datetime] | None = None
+) -> None:
+    """Raise ``InputError(source, ..., index=index, field=...)`` for the first invalid event (0-based index).
+
+    ``window``: ``(earliest, latest)`` event times accepted (see :class:`TimeBounds`); None: any.
+    """
     if not events:
         raise InputError(source, "the batch holds no events")
+    seen: dict[str, PlayEvent] = {}
     for index, event in enumerate(events):
+        first = seen.setdefault(event.event_id, event)
+        if first != event:
+            # A retry repeats an event whole; one id for two different events would store one of
+            # them and leave the other's session behind, empty (issue 10).
+            raise InputError(source, f"event_id {event.event_id!r} already names another event in this batch",
+                             index=index, field="event_id")
         for name in ("event_id", "session_id", "player_id", "slot_id"):
             value = getattr(event, name)
             if not value or len(value) > ID_LENGTH:
-                raise InputError(source, f"must be 1 to {ID_LENGTH} characters", row=index, field=name)
+                raise InputError(source, f"must be 1 to {ID_LENGTH} characters", index=index, field=name)
+            if _CONTROL.search(value):
+                raise InputError(source, "must not contain control characters", index=index, field=name)
         if event.type not in EVENT_TYPES:
-            raise InputError(source, f"must be one of {', '.join(EVENT_TYPES)}", row=index, field="type")
+            raise InputError(source, f"must be one of {', '.join(EVENT_TYPES)}", index=index, field="type")
         if event.ts.tzinfo is None:
-            raise InputError(source, "needs a time zone (RFC 3339)", row=index, field="ts")
+            raise InputError(source, "needs a time zone (RFC 3339)", index=index, field="ts")
+        if window is not None and not window[0] <= event.ts <= window[1]:
+            raise InputError(
+                source,
+                f"{event.ts.isoformat()} is outside the accepted event times "
+                f"{window[0].isoformat(timespec='seconds')} .. {window[1].isoformat(timespec='seconds')}",
+                index=index,
+                field="ts",
+            )
         for name in ("bet", "win"):
             value = getattr(event, name)
             if value is not None and not value >= 0:
-                raise InputError(source, "must not be negative", row=index, field=name)
+                raise InputError(source, "must not be negative", index=index, field=name)
+            if value is not None and round(value, 2) >= AMOUNT_LIMIT:
+                raise InputError(source, f"must be below {AMOUNT_LIMIT:.0f}", index=index, field=name)

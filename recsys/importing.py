@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.db.schema import ID_LENGTH, VOLATILITIES, play_sessions, players, slots
+from recsys.db.schema import CONTROL_CHARACTERS, ID_LENGTH, VOLATILITIES, play_sessions, players, slots
 from recsys.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,13 @@ _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 _INT32_MAX = 2**31 - 1
 EMPTY_NOT_NULL = "empty (leave the column out to keep current values)"
+
+SESSION_EARLIEST = pd.Timestamp("2000-01-01T00:00:00Z")
+"""Play sessions start and end no earlier than this: older history has no place in a slot catalogue."""
+SESSION_MAX_FUTURE = timedelta(days=1)
+"""...and no later than this after the importing machine's clock (time zones and clock skew)."""
+TIMESTAMP_RANGE = (pd.Timestamp("1900-01-01T00:00:00Z"), pd.Timestamp("9999-01-01T00:00:00Z"))
+"""Any other timestamp (a registration, a self-exclusion end) lies in this range."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +340,17 @@ def _check_rows(values: dict[str, pd.Series], fmt: Format, problems: _Problems) 
             (high < low).fillna(False).to_numpy(dtype=bool),
             lambda pos: f"max_bet {high[pos]:g} is below min_bet {low[pos]:g}",
         )
+    if fmt.kind == "sessions":
+        earliest, latest = SESSION_EARLIEST, pd.Timestamp(datetime.now(UTC) + SESSION_MAX_FUTURE)
+        for name in ("started_at", "ended_at"):
+            if name in values and isinstance(values[name].dtype, pd.DatetimeTZDtype):
+                times = values[name]
+                problems.add(
+                    name,
+                    ((times < earliest) | (times > latest)).fillna(False).to_numpy(dtype=bool),
+                    lambda pos, times=times: f"{times[pos].isoformat()} is outside the accepted session times "
+                    f"{earliest.isoformat()} .. {latest.isoformat(timespec='seconds')}",
+                )
     if fmt.kind == "sessions" and "ended_at" in values:
         start, end = values["started_at"], values["ended_at"]
         problems.add(
@@ -399,11 +417,14 @@ def _parse_id(values: pd.Series, column: Column) -> Parsed:
     text = _text(values)
     length = text.str.len().to_numpy()
     blank = text.str.strip().str.len().to_numpy() == 0
-    bad = blank | (length > ID_LENGTH)
+    control = text.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool)
+    bad = blank | (length > ID_LENGTH) | control
 
     def describe(raw) -> str:
         if len(str(raw)) > ID_LENGTH:
             return f"the id is {len(str(raw))} characters long; at most {ID_LENGTH}"
+        if pd.Series([str(raw)]).str.contains(CONTROL_CHARACTERS, regex=True).iloc[0]:
+            return "the id contains control characters"
         return "the id is blank"
 
     return text, bad, describe
@@ -411,8 +432,13 @@ def _parse_id(values: pd.Series, column: Column) -> Parsed:
 
 def _parse_text(values: pd.Series, column: Column) -> Parsed:
     text = _text(values)
-    bad = text.str.strip().str.len().to_numpy() == 0
-    return text, bad, lambda raw: "a value is required (the cell is blank)"
+    blank = text.str.strip().str.len().to_numpy() == 0
+    control = text.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy(dtype=bool)
+
+    def describe(raw) -> str:
+        return "a value is required (the cell is blank)" if not str(raw).strip() else "contains control characters"
+
+    return text, blank | control, describe
 
 
 def _parse_choice(values: pd.Series, column: Column) -> Parsed:
@@ -467,7 +493,8 @@ def _parse_timestamp(values: pd.Series, column: Column) -> Parsed:
     """ISO 8601 with a zone -> UTC. A value without a zone is refused: its instant is unknown."""
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), np.zeros(len(values), bool), str
+        parsed = values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        return parsed, _out_of_range(parsed), _range_message
     if pd.api.types.is_datetime64_dtype(dtype):
         bad = np.ones(len(values), dtype=bool)
         return values, bad, lambda raw: f"{raw} has no time zone (the column holds naive timestamps)"
@@ -482,14 +509,32 @@ def _parse_timestamp(values: pd.Series, column: Column) -> Parsed:
             parsed = cast.to_pandas().set_axis(values.index)
     if parsed is None:
         parsed = pd.to_datetime(text.where(zoned), format="ISO8601", utc=True, errors="coerce")
-    bad = ~zoned | parsed.isna().to_numpy()
+    parsed = parsed.astype("datetime64[us, UTC]")
+    invalid = ~zoned | parsed.isna().to_numpy()
+    outside = _out_of_range(parsed) & ~invalid
+    bad = invalid | outside
 
     def describe(raw) -> str:
+        text = str(raw).strip()
+        if pd.Series([text]).str.fullmatch(_DATETIME + _ZONE).iloc[0]:
+            with contextlib.suppress(pa.ArrowInvalid):
+                pc.cast(pa.array([text], type=pa.string()), pa.timestamp("us", "UTC"))
+                return _range_message(raw)
         if pd.Series([str(raw).strip()]).str.fullmatch(_DATETIME).iloc[0]:
             return f"{_shown(raw)} has no time zone (write e.g. 2024-05-01T18:30:00Z or 2024-05-01T20:30:00+02:00)"
         return f"{_shown(raw)} is not an ISO 8601 timestamp (e.g. 2024-05-01T18:30:00Z)"
 
-    return parsed.astype("datetime64[us, UTC]"), bad, describe
+    return parsed, bad, describe
+
+
+def _out_of_range(parsed: pd.Series) -> np.ndarray:
+    low, high = TIMESTAMP_RANGE
+    return ((parsed < low) | (parsed >= high)).fillna(False).to_numpy(dtype=bool)
+
+
+def _range_message(raw) -> str:
+    low, high = TIMESTAMP_RANGE
+    return f"{_shown(raw)} is outside the accepted times {low.isoformat()} .. {high.isoformat()}"
 
 
 def _parse_date(values: pd.Series, column: Column) -> Parsed:
@@ -538,7 +583,7 @@ def _numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 def _parse_amount(values: pd.Series, column: Column) -> Parsed:
     numbers, invalid = _numbers(values)
     x = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         negative = x < 0
         too_large = np.round(x, 2) >= column.limit
     bad = invalid | negative | too_large
@@ -557,7 +602,7 @@ def _parse_amount(values: pd.Series, column: Column) -> Parsed:
 def _parse_percent(values: pd.Series, column: Column) -> Parsed:
     numbers, invalid = _numbers(values)
     x = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         outside = (np.round(x, 2) <= 0) | (x > 100)
     bad = invalid | outside
 
@@ -573,7 +618,7 @@ def _parse_percent(values: pd.Series, column: Column) -> Parsed:
 def _parse_count(values: pd.Series, column: Column) -> Parsed:
     numbers, invalid = _numbers(values)
     x = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         bad = invalid | (x < 0) | (x > _INT32_MAX) | (x != np.floor(x))
     counts = numbers.where(~bad).astype("Int64")
     return counts, bad, lambda raw: f"{_shown(raw)} is not a whole number from 0 to {_INT32_MAX}"

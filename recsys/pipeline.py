@@ -31,7 +31,7 @@ from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 
-from recsys.db import pipeline_runs, versions
+from recsys.db import pipeline_runs, retention, versions
 from recsys.db.consolidation import consolidate
 from recsys.db.pipeline_runs import PipelineBusy, PipelineRun
 from recsys.errors import RecsysError
@@ -116,6 +116,9 @@ def _run_stages(
 
     with stages.stage("consolidate") as figures:
         figures.update(consolidate_play(engine, settings))
+
+    with stages.stage("retention") as figures:
+        figures.update(keep_recent_logs(engine, settings))
 
     with stages.stage("train") as figures:
         previous = versions.active_version(engine)
@@ -205,6 +208,13 @@ def consolidate_play(engine, settings: Settings) -> dict[str, Any]:
         "first_day": result.first_day,
         "last_day": result.last_day,
     }
+
+
+def keep_recent_logs(engine, settings: Settings) -> dict[str, Any]:
+    """The recommendation logs' partitions for the coming months; months past the retention dropped."""
+    result = retention.apply_retention(engine, settings.recommendation_retention_days)
+    return {"partitions_created": len(result.created), "months_dropped": result.dropped_months,
+            "default_rows_deleted": result.deleted_default_rows}
 
 
 def _train(engine, settings: Settings, end_day: date | None):

@@ -102,6 +102,12 @@ class Settings:
     stream_keepalive_seconds: float = setting(
         15.0, "An open push stream (SSE) sends a comment line this often, so proxies keep it open."
     )
+    event_max_future_seconds: float = setting(
+        300.0, "An event's `ts` may lie at most this far after the server's clock (clock skew); later: 422."
+    )
+    event_max_age_seconds: float = setting(
+        604800.0, "An event's `ts` may lie at most this far in the past (7 days of late delivery); earlier: 422."
+    )
 
     # --- serving API (recsys serve; see docs/api.md) ---------------------------------------------
     serve_host: str = setting("127.0.0.1", "Address `recsys serve` listens on.")
@@ -124,6 +130,18 @@ class Settings:
         300.0, "The API recounts popularity and feedback (GROUP BYs over sessions and feedback) this often."
     )
     api_key_cache_seconds: float = setting(5.0, "API keys are cached this long: a revocation takes effect within it.")
+    api_key_cache_bytes: int = setting(
+        4 << 20, "Memory bound of each process's API key cache (it keeps SHA-256 digests, never the keys)."
+    )
+    api_key_grace_seconds: float = setting(
+        300.0, "While the database is down, `/similar` accepts keys verified this recently (others get 503)."
+    )
+    api_lock_timeout_ms: int = setting(
+        2000, "`lock_timeout` of the API's connections: a request waits this long for a lock, then 503."
+    )
+    api_statement_timeout_ms: int = setting(
+        10000, "`statement_timeout` of the API's connections: a longer statement is cancelled (503)."
+    )
     log_synchronous_commit: bool = setting(
         False, "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s."
     )
@@ -131,6 +149,9 @@ class Settings:
     # --- daily pipeline (recsys pipeline; see docs/pipeline.md) ----------------------------------
     pipeline_at: str = setting("03:00", "UTC time (HH:MM) at which `recsys pipeline schedule` starts the daily run.")
     report_top_providers: int = setting(8, "Providers coloured on the run report's slot map (the others grey).")
+    recommendation_retention_days: int = setting(
+        400, "Served lists (and their feedback) are kept this many days, then dropped by month; 0: kept forever."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -193,7 +214,7 @@ class Settings:
 
     def _validate_realtime(self) -> None:
         for name in ("session_threshold_seconds", "session_pause_seconds", "attribution_window_seconds",
-                     "stream_keepalive_seconds"):
+                     "stream_keepalive_seconds", "event_max_future_seconds", "event_max_age_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be positive")
         if self.session_max_seconds < self.session_threshold_seconds:
@@ -228,7 +249,11 @@ class Settings:
         for name in ("exploration_share", "blend_weight"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be in [0, 1]")
-        for name in ("serving_refresh_seconds", "stats_refresh_seconds", "api_key_cache_seconds"):
+        for name in ("api_key_cache_bytes", "api_lock_timeout_ms", "api_statement_timeout_ms"):
+            if getattr(self, name) < 1:
+                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")
+        for name in ("serving_refresh_seconds", "stats_refresh_seconds", "api_key_cache_seconds",
+                     "api_key_grace_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must not be negative")
         if self.exclude_played != "ever" and not (self.exclude_played.isdigit() and int(self.exclude_played) > 0):
@@ -241,6 +266,9 @@ class Settings:
             raise ConfigError("RECSYS_PIPELINE_AT", self.pipeline_at, "must be a UTC time HH:MM (00:00 .. 23:59)")
         if self.report_top_providers < 1:
             raise ConfigError("RECSYS_REPORT_TOP_PROVIDERS", str(self.report_top_providers), "must be at least 1")
+        if self.recommendation_retention_days < 0:
+            raise ConfigError("RECSYS_RECOMMENDATION_RETENTION_DAYS", str(self.recommendation_retention_days),
+                              "must not be negative")
 
     @property
     def exclude_played_days(self) -> int | None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from recsys.db import push
 from recsys.db.events import TriggeredSession, store_events
 from recsys.db.feedback import attribute_sessions
-from recsys.events import PlayEvent, validate_events
+from recsys.events import PlayEvent, TimeBounds, validate_events
 from recsys.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class TrackerConfig:
     night_window: tuple[int, int] | None  # UTC hours [start, end), may wrap midnight
     late_action: str  # reality_check or silent
     attribution_window_seconds: float
+    time_bounds: TimeBounds | None = None  # None: any event time (callers replaying history)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrackerConfig:
@@ -53,6 +54,10 @@ class TrackerConfig:
             night_window=settings.night_window,
             late_action=settings.late_session_action,
             attribution_window_seconds=settings.attribution_window_seconds,
+            time_bounds=TimeBounds(
+                max_future=timedelta(seconds=settings.event_max_future_seconds),
+                max_age=timedelta(seconds=settings.event_max_age_seconds),
+            ),
         )
 
 
@@ -124,7 +129,8 @@ def track(
     Raises ``InputError`` (``row`` = 0-based index in the batch, ``field``) before anything is
     written, and whatever ``respond`` raises (the batch is then rolled back).
     """
-    validate_events(events, source)
+    window = None if config.time_bounds is None else config.time_bounds.window(datetime.now(UTC))
+    validate_events(events, source, window=window)
     with engine.begin() as conn:
         return _track(conn, events, config, respond, source)
 

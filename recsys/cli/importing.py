@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("kind", choices=KINDS, help="what the file holds")
     parser.add_argument("path", type=Path, help="a .csv, .csv.gz or .parquet file")
+    parser.add_argument(
+        "--offline", action="store_true",
+        help="nothing is serving: a large sessions file may drop and rebuild indexes (an exclusive lock; faster)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     frame = importing.load_file(args.path, args.kind)
     engine = create_engine(settings)
     try:
-        result = import_frame(engine, args.kind, frame, source=source)
+        result = import_frame(engine, args.kind, frame, source=source, offline=args.offline)
     finally:
         engine.dispose()
     seconds = time.perf_counter() - started

@@ -8,7 +8,9 @@ engine and index from the environment, as ``create_app()`` does without argument
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 
 from recsys.errors import RecsysError
 from recsys.settings import Settings
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port or settings.serve_port
     server = args.server or settings.serve_server
     workers = args.workers or settings.serve_workers
+    _check_port_free(host, port)
     url = libpq_url(settings)
     _check_schema(url)
     os.environ["RECSYS_DATABASE_URL"] = url
@@ -59,6 +62,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False, log_level="info",
                     timeout_graceful_shutdown=SHUTDOWN_SECONDS)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on: the servers bind with SO_REUSEPORT, so a second
+    ``recsys serve`` would otherwise start silently and share the port (issue 10)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            raise RecsysError(f"{host}:{port} {reason}; choose another with --port or RECSYS_SERVE_PORT") from exc
 
 
 def _check_schema(url: str) -> None:

@@ -19,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+EXIT_BUSY = 4
+"""As ``recsys pipeline run``: another pipeline or training run holds the pipeline lock."""
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Under ``torchrun`` rank 0 runs the worker and the other ranks train alongside it (DDP)."""
     from recsys.ncf import distributed
@@ -33,15 +37,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
+    import sys
 
     from recsys.db.engine import create_engine
+    from recsys.db.pipeline_runs import PipelineBusy, pipeline_lock
     from recsys.worker import run_training
 
     if args.epochs is not None:
         settings = dataclasses.replace(settings, train_epochs=args.epochs)
     engine = create_engine(settings)
     try:
-        outcome = run_training(engine, settings, end_day=args.end_day)
+        # The pipeline's own lock: a pipeline started meanwhile exits 4 instead of failing its
+        # training stage, and this run exits 4 while a pipeline runs (issue 10).
+        with pipeline_lock(engine):
+            outcome = run_training(engine, settings, end_day=args.end_day)
+    except PipelineBusy as exc:
+        print(f"recsys train: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     finally:
         engine.dispose()
     m = outcome.metrics

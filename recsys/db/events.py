@@ -62,9 +62,9 @@ def store_events(
     slots = _keys(conn, "slots", "slot_id", {e.slot_id for e in events})
     for index, event in enumerate(events):
         if event.player_id not in players:
-            raise InputError(source, f"unknown player {event.player_id!r}", row=index, field="player_id")
+            raise InputError(source, f"unknown player {event.player_id!r}", index=index, field="player_id")
         if event.slot_id not in slots:
-            raise InputError(source, f"unknown slot {event.slot_id!r}", row=index, field="slot_id")
+            raise InputError(source, f"unknown slot {event.slot_id!r}", index=index, field="slot_id")
 
     first_ts: dict[str, tuple[datetime, int, int]] = {}
     for event in events:
@@ -90,7 +90,7 @@ def store_events(
         row.session_id: row
         for row in conn.execute(
             sa.text(
-                "SELECT id, session_id, player_key, slot_key, last_event_at FROM play_sessions "
+                "SELECT id, session_id, player_key, slot_key, last_event_at, total_bet, total_win FROM play_sessions "
                 "WHERE session_id = ANY(:ids) ORDER BY id FOR UPDATE"
             ),
             {"ids": list(first_ts)},
@@ -101,10 +101,11 @@ def store_events(
         if (session.player_key, session.slot_key) != (players[event.player_id], slots[event.slot_id]):
             field = "player_id" if session.player_key != players[event.player_id] else "slot_id"
             raise InputError(
-                source, f"session {event.session_id!r} belongs to another player or slot", row=index, field=field
+                source, f"session {event.session_id!r} belongs to another player or slot", index=index, field=field
             )
 
     unique = list({e.event_id: e for e in events}.values())
+    _check_totals(events, sessions, source)
     inserted = conn.execute(
         sa.text(
             "INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) "
@@ -143,6 +144,27 @@ def store_events(
             ).all()
             triggered = [TriggeredSession(*row) for row in rows]
     return IngestResult(accepted=len(inserted), duplicates=len(events) - len(inserted), triggered=triggered)
+
+
+SESSION_TOTAL_LIMIT = 10**12
+"""``play_sessions.total_bet`` and ``total_win`` are ``NUMERIC(14, 2)``."""
+
+
+def _check_totals(events: list[PlayEvent], sessions: dict, source: str) -> None:
+    """Refuse the event that would take a session's summed bets or wins past what the column holds
+    (counting a repeated event as new: the limit is far beyond real play)."""
+    totals = {sid: {"bet": float(row.total_bet), "win": float(row.total_win)} for sid, row in sessions.items()}
+    for index, event in enumerate(events):
+        for name in ("bet", "win"):
+            value = getattr(event, name)
+            if value is None:
+                continue
+            totals[event.session_id][name] += value
+            if round(totals[event.session_id][name], 2) >= SESSION_TOTAL_LIMIT:
+                raise InputError(
+                    source, f"the session's summed {name}s would reach {SESSION_TOTAL_LIMIT:.0e}", index=index,
+                    field=name,
+                )
 
 
 def _event_arrays(events: list[PlayEvent], sessions: dict) -> dict[str, list]:

@@ -46,11 +46,11 @@ def store_feedback(
         try:
             rec_ids.append(uuid.UUID(item.recommendation_id))
         except (ValueError, AttributeError, TypeError):
-            raise InputError(source, "is not a UUID", row=index, field="recommendation_id") from None
+            raise InputError(source, "is not a UUID", index=index, field="recommendation_id") from None
         if item.action not in FEEDBACK_ACTIONS:
-            raise InputError(source, f"must be one of {', '.join(FEEDBACK_ACTIONS)}", row=index, field="action")
+            raise InputError(source, f"must be one of {', '.join(FEEDBACK_ACTIONS)}", index=index, field="action")
         if item.ts is not None and item.ts.tzinfo is None:
-            raise InputError(source, "needs a time zone (RFC 3339)", row=index, field="ts")
+            raise InputError(source, "needs a time zone (RFC 3339)", index=index, field="ts")
     known = {
         (row.recommendation_id, row.slot_id): row.slot_key
         for row in conn.execute(
@@ -65,9 +65,9 @@ def store_feedback(
     for index, (item, rec) in enumerate(zip(items, rec_ids, strict=True)):
         if (rec, item.slot_id) not in known:
             if rec not in recommendations:
-                raise InputError(source, f"unknown recommendation {rec}", row=index, field="recommendation_id")
+                raise InputError(source, f"unknown recommendation {rec}", index=index, field="recommendation_id")
             raise InputError(
-                source, f"slot {item.slot_id!r} was not in recommendation {rec}", row=index, field="slot_id"
+                source, f"slot {item.slot_id!r} was not in recommendation {rec}", index=index, field="slot_id"
             )
     inserted = (
         conn.execute(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from recsys.db.engine import DatabaseUnavailable
 from recsys.errors import RecsysError
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def pipeline_lock(engine: sa.Engine) -> Iterator[None]:
             try:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PIPELINE_LOCK})
                 conn.commit()
-            except sa.exc.DBAPIError as exc:
+            except (sa.exc.DBAPIError, DatabaseUnavailable) as exc:
                 # The connection is gone (server restart): so is the lock.
                 log.warning("could not release the pipeline lock (%s); the server released it with the session", exc)
 

@@ -201,9 +201,10 @@ def listen(
                         heard += conn.notifies(timeout=0.005)
                         notices = [n for n in map(_notice, heard) if n is not None]
                         _supervised(lambda notices=notices: on_notices(notices))
-        except psycopg.OperationalError as exc:
+        except Exception as exc:  # any error: a listener that dies leaves its streams deaf for good
             _supervised(on_disconnect)
-            log.warning("LISTEN %s connection lost (%s); reconnecting in %.1f s", CHANNEL, exc, delay)
+            log.warning("LISTEN %s connection lost (%s); reconnecting in %.1f s", CHANNEL, exc, delay,
+                        exc_info=not isinstance(exc, psycopg.OperationalError))
             stop.wait(delay)
             delay = min(delay * 2, 10.0)
 

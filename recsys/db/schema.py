@@ -22,6 +22,9 @@ NAMING_CONVENTION = {
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 128
+CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
+"""A regular expression: no id or text may hold these (PostgreSQL refuses NUL in text; the others
+forge log lines and break CSV exports)."""
 VOLATILITIES = ("low", "medium", "high")
 EVENT_TYPES = ("start", "heartbeat", "spin", "end")
 MODEL_STATUSES = ("training", "ready", "active", "retired", "failed")
@@ -96,7 +99,9 @@ play_sessions = sa.Table(
     sa.Column("total_bet", sa.Numeric(14, 2), nullable=False, server_default="0"),
     sa.Column("total_win", sa.Numeric(14, 2), nullable=False, server_default="0"),
     sa.Column("bonus", sa.Boolean, nullable=False, server_default=sa.false(), comment="bonus/promotion play"),
-    sa.Column("recommendation_id", UUID(as_uuid=True), sa.ForeignKey("recommendations.id")),
+    # No foreign key: recommendations is partitioned (its key includes created_at); attribution
+    # only ever names a logged list (migration 0006).
+    sa.Column("recommendation_id", UUID(as_uuid=True)),
     sa.Column("trigger_fired_at", sa.DateTime(timezone=True), comment="when the long-session trigger fired"),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint("last_event_at >= started_at", name="event_order"),
@@ -223,10 +228,12 @@ offline_recommendations = sa.Table(
     sa.PrimaryKeyConstraint("version_id", "player_key"),
 )
 
+# Partitioned by month of created_at, like recommendation_items: retention drops whole months
+# (recsys.db.retention); the partitions are made by the migration and that module.
 recommendations = sa.Table(
     "recommendations",
     metadata,
-    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("id", UUID(as_uuid=True), nullable=False),
     sa.Column("player_key", sa.BigInteger, sa.ForeignKey("players.id"), nullable=False),
     sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id")),
     sa.Column("trigger", sa.String(32), nullable=False),
@@ -243,29 +250,32 @@ recommendations = sa.Table(
         comment="what produced the list: candidate source, exclusions, exploration share, index",
     ),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("id", "created_at"),
     sa.CheckConstraint(_in("trigger", TRIGGERS), name="trigger"),
     sa.CheckConstraint(
         f"suppressed_reason IS NULL OR {_in('suppressed_reason', SUPPRESSION_REASONS)}", name="suppressed_reason"
     ),
     sa.Index(None, "player_key", "created_at"),
     sa.Index(None, "created_at"),
+    postgresql_partition_by="RANGE (created_at)",
 )
 
 recommendation_items = sa.Table(
     "recommendation_items",
     metadata,
-    sa.Column(
-        "recommendation_id", UUID(as_uuid=True), sa.ForeignKey("recommendations.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("recommendation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("rank", sa.SmallInteger, nullable=False, comment="1-based"),
     sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id"), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("reason", sa.String(16), nullable=False),
     sa.Column("explored", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.PrimaryKeyConstraint("recommendation_id", "rank"),
-    sa.UniqueConstraint("recommendation_id", "slot_key"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now(),
+              comment="the list's created_at (the partition key)"),
+    sa.PrimaryKeyConstraint("recommendation_id", "rank", "created_at"),
+    sa.UniqueConstraint("recommendation_id", "slot_key", "created_at"),
     sa.CheckConstraint(_in("reason", REASONS), name="reason"),
     sa.Index(None, "slot_key"),
+    postgresql_partition_by="RANGE (created_at)",
 )
 
 feedback = sa.Table(
@@ -277,13 +287,8 @@ feedback = sa.Table(
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    # A feedback row must name an item of the recommendation it answers.
-    sa.ForeignKeyConstraint(
-        ["recommendation_id", "slot_key"],
-        ["recommendation_items.recommendation_id", "recommendation_items.slot_key"],
-        name="fk_feedback_item",
-        ondelete="CASCADE",
-    ),
+    # A feedback row must name an item of the recommendation it answers: recsys.db.feedback checks
+    # it (no foreign key: recommendation_items is partitioned, migration 0006).
     sa.UniqueConstraint("recommendation_id", "slot_key", "action"),
     sa.CheckConstraint(_in("action", FEEDBACK_ACTIONS), name="action"),
     sa.Index(None, "slot_key", "action"),
@@ -317,7 +322,7 @@ synth_slot_clusters = sa.Table(
     sa.Column("cluster", sa.SmallInteger, nullable=False),
 )
 
-PARTITIONED_TABLES = ("interactions",)
+PARTITIONED_TABLES = ("interactions", "recommendations", "recommendation_items")
 
 # --- daily pipeline (recsys.pipeline) --------------------------------------------------------------
 PIPELINE_STATUSES = ("running", "succeeded", "refused", "skipped", "failed")

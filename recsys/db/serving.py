@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -29,8 +30,9 @@ import psycopg
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 
+from recsys.db.engine import DatabaseUnavailable
 from recsys.db.imports import ImportResult, upsert_frame
-from recsys.db.schema import players, slots
+from recsys.db.schema import CONTROL_CHARACTERS, ID_LENGTH, players, slots
 from recsys.db.versions import CHANNEL as VERSIONS_CHANNEL
 from recsys.errors import RecsysError
 from recsys.importing import format_of, validate_records
@@ -232,10 +234,10 @@ _LOG = sa.text(
         SELECT :id, :player, :version, :trigger, :context, :market, :suppressed, CAST(:filters AS jsonb),
                :session, :action
         FROM commit_mode
-        RETURNING id
+        RETURNING id, created_at
     )
-    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored)
-    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored
+    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
+    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
     FROM served, unnest(
         CAST(:ranks AS smallint[]), CAST(:keys AS integer[]), CAST(:scores AS float8[]),
         CAST(:reasons AS varchar[]), CAST(:explored AS boolean[])
@@ -319,7 +321,7 @@ def ping(engine: sa.Engine) -> bool:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except sa.exc.DBAPIError:
+    except (sa.exc.DBAPIError, DatabaseUnavailable):
         return False
     return True
 
@@ -327,6 +329,7 @@ def ping(engine: sa.Engine) -> bool:
 # --- PUT: partial records through the import's validation and upsert ----------------------------------
 
 _TABLES = {"players": players, "slots": slots}
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 # What a new row gets for a field the request leaves out (the schema's defaults).
 _NEW_ROW_DEFAULTS = {"marketing_consent": False, "risk_flag": False, "active": True}
 
@@ -356,7 +359,8 @@ def put_records(engine: sa.Engine, kind: str, records: list[dict[str, Any]], sou
                     f"SELECT {', '.join(stored_columns)} FROM {table.name} "
                     f"WHERE {fmt.key} = ANY(:ids) ORDER BY id FOR UPDATE"
                 ),
-                {"ids": [i for i in ids if isinstance(i, str)]},
+                # Ids the validation below refuses are not looked up (PostgreSQL refuses NUL in text).
+                {"ids": [i for i in ids if isinstance(i, str) and 0 < len(i) <= ID_LENGTH and not _CONTROL.search(i)]},
             )
         }
         merged = [_merge(record, stored.get(record.get(fmt.key)), fields) for record in records]
@@ -413,8 +417,9 @@ def listen(
                     if time.monotonic() >= idle_at:
                         _supervised(on_idle)
                         idle_at = time.monotonic() + idle_seconds
-        except psycopg.OperationalError as exc:
-            log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
+        except Exception as exc:  # any error: a listener that dies leaves the replica stale for good
+            log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay,
+                        exc_info=not isinstance(exc, psycopg.OperationalError))
             stop.wait(delay)
             delay = min(delay * 2, 10.0)
 

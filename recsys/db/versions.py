@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +25,14 @@ from pgvector.sqlalchemy import Vector
 from recsys.db.bulk import array_literal, copy_binary, copy_frame
 from recsys.errors import RecsysError
 
+log = logging.getLogger(__name__)
+
 CHANNEL = "recsys_versions"
 # Advisory lock held by a training run for its whole life (session level, released on disconnect).
 TRAINING_LOCK = 0x5EC5_0002
+# Transaction-level advisory lock of an activation: two activations never interleave (issue 10:
+# 12 concurrent ones raised the one-active unique-index violation 3 times).
+ACTIVATION_LOCK = 0x5EC5_0004
 # Embedding tables live in pgvector columns; the weights blob holds everything else.
 EMBEDDING_TABLES = ("user_gmf.weight", "user_mlp.weight", "item_gmf.weight", "item_mlp.weight")
 
@@ -282,16 +288,39 @@ def set_metrics(engine: sa.Engine, version_id: int, metrics: dict[str, Any]) -> 
         )
 
 
-def activate(engine: sa.Engine, version_id: int) -> ModelVersion:
-    """Make ``version_id`` (ready or retired) the active version and NOTIFY, in one transaction."""
+def activate(engine: sa.Engine, version_id: int, *, force: bool = False) -> ModelVersion:
+    """Make ``version_id`` (ready or retired) the active version and NOTIFY, in one transaction.
+
+    Activations are serialized by an advisory lock, so concurrent ones end with exactly one active
+    version (the last to commit). A version the quality gate refused (``metrics.gate.passed`` false)
+    raises ``VersionError`` unless ``force``; a forced activation is logged and recorded in the
+    version's metrics as ``forced_activation`` (time and the gate's reason).
+    """
     with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
         row = conn.execute(
-            sa.text("SELECT status FROM model_versions WHERE id = :id FOR UPDATE"), {"id": version_id}
+            sa.text("SELECT status, metrics FROM model_versions WHERE id = :id FOR UPDATE"), {"id": version_id}
         ).one_or_none()
         if row is None:
             raise VersionError(version_id, "does not exist")
         if row.status not in ("ready", "retired", "active"):
             raise VersionError(version_id, f"is {row.status}; only ready or retired versions can be activated")
+        gate = (row.metrics or {}).get("gate") or {}
+        if gate.get("passed") is False and row.status != "active":
+            if not force:
+                raise VersionError(
+                    version_id, f"the quality gate refused it ({gate.get('reason', 'no reason recorded')}); "
+                    "activate it with force to override"
+                )
+            log.warning("model version %d activated by force over the quality gate: %s", version_id,
+                        gate.get("reason"))
+            conn.execute(
+                sa.text(
+                    "UPDATE model_versions SET metrics = metrics || jsonb_build_object('forced_activation', "
+                    "jsonb_build_object('at', now(), 'gate_reason', CAST(:reason AS text))) WHERE id = :id"
+                ),
+                {"id": version_id, "reason": gate.get("reason")},
+            )
         conn.execute(
             sa.text(
                 "UPDATE model_versions SET status = 'retired', retired_at = now() WHERE status = 'active' AND id <> :id"

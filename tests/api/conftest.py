@@ -87,7 +87,8 @@ def world(db) -> World:
 
 
 SERVING = {"exploration_share": 0.0, "provider_cap": 100, "explore_seed": 7, "serving_refresh_seconds": 30.0,
-           "blend_weight": 0.0}  # similarity alone: lists the tests can predict
+           "blend_weight": 0.0,  # similarity alone: lists the tests can predict
+           "event_max_age_seconds": 20 * 365 * 86400.0}  # the tests' events carry fixed 2026 times
 
 
 def start(settings, **changes) -> TestClient:

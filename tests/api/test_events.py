@@ -177,15 +177,40 @@ def test_one_bad_event_rejects_the_batch_naming_it(client, keys, world, db, chan
     events = heartbeats("s", range(0, 5))
     events[row] = {**events[row], **change}
     problem = assert_problem(post(client, keys, events), 422)
-    assert (problem["row"], problem["field"]) == (row, field), problem
+    assert (problem["index"], problem["field"]) == (row, field), problem
     assert count(db, "play_events") == count(db, "play_sessions") == 0
+
+
+@pytest.mark.parametrize("ts", [
+    datetime(1, 1, 1, tzinfo=UTC),  # issue 10: accepted, then stopped the pipeline
+    datetime(9999, 12, 31, tzinfo=UTC),
+    datetime(2099, 1, 1, tzinfo=UTC),
+    "now+10min",  # beyond the 5 minutes of clock skew allowed
+])
+def test_an_event_time_outside_the_bounds_is_a_422_naming_index_and_field(client, keys, world, db, ts):
+    if ts == "now+10min":
+        ts = datetime.now(UTC) + timedelta(minutes=10)
+    events = heartbeats("s", range(0, 3))
+    events[1]["ts"] = ts.isoformat()
+    problem = assert_problem(post(client, keys, events), 422)
+    assert (problem["index"], problem["field"]) == (1, "ts"), problem
+    assert "outside the accepted event times" in problem["detail"]
+    assert count(db, "play_events") == count(db, "play_sessions") == 0
+
+
+def test_the_lookback_is_a_setting(world, keys, db, make_client):
+    client = make_client(event_max_age_seconds=7 * 86400.0)
+    recent = datetime.now(UTC) - timedelta(days=6)
+    assert post(client, keys, heartbeats("new", range(0, 2), start=recent)).status_code == 200
+    problem = assert_problem(post(client, keys, heartbeats("old", range(0, 2))), 422)  # T0: months ago
+    assert (problem["index"], problem["field"]) == (0, "ts")
 
 
 def test_a_missing_field_and_an_oversized_batch_are_rejected(client, keys, world, db):
     events = heartbeats("s", range(0, 3))
     del events[1]["session_id"]
     problem = assert_problem(post(client, keys, events), 422)
-    assert (problem["row"], problem["field"]) == (1, "session_id")
+    assert (problem["index"], problem["field"]) == (1, "session_id")
     problem = assert_problem(post(client, keys, heartbeats("s", range(0, 1001))), 422)
     assert "at most 1,000" in problem["detail"]
     assert_problem(client.post("/v1/events", content=b"{not json", headers=keys["ingest"]), 400)

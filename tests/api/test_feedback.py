@@ -93,14 +93,14 @@ def test_one_bad_item_rejects_the_batch_naming_it(client, keys, served, db, chan
     items = [{"recommendation_id": rec, "slot_id": slot, "action": "impression"} for slot in slots[:3]]
     items[row] = {**items[row], **change}
     problem = assert_problem(feedback(client, keys, {"feedback": items}), 422)
-    assert (problem["row"], problem["field"]) == (row, field), problem
+    assert (problem["index"], problem["field"]) == (row, field), problem
     assert count(db, "feedback") == 0
 
 
 def test_a_single_bad_object_is_row_zero_and_feedback_needs_the_ingest_scope(client, keys, served, db):
     rec, slots = served
     problem = assert_problem(feedback(client, keys, {"recommendation_id": rec, "action": "click"}), 422)
-    assert (problem["row"], problem["field"]) == (0, "slot_id")
+    assert (problem["index"], problem["field"]) == (0, "slot_id")
     good = {"recommendation_id": rec, "slot_id": slots[0], "action": "click"}
     assert_problem(feedback(client, keys, good, scope="read"), 403)
     assert_problem(client.post("/v1/feedback", json=good), 401)

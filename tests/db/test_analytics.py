@@ -88,3 +88,17 @@ def test_the_analyst_role_reads_but_cannot_write(history):
             conn.execute(sa.text("SET ROLE recsys_analyst"))
             with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                 conn.execute(sa.text(statement))
+
+
+def test_the_analyst_role_has_a_statement_timeout_no_temp_tables_and_no_pg_notify(history):
+    with history.connect() as conn:
+        config = conn.execute(sa.text("SELECT rolconfig FROM pg_roles WHERE rolname = 'recsys_analyst'")).scalar_one()
+        assert "statement_timeout=60s" in config
+    for statement in ("CREATE TEMP TABLE scratch (x int)", "SELECT pg_notify('recsys_versions', '1')"):
+        with history.connect() as conn:
+            conn.execute(sa.text("SET ROLE recsys_analyst"))
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                conn.execute(sa.text(statement))
+    with history.connect() as conn:  # the application's own role keeps both
+        conn.execute(sa.text("CREATE TEMP TABLE scratch (x int)"))
+        conn.execute(sa.text("SELECT pg_notify('recsys_test', '1')"))

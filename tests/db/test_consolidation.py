@@ -119,3 +119,22 @@ def test_consolidate_command(casino, db, settings, monkeypatch, capsys):
     monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
     assert main(["consolidate"]) == 0
     assert "full rebuild: 2 players, 3 interactions (2026-01-31 .. 2026-02-01)" in capsys.readouterr().out
+
+
+def test_sessions_at_absurd_times_are_left_out_and_create_no_partitions(casino, db):
+    # Validation refuses such times; these rows stand for ones that slipped past it (issue 10: one
+    # event at 0001-01-01 made consolidation create ~24,000 partitions, 9999 raised ValueError).
+    with db.begin() as conn:
+        for i, start in enumerate([datetime(1, 1, 1, tzinfo=UTC), datetime(2099, 6, 1, tzinfo=UTC),
+                                   datetime(9999, 12, 31, 12, tzinfo=UTC)]):
+            add_session(conn, f"bad{i}", casino["alice"], casino["fruit"], start, 60, spins=5)
+    result = consolidate(db, FORMULA)
+    assert result.skipped_sessions == 3
+    assert (result.first_day, result.last_day) == (date(2026, 1, 31), date(2026, 2, 1))
+    with db.connect() as conn:
+        partitions = conn.execute(
+            sa.text("SELECT count(*) FROM pg_inherits WHERE inhparent = 'interactions'::regclass")
+        ).scalar_one()
+        days = conn.execute(sa.text("SELECT min(day), max(day) FROM interactions")).one()
+    assert partitions == 2
+    assert tuple(days) == (date(2026, 1, 31), date(2026, 2, 1))

@@ -130,7 +130,7 @@ def test_a_bad_event_rejects_the_whole_batch(casino):
     events = _heartbeats("s1", range(0, 5)) + _heartbeats("s2", range(0, 2), player="mallory")
     with pytest.raises(InputError) as info:
         _store(casino, events)
-    assert (info.value.row, info.value.field) == (5, "player_id")
+    assert (info.value.index, info.value.field) == (5, "player_id")
     with casino.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM play_events")).scalar_one() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM play_sessions")).scalar_one() == 0
@@ -140,7 +140,7 @@ def test_a_session_cannot_move_to_another_slot(casino):
     _store(casino, _heartbeats("s1", range(0, 2)))
     with pytest.raises(InputError) as info:
         _store(casino, _heartbeats("s1", range(2, 4), slot="pharaoh"))
-    assert (info.value.row, info.value.field) == (0, "slot_id")
+    assert (info.value.index, info.value.field) == (0, "slot_id")
 
 
 def test_appending_and_recomputing_give_the_same_sessions(casino):

@@ -65,7 +65,7 @@ def test_bad_feedback_rejects_the_batch(served, item, field, message):
     item = Feedback(item.recommendation_id.replace("{alice}", rec), item.slot_id, item.action, item.ts)
     with pytest.raises(InputError, match=message) as info:
         _store(served["db"], [Feedback(rec, "pharaoh", "impression"), item])
-    assert (info.value.row, info.value.field) == (1, field)
+    assert (info.value.index, info.value.field) == (1, field)
     with served["db"].connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM feedback")).scalar_one() == 0
 

@@ -1,0 +1,172 @@
+"""The OpenAPI document, completed, and ``/schema`` without any CDN.
+
+Litestar derives paths, parameters and success responses from the handlers. What it cannot see is
+added here, on the document it generates: the request body of every endpoint that decodes its body
+itself (``api/bodies.py``: every body, for one strict decoder), the bearer security scheme of
+guarded endpoints, and every problem response (RFC 9457, ``application/problem+json``) an
+operation can give. ``tests/api/test_schemathesis.py`` checks the server against the result.
+
+``/schema`` serves a small HTML page of its own (no script, no stylesheet from elsewhere) listing
+the operations and linking the raw document: ``/schema/openapi.json`` and ``/schema/openapi.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
+from litestar.routes import HTTPRoute
+
+from api.bodies import REQUEST_BODIES
+
+PROBLEM = {
+    "type": "object",
+    "description": "RFC 9457 problem details (docs/api.md, Errors).",
+    "required": ["status", "title"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "the field or parameter that was wrong"},
+        "index": {"type": "integer", "description": "0-based position of the record in a JSON array"},
+        "row": {"type": "integer", "description": "1-based data row of a file"},
+        "errors": {"type": "array", "items": {}},
+    },
+    "additionalProperties": True,
+}
+_REF = {"$ref": "#/components/schemas/Problem"}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
+DESCRIPTIONS = {
+    "400": "The body cannot be decoded, or a parameter has the wrong type or range.",
+    "401": "No API key, or an unknown or revoked one.",
+    "403": "The API key lacks the scope this endpoint needs.",
+    "404": "Unknown player, slot or model version.",
+    "409": "The model version cannot be activated (training, failed, or refused by the quality gate).",
+    "413": "The body is larger than the server accepts.",
+    "422": "A value is wrong: `field` names it, `index` the record of a JSON array.",
+    "503": "The database cannot be reached or is busy, or nothing is loaded yet; retry after `Retry-After`.",
+}
+UNGUARDED = {"/healthz", "/readyz", "/metrics"}
+"""Operations that need no database: no 503 from them (``/readyz`` documents its own 503)."""
+NOT_FOUND = ("{player_id}", "{slot_id}", "{version}")
+
+
+def complete(schema: dict[str, Any], routes) -> dict[str, Any]:
+    """``schema`` (Litestar's document as a dict) with bodies, security and problem responses added."""
+    schema = copy.deepcopy(schema)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key: rsk_<8 hex>_<secret> (docs/api.md)."}
+    }
+    kinds = [kind for name, (several, _) in REQUEST_BODIES.items() for kind in several]
+    refs, definitions = msgspec.json.schema_components(kinds, ref_template="#/components/schemas/{name}")
+    schemas.update(definitions)
+    of_kind = dict(zip(map(_name, kinds), refs, strict=True))
+    body_refs = {}
+    for name, (several, _) in REQUEST_BODIES.items():
+        options = [of_kind[_name(kind)] for kind in several]
+        body_refs[name] = options[0] if len(options) == 1 else {"oneOf": options}
+    for route in routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
+                if operation is not None:
+                    _complete_operation(operation, route.path_format, handler, body_refs)
+    return schema
+
+
+def _name(kind) -> str:
+    return repr(kind)
+
+
+def _complete_operation(operation: dict, path: str, handler: HTTPRouteHandler, body_refs: dict) -> None:
+    responses = operation.setdefault("responses", {})
+    statuses = []
+    if handler.handler_name in body_refs:
+        _, description = REQUEST_BODIES[handler.handler_name]
+        operation["requestBody"] = {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": body_refs[handler.handler_name]}},
+        }
+        statuses += ["400", "413", "422"]
+    if operation.get("parameters"):
+        statuses += ["400", "422"]
+    if handler.guards:
+        operation["security"] = [{"bearer": []}]
+        statuses += ["401", "403"]
+    if any(part in path for part in NOT_FOUND):
+        statuses.append("404")
+    if path.endswith("/activate"):
+        statuses.append("409")
+    if path not in UNGUARDED and not path.startswith("/schema"):
+        statuses.append("503")
+    if path == "/readyz":  # its 503 is a Readiness body, like its 200
+        responses["503"] = {"description": "Not ready: the database does not answer or nothing is loaded.",
+                            "content": copy.deepcopy(responses["200"]["content"])}
+    for status in sorted(set(statuses)):
+        response = {"description": DESCRIPTIONS[status], "content": {"application/problem+json": {"schema": _REF}}}
+        if status == "503":
+            response["headers"] = _RETRY_AFTER
+        responses[status] = response
+
+
+class _Completed:
+    """Render plugins serve the completed document, built once per application."""
+
+    _done: dict[str, Any] | None = None
+
+    def completed(self, request: Request, openapi_schema: dict[str, Any]) -> dict[str, Any]:
+        if self._done is None:
+            self._done = complete(openapi_schema, request.app.routes)
+        return self._done
+
+
+class JsonDocument(_Completed, JsonRenderPlugin):
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        return self.render_json(request, self.completed(request, openapi_schema))
+
+
+class YamlDocument(_Completed, YamlRenderPlugin):
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self.completed(request, openapi_schema))
+
+
+class IndexPage(_Completed, OpenAPIRenderPlugin):
+    """``/schema``: the operations and links to the raw document; nothing loaded from elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/")
+
+    def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+        schema = self.completed(request, openapi_schema)
+        rows = "".join(
+            f"<tr><td>{html.escape(method.upper())}</td><td><code>{html.escape(path)}</code></td>"
+            f"<td>{html.escape(operation.get('summary', ''))}</td></tr>"
+            for path, item in schema.get("paths", {}).items()
+            for method, operation in item.items()
+            if isinstance(operation, dict)
+        )
+        title = html.escape(schema.get("info", {}).get("title", "API"))
+        base = html.escape(request.url.path.rstrip("/"))
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{title} API</title></head><body>"
+            f"<h1>{title} API</h1><p>The OpenAPI document: <a href='{base}/openapi.json'>openapi.json</a>, "
+            f"<a href='{base}/openapi.yaml'>openapi.yaml</a>. Its prose is docs/api.md.</p>"
+            f"<table><tr><th>method</th><th>path</th><th>summary</th></tr>{rows}</table></body></html>"
+        ).encode()
+
+
+def render_plugins() -> list[OpenAPIRenderPlugin]:
+    return [IndexPage(), JsonDocument(), YamlDocument()]
+

@@ -1,0 +1,80 @@
+"""Both LISTEN loops survive whatever happens to their connection: killed by the server
+(``pg_terminate_backend``) or any other error, they reconnect with backoff and go on."""
+
+import threading
+
+import psycopg
+import pytest
+
+from recsys.db import push, serving
+from tests.api.conftest import wait_until
+
+
+def listener_pids(url: str, channel_query: str) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()", (channel_query,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def terminate(url: str, pids: list[int]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+class FlakyConnect:
+    """``psycopg.connect`` that raises a non-database error the first time (a bug, a bad DSN ...)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.real = psycopg.connect
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("not a psycopg.OperationalError")
+        return self.real(*args, **kwargs)
+
+
+def run_serving_listener(url: str, connects: list) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=serving.listen, args=(url,), daemon=True, kwargs=dict(
+        on_connect=lambda: connects.append(1), on_notify=lambda heard: None, on_idle=lambda: None, stop=stop,
+        idle_seconds=60.0, channels=("recsys_test_listener",)))
+    thread.start()
+    return thread, stop
+
+
+def run_push_listener(url: str, connects: list) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=push.listen, args=(url,), daemon=True, kwargs=dict(
+        on_connect=lambda first: connects.append(first), on_disconnect=lambda: None,
+        on_notices=lambda notices: None, stop=stop))
+    thread.start()
+    return thread, stop
+
+
+@pytest.mark.parametrize(("run", "query"), [
+    (run_serving_listener, "LISTEN recsys_test_listener"),
+    (run_push_listener, f"LISTEN {push.CHANNEL}"),
+])
+def test_a_listener_survives_any_error_and_a_terminated_connection(database_url, monkeypatch, run, query):
+    flaky = FlakyConnect()
+    monkeypatch.setattr(psycopg, "connect", flaky)
+    connects: list = []
+    thread, stop = run(database_url, connects)
+    try:
+        assert wait_until(lambda: len(connects) == 1, timeout=10), "the first error killed the listener"
+        assert flaky.calls == 2
+        pids = listener_pids(database_url, query)
+        assert len(pids) == 1
+        terminate(database_url, pids)
+        assert wait_until(lambda: len(connects) == 2, timeout=10)
+        assert thread.is_alive()
+        new = listener_pids(database_url, query)
+        assert len(new) == 1 and new != pids
+    finally:
+        stop.set()
+        thread.join(timeout=5)
