@@ -103,6 +103,57 @@ def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
     assert played == 0  # offline lists never hold a slot the player already played
 
 
+BASELINE_KEYS = (
+    "hr@10", "ndcg@10", "popularity_hr@10", "popularity_ndcg@10", "itemknn_hr@10", "itemknn_ndcg@10",
+    "ease_hr@10", "ease_ndcg@10", "ease_lambda",
+)
+
+
+def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fast):
+    from recsys.baselines import EASE, EASE_L2_GRID, ItemKNN, Popularity
+    from recsys.evaluation import evaluate_sampled, sample_test_negatives
+    from recsys.worker import _validation_split, holdout_negatives, time_holdout
+
+    activated = run_training(casino, fast)
+    refused = run_training(casino, dataclasses.replace(fast, gate_min_hr=0.99))
+    assert activated.activated and not refused.activated
+    for outcome in (activated, refused):
+        stored = versions.get_version(casino, outcome.version_id).metrics
+        for key in BASELINE_KEYS:
+            assert 0.0 <= stored[key] <= (1.0 if key != "ease_lambda" else 1e9), (key, stored)
+        assert stored["ease_lambda"] in EASE_L2_GRID  # chosen on the validation half
+        assert set(stored["ease_lambda_grid"]) == {f"{v:g}" for v in EASE_L2_GRID}
+
+    # The figures are the baselines' on exactly the model's test cases and negatives, recomputed here.
+    data, m = activated.data, activated.metrics
+    holdout = time_holdout(data, fast)
+    n_slots = len(data.slot_keys)
+    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
+    negatives = sample_test_negatives(train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots,
+                                      holdout_negatives(n_slots), seed=fast.train_seed)
+    validation, test = _validation_split(holdout.test_player_idx.size, fast)
+    cases = (holdout.test_player_idx[test], holdout.test_slot_idx[test], negatives[test])
+    assert m["test_players"] == cases[0].size
+    n_players = len(data.player_keys)
+    knn = evaluate_sampled(ItemKNN(train_u, train_i, n_players, n_slots), *cases)
+    ease = evaluate_sampled(EASE(train_u, train_i, n_players, n_slots, l2=m["ease_lambda"]), *cases)
+    pop = evaluate_sampled(Popularity(train_u, train_i, n_slots), *cases)
+    assert (m["itemknn_hr@10"], m["itemknn_ndcg@10"]) == (knn.hit_ratio, knn.ndcg)
+    assert (m["ease_hr@10"], m["ease_ndcg@10"]) == (ease.hit_ratio, ease.ndcg)
+    assert (m["popularity_hr@10"], m["popularity_ndcg@10"]) == (pop.hit_ratio, pop.ndcg)
+    # On planted taste clusters both item-item baselines beat popularity clearly.
+    assert min(knn.hit_ratio, ease.hit_ratio) > pop.hit_ratio + 0.05, m
+
+
+def test_without_a_validation_half_ease_takes_the_default_penalty(casino, fast):
+    from recsys.baselines import EASE_DEFAULT_L2
+
+    outcome = run_training(casino, dataclasses.replace(fast, train_early_stopping=False))
+    assert outcome.metrics["ease_lambda"] == EASE_DEFAULT_L2
+    assert outcome.metrics["ease_lambda_grid"] == {}
+    assert outcome.metrics["validation_players"] == 0
+
+
 def test_the_gate_refuses_a_worse_model(casino, fast):
     good = run_training(casino, fast)
     worse = run_training(casino, dataclasses.replace(fast, train_epochs=1, train_lr=0.0001, gate_min_hr=0.0))

@@ -47,8 +47,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     m = outcome.metrics
     print(
         f"version {outcome.version_id}: HR@10 {m['hr@10']:.3f}, NDCG@10 {m['ndcg@10']:.3f} "
-        f"(popularity {m['popularity_hr@10']:.3f} / {m['popularity_ndcg@10']:.3f}; full catalogue HR@10 "
-        f"{m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, {outcome.seconds:.0f} s"
+        f"(full catalogue HR@10 {m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, "
+        f"{outcome.seconds:.0f} s"
+    )
+    print(
+        f"baselines on the same cases, HR@10 / NDCG@10: popularity {m['popularity_hr@10']:.3f} / "
+        f"{m['popularity_ndcg@10']:.3f}, item-kNN {m['itemknn_hr@10']:.3f} / {m['itemknn_ndcg@10']:.3f}, "
+        f"EASE (lambda {m['ease_lambda']:g}) {m['ease_hr@10']:.3f} / {m['ease_ndcg@10']:.3f}"
     )
     verdict = "activated" if outcome.activated else "NOT activated"
     print(f"quality gate: {outcome.gate['reason']} -> {verdict}")
