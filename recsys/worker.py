@@ -324,7 +324,7 @@ def _train_and_publish(
     )
     stages["write"] = time.perf_counter() - t
 
-    gate = _quality_gate(engine, settings, model, data, holdout, negatives, sampled.hit_ratio)
+    gate = _quality_gate(engine, settings, model, data, holdout, negatives, metrics)
     versions.set_metrics(engine, version_id, {"gate": gate})
     if not gate["passed"]:
         log.warning("version %d refused by the quality gate: %s", version_id, gate["reason"])
@@ -386,13 +386,24 @@ def baseline_metrics(
     return figures
 
 
-def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) -> dict[str, Any]:
-    """Absolute floor, then no more than ``gate_max_drop`` below the active version on the same cases."""
+def _quality_gate(engine, settings, model, data, holdout, negatives, metrics) -> dict[str, Any]:
+    """Absolute floor; not below the baselines (:func:`baseline_refusal`); then no more than
+    ``gate_max_drop`` below the active version on the same cases."""
     from recsys.evaluation import evaluate_sampled
 
-    gate: dict[str, Any] = {"min_hr": settings.gate_min_hr, "max_drop": settings.gate_max_drop, "hr@10": hit_ratio}
+    hit_ratio = metrics["hr@10"]
+    gate: dict[str, Any] = {
+        "min_hr": settings.gate_min_hr,
+        "max_drop": settings.gate_max_drop,
+        "popularity_margin": settings.gate_popularity_margin,
+        "itemknn_margin": settings.gate_itemknn_margin if settings.gate_beat_itemknn else None,
+        "hr@10": hit_ratio,
+    }
     if hit_ratio < settings.gate_min_hr:
         return {**gate, "passed": False, "reason": f"HR@10 {hit_ratio:.3f} is below the floor {settings.gate_min_hr}"}
+    refusal = baseline_refusal(settings, metrics)
+    if refusal is not None:
+        return {**gate, "passed": False, "reason": refusal}
     active = versions.active_version(engine)
     if active is None:
         return {**gate, "passed": True, "reason": "no active version to compare with"}
@@ -413,6 +424,25 @@ def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) 
             "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id} on the same cases",
         }
     return {**gate, "passed": True, "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id}"}
+
+
+def baseline_refusal(settings: Settings, metrics: dict[str, Any]) -> str | None:
+    """Why the gate refuses a version whose ``hr@10`` loses to a baseline's on the same cases, or None.
+
+    Popularity always counts (``gate_popularity_margin``); item-kNN with ``gate_beat_itemknn``
+    (``gate_itemknn_margin``). A version exactly level with a baseline passes.
+    """
+    hit_ratio = metrics["hr@10"]
+    checks = [("popularity", metrics["popularity_hr@10"], settings.gate_popularity_margin)]
+    if settings.gate_beat_itemknn:
+        checks.append(("item-kNN", metrics["itemknn_hr@10"], settings.gate_itemknn_margin))
+    for name, baseline, margin in checks:
+        if hit_ratio < baseline - margin:
+            return (
+                f"HR@10 {hit_ratio:.3f} is below {name}'s {baseline:.3f} on the same cases"
+                + (f" by more than the margin {margin:g}" if margin else "")
+            )
+    return None
 
 
 def _validation_split(n_cases: int, settings: Settings) -> tuple[np.ndarray | None, np.ndarray]:

@@ -191,6 +191,20 @@ def test_a_version_refused_by_the_gate_exits_with_code_3(casino, fast, capsys):
     assert versions.active_version(casino) is None
 
 
+def test_a_version_that_loses_to_popularity_exits_with_code_3(casino, fast, capsys):
+    # One epoch at a rate that leaves the initial weights: it ranks at random, far below popularity.
+    loser = dataclasses.replace(fast, train_epochs=1, train_lr=1e-7, gate_popularity_margin=0.0)
+    code = run_once(casino, loser)
+    assert code == EXIT_REFUSED
+    (run,) = pipeline_runs.list_runs(casino)
+    version = versions.get_version(casino, run.version_id)
+    m = version.metrics
+    reason = f"HR@10 {m['hr@10']:.3f} is below popularity's {m['popularity_hr@10']:.3f} on the same cases"
+    assert (run.status, version.status, m["gate"]["reason"]) == ("refused", "ready", reason)
+    assert f"NOT activated ({reason})" in capsys.readouterr().out
+    assert versions.active_version(casino) is None
+
+
 def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
     first = run_pipeline(casino, fast)
     second = run_pipeline(casino, fast, force=True)  # same data: --force trains anyway
