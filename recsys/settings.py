@@ -62,6 +62,9 @@ class Settings:
     train_lr: float = setting(0.002, "Learning rate.")
     train_reg: float = setting(0.0, "L2 penalty on the embedding rows a batch touches.")
     train_threads: int = setting(2, "CPU threads torch may use.")
+    train_processes: int = setting(
+        1, "`recsys pipeline run` trains its stage under torchrun with this many processes (DDP); 1: in-process."
+    )
     train_seed: int = setting(0, "Seed of initialisation, negative sampling and the holdout sample.")
     train_early_stopping: bool = setting(
         True, "Keep each stage's best epoch by HR@10 on half the holdout players; metrics use the other half."
@@ -153,7 +156,8 @@ class Settings:
         """Check values that a type alone does not constrain."""
         for name in (
             "db_pool_size", "train_window_days", "holdout_days", "train_factors", "train_epochs",
-            "train_negatives", "train_batch_size", "train_threads", "eval_max_players", "offline_top_n",
+            "train_negatives", "train_batch_size", "train_threads", "train_processes", "eval_max_players",
+            "offline_top_n",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")

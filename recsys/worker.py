@@ -30,6 +30,11 @@ class TrainingError(RecsysError):
     pass
 
 
+def is_training_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another run holds the training lock (the only VersionError naming no version)."""
+    return isinstance(exc, versions.VersionError) and exc.version_id is None
+
+
 @dataclass
 class TrainOutcome:
     version_id: int

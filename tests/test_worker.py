@@ -282,13 +282,10 @@ def test_a_killed_run_leaves_nothing_active_and_the_next_run_cleans_up(casino, f
 
 
 def test_torchrun_with_two_processes_trains_an_equally_good_model(casino, fast, database_url):
-    changed = ("train_model", "train_epochs", "train_lr", "train_factors", "holdout_days", "gate_min_hr",
-               "offline_top_n", "data_dir")
-    env = {
-        **os.environ,
-        "RECSYS_DATABASE_URL": database_url,
-        **{f"RECSYS_{name.upper()}": str(getattr(fast, name)) for name in changed},
-    }
+    from recsys.pipeline import settings_environment
+
+    env = settings_environment(fast)  # every setting of the fixture, the item-kNN gate's included
+    assert env["RECSYS_DATABASE_URL"] == database_url
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "recsys",
          "train"],
