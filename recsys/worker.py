@@ -363,7 +363,7 @@ def baseline_metrics(
     neighbours, shrink 10), as measured on ML-1M. Returns the version's flat metric keys, plus
     ``ease_lambda`` and ``ease_lambda_grid`` (validation HR@10 per penalty tried).
     """
-    from recsys.baselines import EASE, EASE_DEFAULT_L2, ItemKNN, Popularity, ease_on_grid
+    from recsys.baselines import EASE, EASE_DEFAULT_L2, EASE_L2_GRID, ItemKNN, Popularity, ease_on_grid
     from recsys.evaluation import evaluate_sampled
 
     figures: dict[str, Any] = {}
@@ -384,6 +384,8 @@ def baseline_metrics(
 
         ease, judged = ease_on_grid(train_u, train_i, n_players, n_slots, judge)
         grid = {f"{l2:g}": round(hr, 4) for l2, (hr, _) in judged.items()}
+        if ease.l2 == max(EASE_L2_GRID):
+            log.warning("EASE's best L2 penalty is the largest tried (%g): a larger one might do better", ease.l2)
     ranked = evaluate_sampled(ease, *test)
     figures.update(
         {"ease_hr@10": ranked.hit_ratio, "ease_ndcg@10": ranked.ndcg, "ease_lambda": ease.l2, "ease_lambda_grid": grid}
