@@ -52,6 +52,9 @@ OUTPUT_SETTING_PREFIXES = (
 )  # fmt: skip
 SPEED_ONLY_SETTINGS = ("train_threads", "train_processes")
 
+# The baselines whose HR@10 on the version's own cases the train stage's figures show (recsys.worker).
+BASELINES = ("popularity", "itemknn", "ease")
+
 # How long torchrun may take to stop its workers after SIGTERM before it is killed.
 TORCHRUN_STOP_SECONDS = 30
 
@@ -320,6 +323,7 @@ def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, 
         "epochs": m.get("epochs"),
         "hr@10": round(m["hr@10"], 4),
         "ndcg@10": round(m["ndcg@10"], 4),
+        **{f"{name}_hr@10": round(m[f"{name}_hr@10"], 4) for name in BASELINES if f"{name}_hr@10" in m},
         "gate": outcome.gate.get("reason"),
     }
     figures.update({f"{name}_seconds": round(s, 2) for name, s in outcome.stage_seconds.items()})

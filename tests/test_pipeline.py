@@ -233,6 +233,7 @@ def test_torchrun_training_keeps_the_exit_code_of_a_refused_version(casino, fast
     assert f"NOT activated ({reason})" in capsys.readouterr().out
     figures = refused.stages["train"]
     assert (figures["activated"], figures["hr@10"]) == (False, round(version.metrics["hr@10"], 4))
+    assert figures["itemknn_hr@10"] == round(version.metrics["itemknn_hr@10"], 4)
     assert figures["train_seconds"] > 0 and figures["baselines_seconds"] >= 0  # the leader's timings came back
     assert versions.active_version(casino) is None
 
