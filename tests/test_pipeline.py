@@ -223,7 +223,7 @@ def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
 def test_torchrun_training_keeps_the_exit_code_of_a_refused_version(casino, fast, capsys):
     # torchrun itself exits 1 for a refused version (3 in the leader): the pipeline reads the version row.
     # (tests/test_worker.py trains an activated version under torchrun.)
-    two = dataclasses.replace(fast, train_processes=2, gate_min_hr=1.0)
+    two = dataclasses.replace(fast, train_processes=2, gate_min_hr=1.0, train_epochs=2)
     assert run_once(casino, two) == EXIT_REFUSED
     (refused,) = pipeline_runs.list_runs(casino)
     version = versions.get_version(casino, refused.version_id)

@@ -162,7 +162,7 @@ def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fas
 def test_without_a_validation_half_ease_takes_the_default_penalty(casino, fast):
     from recsys.baselines import EASE_DEFAULT_L2
 
-    outcome = run_training(casino, dataclasses.replace(fast, train_early_stopping=False))
+    outcome = run_training(casino, dataclasses.replace(fast, train_early_stopping=False, train_epochs=1))
     assert outcome.metrics["ease_lambda"] == EASE_DEFAULT_L2
     assert outcome.metrics["ease_lambda_grid"] == {}
     assert outcome.metrics["validation_players"] == 0
