@@ -216,6 +216,31 @@ def sample_test_negatives(
     return seen.sample_distinct_negatives(np.asarray(user_idx), n_negatives, np.random.default_rng(seed))
 
 
+def hold_out_one_per_user(
+    user_idx: np.ndarray, item_idx: np.ndarray, n_items: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Carve a validation split from training pairs: one random distinct pair of every user who has
+    at least two (so each keeps a history), drawn with ``seed``.
+
+    Returns
+    -------
+    rest_user_idx, rest_item_idx : np.ndarray, shape (m,)
+        The distinct pairs left to train on.
+    held_user_idx, held_item_idx : np.ndarray, shape (n_held,)
+        One held-out pair per such user, ordered by user.
+    """
+    keys = np.unique(np.asarray(user_idx, dtype=np.int64) * n_items + np.asarray(item_idx, dtype=np.int64))
+    users = keys // n_items
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    lengths = np.diff(np.r_[starts, keys.size])
+    eligible = lengths >= 2
+    rng = np.random.default_rng(seed)
+    picked = starts[eligible] + (rng.random(int(eligible.sum())) * lengths[eligible]).astype(np.int64)
+    keep = np.ones(keys.size, dtype=bool)
+    keep[picked] = False
+    return users[keep], keys[keep] % n_items, users[picked], keys[picked] % n_items
+
+
 def hit_ratio_callback(
     user_idx: np.ndarray, test_item_idx: np.ndarray, negative_item_idx: np.ndarray, k: int = 10
 ) -> Callable[[Scorer], float]:

@@ -23,6 +23,9 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +39,7 @@ from recsys.db.consolidation import consolidate
 from recsys.db.pipeline_runs import PipelineBusy, PipelineRun
 from recsys.errors import RecsysError
 from recsys.scoring import ScoreFormula
-from recsys.settings import Settings
+from recsys.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,13 @@ __all__ = ["PipelineBusy", "PipelineOutcome", "StageFailed", "run_pipeline"]
 OUTPUT_SETTING_PREFIXES = (
     "score_", "consolidate_", "train_", "holdout_", "eval_", "similarity_", "gate_", "keep_", "offline_",
 )  # fmt: skip
-SPEED_ONLY_SETTINGS = ("train_threads",)
+SPEED_ONLY_SETTINGS = ("train_threads", "train_processes")
+
+# The baselines whose HR@10 on the version's own cases the train stage's figures show (recsys.worker).
+BASELINES = ("popularity", "itemknn", "ease")
+
+# How long torchrun may take to stop its workers after SIGTERM before it is killed.
+TORCHRUN_STOP_SECONDS = 30
 
 
 class StageFailed(RecsysError):
@@ -218,9 +227,98 @@ def keep_recent_logs(engine, settings: Settings) -> dict[str, Any]:
 
 
 def _train(engine, settings: Settings, end_day: date | None):
-    from recsys.worker import run_training  # imports torch: only when a run trains
+    if settings.train_processes > 1:
+        return train_under_torchrun(engine, settings, end_day)
+    from recsys.worker import is_training_busy, run_training  # imports torch: only when a run trains
 
-    return run_training(engine, settings, end_day=end_day)
+    try:
+        return run_training(engine, settings, end_day=end_day)
+    except versions.VersionError as exc:
+        if is_training_busy(exc):  # a `recsys train` took the lock since recover() checked it
+            raise PipelineBusy(f"{exc}; this pipeline exits") from exc
+        raise
+
+
+class TorchrunFailed(RecsysError):
+    """``recsys train`` under torchrun ended without a version that finished (the message says why)."""
+
+
+def train_under_torchrun(engine, settings: Settings, end_day: date | None):
+    """Run ``torchrun --standalone --nproc-per-node N -m recsys train`` (N = ``train_processes``) with
+    ``settings`` and return its :class:`~recsys.worker.TrainOutcome` as the version row tells it.
+
+    torchrun exits 1 whatever code a failing worker returned (3 for a refused version included), so
+    the outcome comes from the leader's ``--outcome-file`` and the version row, not from the exit
+    code. The training lock taken by another run raises :class:`PipelineBusy` (exit code 4).
+    """
+    from recsys.worker import TrainOutcome
+
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+        str(settings.train_processes), "-m", "recsys", "train",
+    ]  # fmt: skip
+    if end_day is not None:
+        command += ["--end-day", end_day.isoformat()]
+    newest_before = _newest_version_id(engine)
+    with tempfile.TemporaryDirectory(prefix="recsys-train-") as folder:
+        path = Path(folder) / "outcome.json"
+        log.info("training under torchrun with %d processes", settings.train_processes)
+        # The workers' stdout (the worker's summary lines) joins the log on stderr.
+        process = subprocess.Popen([*command, "--outcome-file", str(path)], env=settings_environment(settings),
+                                   stdout=2)
+        try:
+            code = process.wait()
+        except BaseException:
+            _stop(process)  # Ctrl-C / SIGTERM: torchrun passes SIGTERM on to its workers
+            raise
+        result = json.loads(path.read_text()) if path.exists() else None
+    if result is not None and "version_id" in result:
+        version = versions.get_version(engine, result["version_id"])
+        if version is None:
+            raise TorchrunFailed(f"torchrun reported version {result['version_id']}, which does not exist")
+        return TrainOutcome(
+            version_id=version.id,
+            activated=version.status == "active",
+            gate=dict(version.metrics.get("gate", {})),
+            metrics=dict(version.metrics),
+            seconds=float(result["seconds"]),
+            stage_seconds=dict(result["stage_seconds"]),
+        )
+    if result is not None and result.get("busy"):
+        raise PipelineBusy(f"{result['error']}; this pipeline exits")
+    if result is not None:
+        raise TorchrunFailed(f"recsys train under torchrun: {result['error']}")
+    newest = versions.list_versions(engine, limit=1)
+    if newest and newest[0].id > newest_before and newest[0].error:
+        raise TorchrunFailed(f"recsys train under torchrun: version {newest[0].id} failed: {newest[0].error}")
+    raise TorchrunFailed(f"torchrun exited with code {code} and no outcome (its log above says why)")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=TORCHRUN_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with every ``RECSYS_*`` variable set so that ``Settings.from_env()``
+    in a child process equals ``settings`` (overrides made in code included)."""
+    env = dict(os.environ)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if value is None:
+            text = ""  # an optional setting left unset
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(map(str, value))
+        else:
+            text = str(value)
+        env[PREFIX + f.name.upper()] = text
+    return env
 
 
 def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, Any]:
@@ -235,6 +333,7 @@ def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, 
         "epochs": m.get("epochs"),
         "hr@10": round(m["hr@10"], 4),
         "ndcg@10": round(m["ndcg@10"], 4),
+        **{f"{name}_hr@10": round(m[f"{name}_hr@10"], 4) for name in BASELINES if f"{name}_hr@10" in m},
         "gate": outcome.gate.get("reason"),
     }
     figures.update({f"{name}_seconds": round(s, 2) for name, s in outcome.stage_seconds.items()})
@@ -354,7 +453,7 @@ class _Stages:
         except BaseException as exc:
             if name == "train" and self.version_id is None:
                 self.version_id = self._version_of_failed_training()
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(exc, PipelineBusy):
                 raise StageFailed(self.run_id, name, exc) from exc
             raise
         figures["seconds"] = round(time.perf_counter() - started, 2)

@@ -70,6 +70,9 @@ class Settings:
     train_lr: float = setting(0.002, "Learning rate.")
     train_reg: float = setting(0.0, "L2 penalty on the embedding rows a batch touches.")
     train_threads: int = setting(2, "CPU threads torch may use.")
+    train_processes: int = setting(
+        1, "`recsys pipeline run` trains its stage under torchrun with this many processes (DDP); 1: in-process."
+    )
     train_seed: int = setting(0, "Seed of initialisation, negative sampling and the holdout sample.")
     train_early_stopping: bool = setting(
         True, "Keep each stage's best epoch by HR@10 on half the holdout players; metrics use the other half."
@@ -81,6 +84,13 @@ class Settings:
     )
     gate_min_hr: float = setting(0.3, "Quality gate: a version needs at least this HR@10 on the holdout.")
     gate_max_drop: float = setting(0.02, "Quality gate: at most this HR@10 drop against the active version.")
+    gate_popularity_margin: float = setting(
+        0.0, "Quality gate: a version whose HR@10 is below popularity's by more than this is refused."
+    )
+    gate_beat_itemknn: bool = setting(
+        True, "Quality gate: also refuse a version whose HR@10 is below item-kNN's by more than the margin below."
+    )
+    gate_itemknn_margin: float = setting(0.0, "Quality gate: how far below item-kNN's HR@10 a version may fall.")
     keep_versions: int = setting(3, "Finished non-active versions whose embeddings are kept.")
     offline_top_n: int = setting(50, "Slots precomputed per player for the offline recommendations.")
 
@@ -175,7 +185,8 @@ class Settings:
         """Check values that a type alone does not constrain."""
         for name in (
             "db_pool_size", "train_window_days", "holdout_days", "train_factors", "train_epochs",
-            "train_negatives", "train_batch_size", "train_min_steps", "train_threads", "eval_max_players",
+            "train_negatives", "train_batch_size", "train_min_steps", "train_threads", "train_processes",
+            "eval_max_players",
             "offline_top_n",
         ):
             if getattr(self, name) < 1:
@@ -201,7 +212,7 @@ class Settings:
             raise ConfigError(
                 "RECSYS_SIMILARITY_VECTOR", self.similarity_vector, f"must be one of {SIMILARITY_VECTORS}"
             )
-        for name in ("gate_min_hr", "gate_max_drop"):
+        for name in ("gate_min_hr", "gate_max_drop", "gate_popularity_margin", "gate_itemknn_margin"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be in [0, 1]")
         if self.keep_versions < 0:

@@ -30,6 +30,11 @@ class TrainingError(RecsysError):
     pass
 
 
+def is_training_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another run holds the training lock (the only VersionError naming no version)."""
+    return isinstance(exc, versions.VersionError) and exc.version_id is None
+
+
 @dataclass
 class TrainOutcome:
     version_id: int
@@ -222,7 +227,6 @@ def time_holdout(data: InteractionData, settings: Settings) -> Holdout:
 def _train_and_publish(
     engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages, followers: _Followers
 ):
-    from recsys.baselines import Popularity
     from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback, sample_test_negatives
     from recsys.ncf.plots import plot_training_curve
     from recsys.ncf.training import train
@@ -268,15 +272,19 @@ def _train_and_publish(
     sampled = evaluate_sampled(model, test_u, test_i, negatives)
     full_cases = slice(0, min(2000, test_u.size))
     full = evaluate_full(model, test_u[full_cases], test_i[full_cases], train_u, train_i, n_slots)
-    popularity = Popularity(train_u, train_i, n_slots)
-    pop = evaluate_sampled(popularity, test_u, test_i, negatives)
+    stages["evaluate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    baselines = baseline_metrics(
+        train_u, train_i, n_players, n_slots, (test_u, test_i, negatives),
+        tuple(c[validation] for c in cases) if keep_best else None,
+    )
+    stages["baselines"] = time.perf_counter() - t
     metrics: dict[str, Any] = {
         "hr@10": sampled.hit_ratio,
         "ndcg@10": sampled.ndcg,
         "full_hr@10": full.hit_ratio,
         "full_ndcg@10": full.ndcg,
-        "popularity_hr@10": pop.hit_ratio,
-        "popularity_ndcg@10": pop.ndcg,
+        **baselines,
         "test_players": int(test_u.size),
         "validation_players": 0 if validation is None else int(validation.size),
         "kept_epochs": _kept_epochs(model.history) if keep_best else None,
@@ -286,16 +294,24 @@ def _train_and_publish(
         "epochs": len(model.history),
         "train_seconds": round(stages["train"], 2),
         "train_processes": processes,
+        "baseline_seconds": round(stages["baselines"], 2),
     }
-    stages["evaluate"] = time.perf_counter() - t
     log.info(
-        "version %d: HR@10 %.3f NDCG@10 %.3f (popularity %.3f / %.3f), full-catalogue HR@10 %.3f",
+        "version %d: HR@10 %.3f NDCG@10 %.3f, full-catalogue HR@10 %.3f; on the same %d cases popularity %.3f / %.3f,"
+        " item-kNN %.3f / %.3f, EASE (lambda %g) %.3f / %.3f (baselines in %.1f s)",
         version_id,
         sampled.hit_ratio,
         sampled.ndcg,
-        pop.hit_ratio,
-        pop.ndcg,
         full.hit_ratio,
+        test_u.size,
+        baselines["popularity_hr@10"],
+        baselines["popularity_ndcg@10"],
+        baselines["itemknn_hr@10"],
+        baselines["itemknn_ndcg@10"],
+        baselines["ease_lambda"],
+        baselines["ease_hr@10"],
+        baselines["ease_ndcg@10"],
+        stages["baselines"],
     )
 
     t = time.perf_counter()
@@ -307,7 +323,8 @@ def _train_and_publish(
     )
     curve = Path(settings.data_dir) / "runs" / f"version-{version_id}" / "training-curve.png"
     curve.parent.mkdir(parents=True, exist_ok=True)
-    plot_training_curve(model.history, curve)
+    fused = config.model == "neumf" and config.pretrain and config.finetune_epochs == 0
+    plot_training_curve(model.history, curve, fused_hr=sampled.hit_ratio if fused else None)
     versions.finish_version(
         engine,
         version_id,
@@ -318,7 +335,7 @@ def _train_and_publish(
     )
     stages["write"] = time.perf_counter() - t
 
-    gate = _quality_gate(engine, settings, model, data, holdout, negatives, sampled.hit_ratio)
+    gate = _quality_gate(engine, settings, model, data, holdout, negatives, metrics)
     versions.set_metrics(engine, version_id, {"gate": gate})
     if not gate["passed"]:
         log.warning("version %d refused by the quality gate: %s", version_id, gate["reason"])
@@ -340,13 +357,70 @@ def _train_and_publish(
     return TrainOutcome(version_id, True, gate, metrics, 0.0, model=model, data=data)
 
 
-def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) -> dict[str, Any]:
-    """Absolute floor, then no more than ``gate_max_drop`` below the active version on the same cases."""
+def baseline_metrics(
+    train_u: np.ndarray,
+    train_i: np.ndarray,
+    n_players: int,
+    n_slots: int,
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
+    """HR@10 / NDCG@10 of popularity, item-kNN and EASE fitted on the training pairs and ranked on the
+    ``test`` cases ``(player_idx, slot_idx, negatives)``, the model's own.
+
+    EASE's L2 penalty is the best of ``EASE_L2_GRID`` by HR@10 (then NDCG@10) on the ``validation``
+    cases, or ``EASE_DEFAULT_L2`` without them. Item-kNN keeps ``ItemKNN``'s defaults (50
+    neighbours, shrink 10), as measured on ML-1M. Returns the version's flat metric keys, plus
+    ``ease_lambda`` and ``ease_lambda_grid`` (validation HR@10 per penalty tried).
+    """
+    from recsys.baselines import EASE, EASE_DEFAULT_L2, EASE_L2_GRID, ItemKNN, Popularity, ease_on_grid
     from recsys.evaluation import evaluate_sampled
 
-    gate: dict[str, Any] = {"min_hr": settings.gate_min_hr, "max_drop": settings.gate_max_drop, "hr@10": hit_ratio}
+    figures: dict[str, Any] = {}
+    pop = evaluate_sampled(Popularity(train_u, train_i, n_slots), *test)
+    figures.update({"popularity_hr@10": pop.hit_ratio, "popularity_ndcg@10": pop.ndcg})
+    knn = ItemKNN(train_u, train_i, n_players, n_slots)
+    ranked = evaluate_sampled(knn, *test)
+    figures.update({"itemknn_hr@10": ranked.hit_ratio, "itemknn_ndcg@10": ranked.ndcg})
+    del knn  # an n_slots x n_slots matrix: free it before EASE makes its own
+    if validation is None:
+        ease = EASE(train_u, train_i, n_players, n_slots, l2=EASE_DEFAULT_L2)
+        grid = {}
+    else:
+
+        def judge(model: EASE) -> tuple[float, float]:
+            picked = evaluate_sampled(model, *validation)
+            return picked.hit_ratio, picked.ndcg
+
+        ease, judged = ease_on_grid(train_u, train_i, n_players, n_slots, judge)
+        grid = {f"{l2:g}": round(hr, 4) for l2, (hr, _) in judged.items()}
+        if ease.l2 == max(EASE_L2_GRID):
+            log.warning("EASE's best L2 penalty is the largest tried (%g): a larger one might do better", ease.l2)
+    ranked = evaluate_sampled(ease, *test)
+    figures.update(
+        {"ease_hr@10": ranked.hit_ratio, "ease_ndcg@10": ranked.ndcg, "ease_lambda": ease.l2, "ease_lambda_grid": grid}
+    )
+    return figures
+
+
+def _quality_gate(engine, settings, model, data, holdout, negatives, metrics) -> dict[str, Any]:
+    """Absolute floor; not below the baselines (:func:`baseline_refusal`); then no more than
+    ``gate_max_drop`` below the active version on the same cases."""
+    from recsys.evaluation import evaluate_sampled
+
+    hit_ratio = metrics["hr@10"]
+    gate: dict[str, Any] = {
+        "min_hr": settings.gate_min_hr,
+        "max_drop": settings.gate_max_drop,
+        "popularity_margin": settings.gate_popularity_margin,
+        "itemknn_margin": settings.gate_itemknn_margin if settings.gate_beat_itemknn else None,
+        "hr@10": hit_ratio,
+    }
     if hit_ratio < settings.gate_min_hr:
         return {**gate, "passed": False, "reason": f"HR@10 {hit_ratio:.3f} is below the floor {settings.gate_min_hr}"}
+    refusal = baseline_refusal(settings, metrics)
+    if refusal is not None:
+        return {**gate, "passed": False, "reason": refusal}
     active = versions.active_version(engine)
     if active is None:
         return {**gate, "passed": True, "reason": "no active version to compare with"}
@@ -367,6 +441,25 @@ def _quality_gate(engine, settings, model, data, holdout, negatives, hit_ratio) 
             "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id} on the same cases",
         }
     return {**gate, "passed": True, "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id}"}
+
+
+def baseline_refusal(settings: Settings, metrics: dict[str, Any]) -> str | None:
+    """Why the gate refuses a version whose ``hr@10`` loses to a baseline's on the same cases, or None.
+
+    Popularity always counts (``gate_popularity_margin``); item-kNN with ``gate_beat_itemknn``
+    (``gate_itemknn_margin``). A version exactly level with a baseline passes.
+    """
+    hit_ratio = metrics["hr@10"]
+    checks = [("popularity", metrics["popularity_hr@10"], settings.gate_popularity_margin)]
+    if settings.gate_beat_itemknn:
+        checks.append(("item-kNN", metrics["itemknn_hr@10"], settings.gate_itemknn_margin))
+    for name, baseline, margin in checks:
+        if hit_ratio < baseline - margin:
+            return (
+                f"HR@10 {hit_ratio:.3f} is below {name}'s {baseline:.3f} on the same cases"
+                + (f" by more than the margin {margin:g}" if margin else "")
+            )
+    return None
 
 
 def _validation_split(n_cases: int, settings: Settings) -> tuple[np.ndarray | None, np.ndarray]:

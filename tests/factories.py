@@ -72,7 +72,7 @@ def add_session(
 
 def fast_pipeline(settings, data_dir, **changes):
     """Settings for a pipeline that trains in seconds (GMF, 8 epochs) behind a gate that lets any
-    version through (tests/test_worker.py tests the gate itself)."""
+    version through, baselines included (tests/test_worker.py tests the gate itself)."""
     fast = {
         "train_model": "gmf",
         "train_epochs": 8,
@@ -81,6 +81,8 @@ def fast_pipeline(settings, data_dir, **changes):
         "holdout_days": 5,
         "gate_min_hr": 0.0,
         "gate_max_drop": 1.0,
+        "gate_popularity_margin": 1.0,
+        "gate_beat_itemknn": False,
         "offline_top_n": 10,
         "consolidate_lookback_seconds": 0,
     }

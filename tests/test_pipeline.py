@@ -24,8 +24,9 @@ from recsys.cli import main
 from recsys.cli.pipeline import EXIT_BUSY, EXIT_REFUSED, EXIT_STAGE_FAILED, next_run_at, run_once
 from recsys.db import pipeline_runs, versions
 from recsys.db.synth_store import write_casino
-from recsys.pipeline import PipelineBusy, run_pipeline
+from recsys.pipeline import PipelineBusy, run_pipeline, settings_environment
 from recsys.report import colour_groups
+from recsys.settings import Settings
 from recsys.synth import SynthConfig
 from tests.factories import fast_pipeline
 
@@ -191,6 +192,20 @@ def test_a_version_refused_by_the_gate_exits_with_code_3(casino, fast, capsys):
     assert versions.active_version(casino) is None
 
 
+def test_a_version_that_loses_to_popularity_exits_with_code_3(casino, fast, capsys):
+    # One epoch at a rate that leaves the initial weights: it ranks at random, far below popularity.
+    loser = dataclasses.replace(fast, train_epochs=1, train_lr=1e-7, gate_popularity_margin=0.0)
+    code = run_once(casino, loser)
+    assert code == EXIT_REFUSED
+    (run,) = pipeline_runs.list_runs(casino)
+    version = versions.get_version(casino, run.version_id)
+    m = version.metrics
+    reason = f"HR@10 {m['hr@10']:.3f} is below popularity's {m['popularity_hr@10']:.3f} on the same cases"
+    assert (run.status, version.status, m["gate"]["reason"]) == ("refused", "ready", reason)
+    assert f"NOT activated ({reason})" in capsys.readouterr().out
+    assert versions.active_version(casino) is None
+
+
 def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
     first = run_pipeline(casino, fast)
     second = run_pipeline(casino, fast, force=True)  # same data: --force trains anyway
@@ -203,6 +218,49 @@ def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
         assert (second.report_path.parent / name).read_bytes().startswith(b"\x89PNG")
     assert f"<th>version {second.version_id}</th><th>version {first.version_id}</th>" in page
     assert pipeline_runs.get_run(casino, second.run_id).report_path == str(second.report_path)
+
+
+def test_torchrun_training_keeps_the_exit_code_of_a_refused_version(casino, fast, capsys):
+    # torchrun itself exits 1 for a refused version (3 in the leader): the pipeline reads the version row.
+    # (tests/test_worker.py trains an activated version under torchrun.)
+    two = dataclasses.replace(fast, train_processes=2, gate_min_hr=1.0, train_epochs=2)
+    assert run_once(casino, two) == EXIT_REFUSED
+    (refused,) = pipeline_runs.list_runs(casino)
+    version = versions.get_version(casino, refused.version_id)
+    assert (refused.status, version.status, version.metrics["train_processes"]) == ("refused", "ready", 2)
+    reason = version.metrics["gate"]["reason"]
+    assert reason.startswith("HR@10 ") and reason.endswith(" is below the floor 1.0")
+    assert f"NOT activated ({reason})" in capsys.readouterr().out
+    figures = refused.stages["train"]
+    assert (figures["activated"], figures["hr@10"]) == (False, round(version.metrics["hr@10"], 4))
+    assert figures["itemknn_hr@10"] == round(version.metrics["itemknn_hr@10"], 4)
+    assert figures["train_seconds"] > 0 and figures["baselines_seconds"] >= 0  # the leader's timings came back
+    assert versions.active_version(casino) is None
+
+
+def test_torchrun_training_that_finds_the_lock_taken_exits_with_code_4(casino, fast, monkeypatch, capsys):
+    import recsys.pipeline
+
+    # A `recsys train` that takes the training lock after the pipeline checked it (recover() skipped here).
+    monkeypatch.setattr(recsys.pipeline, "recover", lambda engine: {})
+    with versions.training_lock(casino):
+        code = run_once(casino, dataclasses.replace(fast, train_processes=2))
+    assert code == EXIT_BUSY
+    assert "another training run is in progress" in capsys.readouterr().err
+    (run,) = pipeline_runs.list_runs(casino)
+    assert (run.status, run.version_id) == ("failed", None)
+    assert versions.list_versions(casino) == []
+
+
+def test_the_settings_reach_a_child_process_unchanged(settings, tmp_path):
+    for changed in (
+        dataclasses.replace(settings, data_dir=tmp_path, train_mlp_layers=(32, 16), train_early_stopping=False,
+                            gate_itemknn_margin=0.25, explore_seed=None, night_hours="", train_processes=3),
+        dataclasses.replace(settings, explore_seed=5, database_url=None, train_lr=1e-7, gate_beat_itemknn=False),
+    ):
+        env = settings_environment(changed)
+        assert Settings.from_env(env) == changed
+        assert env["RECSYS_TRAIN_PROCESSES"] == str(changed.train_processes)
 
 
 def test_the_map_colours_the_most_common_labels_and_greys_the_rest():

@@ -1,9 +1,10 @@
 """``recsys evaluate``: train a model on NCF-format files and report HR@10 / NDCG@10.
 
 Reads the NCF paper's files (``recsys.ncf_files``), trains GMF / MLP / NeuMF (``recsys.ncf``) or
-fits a baseline (``recsys.baselines``), and ranks each test item among its 99 negatives
-(``recsys.evaluation``). Without ``--negatives``, 99 are drawn per test row with ``--seed`` from
-the items the user has neither trained nor is tested on.
+fits a baseline (``recsys.baselines``: popularity, item-kNN, EASE), and ranks each test item among
+its 99 negatives (``recsys.evaluation``). Without ``--negatives``, 99 are drawn per test row with
+``--seed`` from the items the user has neither trained nor is tested on. EASE's penalty is
+``--ease-lambda`` or is chosen on one training pair per user held out, never on the test rows.
 
 ``torchrun --standalone --nproc-per-node 2 -m recsys evaluate ...`` trains the neural models with
 DDP over two processes (``recsys.ncf.distributed``).
@@ -23,7 +24,7 @@ from recsys.errors import InputError
 log = logging.getLogger("recsys.evaluate")
 
 NEURAL_MODELS = ("neumf", "gmf", "mlp")
-MODELS = (*NEURAL_MODELS, "pop", "itemknn")
+MODELS = (*NEURAL_MODELS, "pop", "itemknn", "ease")
 TOP_K = 10
 
 
@@ -46,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mlp-epochs", type=int, help="epochs of NeuMF's MLP pre-training")
     parser.add_argument("--no-pretrain", action="store_true", help="train NeuMF from scratch")
     parser.add_argument("--factors", type=int, help="GMF factors (default: tuned NCFConfig value)")
+    parser.add_argument(
+        "--ease-lambda", type=float, metavar="L2",
+        help="EASE's L2 penalty (default: chosen from 10 .. 30000 on one training pair per user held out)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU cores to use)")
     parser.add_argument("--full", action="store_true", help="also rank against the whole catalogue")
@@ -100,12 +105,14 @@ def _run(args: argparse.Namespace) -> int:
         negative_idx = negatives.negative_item_idx
 
     started = time.perf_counter()
-    epochs = pretrain_epochs = 0
+    epochs: dict[str, dict[str, int]] = {}
+    pretrain_epochs = 0
     config_dict = None
+    extra: dict[str, Any] = {}
     if args.model in NEURAL_MODELS:
         model, config = _train_ncf(args, train, n_users, n_items, test, negative_idx)
-        epochs = config.stage(config.model).epochs
-        pretrain_epochs = config.total_epochs - epochs
+        epochs = stage_epochs(config, model.history)
+        pretrain_epochs = config.total_epochs - config.stage(config.model).epochs
         config_dict = config.to_dict()
         if args.plot:
             from recsys.ncf.plots import plot_training_curve
@@ -115,10 +122,12 @@ def _run(args: argparse.Namespace) -> int:
         from recsys.baselines import Popularity
 
         model = Popularity(train.user_idx, train.item_idx, n_items)
-    else:
+    elif args.model == "itemknn":
         from recsys.baselines import ItemKNN
 
         model = ItemKNN(train.user_idx, train.item_idx, n_users, n_items)
+    else:
+        model, extra = _fit_ease(args, train, test, n_users, n_items)
     seconds = time.perf_counter() - started
     processes, leader = distributed.world_size(), distributed.is_leader()
     distributed.shutdown()  # training is the only distributed part
@@ -137,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         "test_cases": sampled.n_cases,
         "negatives_per_case": int(negative_idx.shape[1]),
         "processes": processes,
+        **extra,
     }
     if args.full:
         full = evaluation.evaluate_full(
@@ -151,10 +161,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        if pretrain_epochs:
-            trained = f"{pretrain_epochs} GMF + MLP pre-training epochs, {epochs} fine-tuning epochs"
+        if epochs:
+            trained = ", ".join(f"{stage} {e['trained']} epochs (kept {e['kept']})" for stage, e in epochs.items())
+        elif "ease_lambda" in extra:
+            trained = f"lambda {extra['ease_lambda']:g} ({extra['ease_lambda_chosen_on']})"
         else:
-            trained = f"{epochs} epochs"
+            trained = "no training epochs"
         line = (
             f"{args.model}: HR@10 {result['hr@10']:.4f}  NDCG@10 {result['ndcg@10']:.4f}  "
             f"({result['test_cases']} test cases x {result['negatives_per_case']} negatives; "
@@ -164,6 +176,68 @@ def _run(args: argparse.Namespace) -> int:
         if args.full:
             print(f"full catalogue: HR@10 {result['full_hr@10']:.4f}  NDCG@10 {result['full_ndcg@10']:.4f}")
     return 0
+
+
+def stage_epochs(config: Any, history: list[Any], keep_best: bool = False) -> dict[str, dict[str, int]]:
+    """Per stage the run planned (``gmf``, ``mlp``, then ``neumf`` for a pre-trained NeuMF): the epochs it
+    ``trained`` and the epoch whose weights it ``kept`` (0: none trained, the stage's starting weights,
+    as the fused NeuMF without fine-tuning). Without ``keep_best`` a stage keeps its last epoch; with it,
+    its best by HR@10 (the first of equals), as ``recsys.ncf.training.train`` selects."""
+    planned = ["gmf", "mlp", "neumf"] if config.model == "neumf" and config.pretrain else [config.model]
+    out: dict[str, dict[str, int]] = {}
+    for stage in planned:
+        run = [s for s in history if s.stage == stage]
+        kept = run[-1].epoch if run else 0
+        if keep_best and run:
+            scored = [s for s in run if s.hr_at_10 is not None]
+            if scored:
+                best = max(s.hr_at_10 for s in scored)
+                kept = next(s.epoch for s in scored if s.hr_at_10 == best)
+        out[stage] = {"trained": len(run), "kept": kept}
+    return out
+
+
+def _fit_ease(args: argparse.Namespace, train: Any, test: Any, n_users: int, n_items: int) -> tuple[Any, dict]:
+    """EASE with ``--ease-lambda``, or with the best penalty by HR@10 (then NDCG@10) as ``ease_on_grid``
+    walks ``EASE_L2_GRID`` from the top, on one training pair per user held out (99 sampled negatives
+    each, never a test item), refitted on every training pair. The test cases choose nothing."""
+    import numpy as np
+
+    from recsys import evaluation
+    from recsys.baselines import EASE, ease_on_grid
+
+    if args.ease_lambda is not None:
+        if not args.ease_lambda > 0:
+            raise InputError("command line", f"--ease-lambda must be positive, not {args.ease_lambda}")
+        model = EASE(train.user_idx, train.item_idx, n_users, n_items, l2=args.ease_lambda)
+        return model, {"ease_lambda": model.l2, "ease_lambda_chosen_on": "command line"}
+    rest_u, rest_i, held_u, held_i = evaluation.hold_out_one_per_user(
+        train.user_idx, train.item_idx, n_items, args.seed
+    )
+    if held_u.size == 0:
+        raise InputError(args.train, "no user has two training pairs to hold one out for choosing EASE's lambda")
+    try:
+        negatives = evaluation.sample_test_negatives(
+            np.concatenate([train.user_idx, test.user_idx]), np.concatenate([train.item_idx, test.item_idx]),
+            held_u, held_i, n_items, 99, args.seed,
+        )
+    except ValueError as exc:
+        raise InputError(args.train, f"cannot draw 99 validation negatives per user: {exc}") from exc
+
+    def judge(model: Any) -> tuple[float, float]:
+        ranked = evaluation.evaluate_sampled(model, held_u, held_i, negatives, TOP_K)
+        log.info("EASE lambda %g: validation HR@10 %.4f NDCG@10 %.4f", model.l2, ranked.hit_ratio, ranked.ndcg)
+        return ranked.hit_ratio, ranked.ndcg
+
+    picked, judged = ease_on_grid(rest_u, rest_i, n_users, n_items, judge)
+    l2 = picked.l2
+    del picked  # its n_items x n_items weights, before the refit makes its own
+    model = EASE(train.user_idx, train.item_idx, n_users, n_items, l2=l2)
+    return model, {
+        "ease_lambda": model.l2,
+        "ease_lambda_chosen_on": f"validation: {held_u.size} training pairs held out",
+        "ease_lambda_grid": {f"{l2:g}": [round(hr, 4), round(ndcg, 4)] for l2, (hr, ndcg) in judged.items()},
+    }
 
 
 def _first_mismatch(negatives: Any, test: Any) -> int:

@@ -16,6 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train NeuMF, evaluate, write a version, gate and activate it")
     parser.add_argument("--end-day", type=date.fromisoformat, help="last day of the window (default: latest data)")
     parser.add_argument("--epochs", type=int, help="override RECSYS_TRAIN_EPOCHS")
+    parser.add_argument(
+        "--outcome-file", metavar="PATH",
+        help="also write the outcome as JSON here (torchrun turns every failing exit code into 1; "
+        "`recsys pipeline run` reads this instead). Only for the pipeline: it holds the pipeline lock, "
+        "so this run does not take it",
+    )
     parser.set_defaults(func=run)
 
 
@@ -41,27 +47,65 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     from recsys.db.engine import create_engine
     from recsys.db.pipeline_runs import PipelineBusy, pipeline_lock
-    from recsys.worker import run_training
+    from recsys.worker import is_training_busy, run_training
 
     if args.epochs is not None:
         settings = dataclasses.replace(settings, train_epochs=args.epochs)
-    engine = create_engine(settings)
     try:
-        # The pipeline's own lock: a pipeline started meanwhile exits 4 instead of failing its
-        # training stage, and this run exits 4 while a pipeline runs (issue 10).
-        with pipeline_lock(engine):
-            outcome = run_training(engine, settings, end_day=args.end_day)
+        engine = create_engine(settings)
+        try:
+            if args.outcome_file:
+                # Started by `recsys pipeline run` under torchrun: the pipeline holds its lock itself.
+                outcome = run_training(engine, settings, end_day=args.end_day)
+            else:
+                # The pipeline's own lock: a pipeline started meanwhile exits 4 instead of failing its
+                # training stage, and this run exits 4 while a pipeline runs (issue 10).
+                with pipeline_lock(engine):
+                    outcome = run_training(engine, settings, end_day=args.end_day)
+        finally:
+            engine.dispose()
     except PipelineBusy as exc:
         print(f"recsys train: {exc}", file=sys.stderr)
         return EXIT_BUSY
-    finally:
-        engine.dispose()
+    except Exception as exc:
+        if args.outcome_file:
+            _write_outcome(args.outcome_file, {"error": _describe(exc), "busy": is_training_busy(exc)})
+        raise
+    if args.outcome_file:
+        _write_outcome(args.outcome_file, {
+            "version_id": outcome.version_id,
+            "activated": outcome.activated,
+            "seconds": outcome.seconds,
+            "stage_seconds": outcome.stage_seconds,
+        })
     m = outcome.metrics
     print(
         f"version {outcome.version_id}: HR@10 {m['hr@10']:.3f}, NDCG@10 {m['ndcg@10']:.3f} "
-        f"(popularity {m['popularity_hr@10']:.3f} / {m['popularity_ndcg@10']:.3f}; full catalogue HR@10 "
-        f"{m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, {outcome.seconds:.0f} s"
+        f"(full catalogue HR@10 {m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, "
+        f"{outcome.seconds:.0f} s"
+    )
+    print(
+        f"baselines on the same cases, HR@10 / NDCG@10: popularity {m['popularity_hr@10']:.3f} / "
+        f"{m['popularity_ndcg@10']:.3f}, item-kNN {m['itemknn_hr@10']:.3f} / {m['itemknn_ndcg@10']:.3f}, "
+        f"EASE (lambda {m['ease_lambda']:g}) {m['ease_hr@10']:.3f} / {m['ease_ndcg@10']:.3f}"
     )
     verdict = "activated" if outcome.activated else "NOT activated"
     print(f"quality gate: {outcome.gate['reason']} -> {verdict}")
     return 0 if outcome.activated else 3
+
+
+def _describe(exc: BaseException) -> str:
+    from recsys.errors import RecsysError
+
+    return str(exc) if isinstance(exc, RecsysError) else f"{type(exc).__name__}: {exc}"
+
+
+def _write_outcome(path: str, outcome: dict) -> None:
+    """Write ``outcome`` as JSON, whole or not at all (a reader never sees half a file)."""
+    import json
+    import os
+
+    partial = f"{path}.partial"
+    with open(partial, "w") as out:
+        json.dump(outcome, out)
+    os.replace(partial, path)

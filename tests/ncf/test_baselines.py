@@ -1,11 +1,11 @@
-"""Popularity and item-kNN baselines: hand-computed answers and the planted clusters."""
+"""Popularity, item-kNN and EASE baselines: hand-computed answers, dense references and the planted clusters."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recsys.baselines import ItemKNN, Popularity
+from recsys.baselines import EASE, ItemKNN, Popularity, TrainItems, ease_on_grid
 from recsys.evaluation import evaluate_sampled
 
 
@@ -47,3 +47,103 @@ def test_item_knn_beats_popularity_on_planted_clusters(planted) -> None:
     knn = ItemKNN(planted.user_idx, planted.item_idx, planted.n_users, planted.n_items)
     pop = Popularity(planted.user_idx, planted.item_idx, planted.n_items)
     assert hr(knn) > hr(pop) + 0.4
+
+
+def _dense_ease(x: np.ndarray, l2: float) -> np.ndarray:
+    """Steck 2019's four lines on a dense 0/1 matrix."""
+    g = x.T @ x + l2 * np.eye(x.shape[1])
+    p = np.linalg.inv(g)
+    b = p / (-np.diag(p))
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_ease_equals_the_dense_closed_form_on_a_known_matrix() -> None:
+    # 5 users x 4 items; user 3 repeats the pair (3, 2), which must count once.
+    users = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4])
+    items = np.array([0, 1, 0, 1, 2, 1, 3, 2, 3, 2, 0])
+    x = np.zeros((5, 4))
+    x[users, items] = 1.0
+    model = EASE(users, items, n_users=5, n_items=4, l2=2.0)
+    expected = _dense_ease(x, 2.0)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-6, atol=1e-7)
+    assert np.all(np.diag(model.weights) == 0.0)
+    # Hand-checkable cell: G = XᵀX + 2I has G[0, 0] = 3 + 2 and B[j, i] = -P[j, i] / P[i, i].
+    assert (x.T @ x)[0, 0] == 3 and (x.T @ x)[2, 3] == 1
+    np.testing.assert_allclose(model.score_all(np.arange(5)), x @ expected, rtol=1e-5, atol=1e-6)
+    pairs_u, pairs_i = np.repeat(np.arange(5), 4), np.tile(np.arange(4), 5)
+    np.testing.assert_allclose(model.score(pairs_u, pairs_i), (x @ expected).ravel(), rtol=1e-5, atol=1e-6)
+    ids, weights = model.similar_items(1, k=2)
+    assert 1 not in ids.tolist()
+    assert ids.tolist() == np.argsort(-np.where(np.arange(4) == 1, -np.inf, expected[1]))[:2].tolist()
+
+
+def test_ease_on_a_larger_random_matrix_and_the_gram_in_chunks(monkeypatch) -> None:
+    import recsys.baselines
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((200, 30)) < 0.15).astype(np.float64)
+    users, items = np.nonzero(x)
+    monkeypatch.setattr(recsys.baselines, "FLOPS_PER_COUNTED_CELL", 0)  # counted, not dense blocks
+    monkeypatch.setattr(recsys.baselines, "CELLS_PER_STEP", 50)  # many chunks, and users longer than one
+    train = TrainItems(users, items, 200, 30)
+    np.testing.assert_array_equal(train.gram(), x.T @ x)
+    model = EASE(users, items, 200, 30, l2=7.5)
+    np.testing.assert_allclose(model.weights, _dense_ease(x, 7.5), rtol=1e-5, atol=1e-6)
+    u, i = rng.integers(0, 200, 500), rng.integers(0, 30, 500)
+    np.testing.assert_allclose(model.score(u, i), (x @ _dense_ease(x, 7.5))[u, i], rtol=1e-4, atol=1e-5)
+
+
+def test_ease_on_grid_keeps_the_best_judged_l2() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.random((100, 20)) < 0.2).astype(np.float64)
+    users, items = np.nonzero(x)
+    # A judge that prefers l2 = 50: the kept model is the one fitted with it, bit for bit.
+    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: -abs(m.l2 - 50.0), grid=(10, 50, 500),
+                                 patience=None)
+    assert best.l2 == 50.0
+    assert figures == {10.0: -40.0, 50.0: 0.0, 500.0: -450.0}
+    np.testing.assert_array_equal(best.weights, EASE(users, items, 100, 20, l2=50.0).weights)
+    with pytest.raises(ValueError, match="positive"):
+        EASE(users, items, 100, 20, l2=0.0)
+
+
+def test_ease_on_grid_walks_down_and_stops_after_its_patience() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.random((100, 20)) < 0.2).astype(np.float64)
+    users, items = np.nonzero(x)
+    # Figures peak at l2 = 1000: walking down from 30000, 300 and 100 do not beat it, so 30 and 10 are
+    # never tried.
+    figure = {30000.0: 1, 10000.0: 2, 3000.0: 3, 1000.0: 4, 300.0: 3, 100.0: 2, 30.0: 9, 10.0: 9}
+    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: figure[m.l2], grid=tuple(figure))
+    assert best.l2 == 1000.0
+    assert list(figures) == [30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0]
+    best, figures = ease_on_grid(users, items, 100, 20, judge=lambda m: figure[m.l2], grid=tuple(figure),
+                                 patience=None)
+    assert best.l2 == 30.0 and len(figures) == 8  # the whole grid; the first of equals wins
+
+
+def test_ease_beats_popularity_on_planted_clusters(planted) -> None:
+    def hr(model) -> float:
+        return evaluate_sampled(
+            model, planted.test_user_idx, planted.test_item_idx, planted.negative_item_idx
+        ).hit_ratio
+
+    ease = EASE(planted.user_idx, planted.item_idx, planted.n_users, planted.n_items, l2=50.0)
+    pop = Popularity(planted.user_idx, planted.item_idx, planted.n_items)
+    assert hr(ease) > hr(pop) + 0.4
+
+
+def test_the_gram_matrix_is_the_same_counted_or_as_dense_blocks(monkeypatch) -> None:
+    import recsys.baselines
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((3000, 40)) < 0.3).astype(np.float64)  # 3 blocks of users
+    users, items = np.nonzero(x)
+    train = TrainItems(users, items, 3000, 40)
+    monkeypatch.setattr(recsys.baselines, "FLOPS_PER_COUNTED_CELL", 0)
+    counted = train.gram()
+    monkeypatch.setattr(recsys.baselines, "FLOPS_PER_COUNTED_CELL", 10**9)
+    dense = train.gram()
+    np.testing.assert_array_equal(counted, x.T @ x)
+    np.testing.assert_array_equal(dense, x.T @ x)

@@ -47,7 +47,7 @@ def run_direct(args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-@pytest.mark.parametrize("model", ["gmf", "pop", "itemknn"])
+@pytest.mark.parametrize("model", ["gmf", "pop", "itemknn", "ease"])
 def test_json_output_has_the_keys(tmp_path, planted_factory, capsys, model: str) -> None:
     args = write_files(tmp_path, planted_factory, with_negatives=True)
     code, out = run_direct([*args, "--model", model, "--json", "--epochs", "2", "--factors", "8"], capsys)
@@ -56,7 +56,7 @@ def test_json_output_has_the_keys(tmp_path, planted_factory, capsys, model: str)
     assert {"hr@10", "ndcg@10", "seconds", "epochs", "model"} <= result.keys()
     assert result["model"] == model
     assert 0.0 <= result["ndcg@10"] <= result["hr@10"] <= 1.0
-    assert result["epochs"] == (2 if model == "gmf" else 0)
+    assert result["epochs"] == ({"gmf": {"trained": 2, "kept": 2}} if model == "gmf" else {})
 
 
 def test_neumf_via_python_m_recsys_without_negatives(tmp_path, planted_factory) -> None:
@@ -65,7 +65,8 @@ def test_neumf_via_python_m_recsys_without_negatives(tmp_path, planted_factory) 
                     "--factors", "8", "--threads", "1"])
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["model"] == "neumf" and result["epochs"] == 1 and result["pretrain_epochs"] == 2
+    assert result["model"] == "neumf" and result["pretrain_epochs"] == 2
+    assert result["epochs"] == {stage: {"trained": 1, "kept": 1} for stage in ("gmf", "mlp", "neumf")}
     assert result["negatives_per_case"] == 99
 
 
@@ -99,3 +100,92 @@ def test_text_output(tmp_path, planted_factory, capsys) -> None:
     assert out.startswith("pop: HR@10 ")
     assert "full catalogue" in out
     assert np.isfinite(float(out.split()[2]))
+
+
+def test_a_pretrained_neumf_reports_the_epochs_of_each_stage(tmp_path, planted_factory, capsys) -> None:
+    # The default NeuMF fuses the pre-trained towers without fine-tuning: its own stage trains 0 epochs.
+    args = write_files(tmp_path, planted_factory, with_negatives=True)
+    code, out = run_direct([*args, "--model", "neumf", "--json", "--gmf-epochs", "2", "--mlp-epochs", "3",
+                            "--factors", "8", "--threads", "1"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["epochs"] == {"gmf": {"trained": 2, "kept": 2}, "mlp": {"trained": 3, "kept": 3},
+                                "neumf": {"trained": 0, "kept": 0}}
+    assert result["pretrain_epochs"] == 5
+
+
+def test_kept_epochs_follow_the_best_validation_hit_ratio() -> None:
+    from recsys.cli.evaluate import stage_epochs
+    from recsys.ncf.config import NCFConfig
+    from recsys.ncf.history import EpochStats
+
+    def epoch(stage, n, hr):
+        return EpochStats(stage, n, 3, 0.5, 1.0, 100, hr)
+
+    history = [epoch("gmf", 1, 0.5), epoch("gmf", 2, 0.7), epoch("gmf", 3, 0.7), epoch("mlp", 1, 0.4),
+               epoch("mlp", 2, 0.3)]
+    config = NCFConfig(model="neumf", pretrain=True)
+    assert stage_epochs(config, history, keep_best=True) == {
+        "gmf": {"trained": 3, "kept": 2}, "mlp": {"trained": 2, "kept": 1}, "neumf": {"trained": 0, "kept": 0}
+    }
+    assert stage_epochs(config, history)["gmf"] == {"trained": 3, "kept": 3}
+    assert stage_epochs(NCFConfig(model="gmf"), history[:2]) == {"gmf": {"trained": 2, "kept": 2}}
+
+
+def test_ease_chooses_its_lambda_on_held_out_training_pairs(tmp_path, planted_factory, capsys) -> None:
+    from recsys.baselines import EASE, EASE_L2_GRID, ease_on_grid
+    from recsys.evaluation import evaluate_sampled, hold_out_one_per_user, sample_test_negatives
+
+    data = planted_factory(n_users=80, n_items=150, per_user=12, seed=12)
+    args = write_files(tmp_path, planted_factory, with_negatives=True, data=data)
+    code, out = run_direct([*args, "--model", "ease", "--json", "--seed", "3"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["ease_lambda"] in EASE_L2_GRID
+    assert result["ease_lambda_chosen_on"] == "validation: 80 training pairs held out"
+    assert set(result["ease_lambda_grid"]) <= {f"{v:g}" for v in EASE_L2_GRID}
+
+    # The same choice made by hand on the held-out pairs alone, then the test figures of the refit.
+    n_items = data.n_items
+    rest_u, rest_i, held_u, held_i = hold_out_one_per_user(data.user_idx, data.item_idx, n_items, 3)
+    negatives = sample_test_negatives(np.concatenate([data.user_idx, data.test_user_idx]),
+                                      np.concatenate([data.item_idx, data.test_item_idx]), held_u, held_i,
+                                      n_items, 99, 3)
+
+    def judge(model):
+        ranked = evaluate_sampled(model, held_u, held_i, negatives)
+        return ranked.hit_ratio, ranked.ndcg
+
+    picked, _ = ease_on_grid(rest_u, rest_i, data.n_users, n_items, judge)
+    assert result["ease_lambda"] == picked.l2
+    refit = EASE(data.user_idx, data.item_idx, data.n_users, n_items, l2=picked.l2)
+    expected = evaluate_sampled(refit, data.test_user_idx, data.test_item_idx, data.negative_item_idx)
+    assert result["hr@10"] == round(expected.hit_ratio, 4) and result["ndcg@10"] == round(expected.ndcg, 4)
+    assert result["hr@10"] > 0.8  # planted clusters: EASE finds them
+
+    code, out = run_direct([*args, "--model", "ease", "--ease-lambda", "77"], capsys)
+    assert code == 0 and "lambda 77 (command line)" in out
+
+
+def test_ease_lambda_must_be_positive(tmp_path, planted_factory, capsys) -> None:
+    from recsys.errors import InputError
+
+    args = write_files(tmp_path, planted_factory, with_negatives=True)
+    with pytest.raises(InputError, match="--ease-lambda must be positive"):
+        run_direct([*args, "--model", "ease", "--ease-lambda", "0"], capsys)
+
+
+def test_one_training_pair_per_user_is_held_out() -> None:
+    from recsys.evaluation import hold_out_one_per_user
+
+    users = np.array([0, 0, 0, 1, 2, 2, 2, 2, 3, 3])
+    items = np.array([5, 6, 7, 1, 1, 2, 3, 3, 4, 9])  # (2, 3) twice; user 1 has a single pair
+    rest_u, rest_i, held_u, held_i = hold_out_one_per_user(users, items, 10, seed=0)
+    assert held_u.tolist() == [0, 2, 3]  # user 1 keeps its only pair
+    held = set(zip(held_u.tolist(), held_i.tolist(), strict=True))
+    rest = set(zip(rest_u.tolist(), rest_i.tolist(), strict=True))
+    assert not held & rest
+    assert held | rest == set(zip(users.tolist(), items.tolist(), strict=True))
+    assert len(rest_u) == 6  # 9 distinct pairs (the duplicate counts once), 3 held out
+    draws = {tuple(hold_out_one_per_user(users, items, 10, seed=s)[3].tolist()) for s in range(20)}
+    assert len(draws) > 1  # the held-out pair is random, not always the first
