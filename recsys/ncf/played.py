@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recsys.baselines import TrainItems
+
 
 class PlayedItems:
-    """Each user's distinct training items, in CSR form.
+    """Each user's distinct training items (``recsys.baselines.TrainItems``) as torch tensors.
 
     Parameters
     ----------
@@ -23,11 +25,11 @@ class PlayedItems:
     """
 
     def __init__(self, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int) -> None:
-        keys = np.unique(np.asarray(user_idx, dtype=np.int64) * n_items + np.asarray(item_idx, dtype=np.int64))
-        self.n_users = int(n_users)
-        self.indptr = torch.from_numpy(np.searchsorted(keys // n_items, np.arange(n_users + 1)).astype(np.int64))
+        train = TrainItems(user_idx, item_idx, n_users, n_items)
+        self.n_users = train.n_users
+        self.indptr = torch.from_numpy(np.asarray(train.indptr, dtype=np.int64))
         """Shape (n_users + 1,): user u's items are ``items[indptr[u]:indptr[u + 1]]``."""
-        self.items = torch.from_numpy(keys % n_items)
+        self.items = torch.from_numpy(train.items)
         """Shape (distinct pairs,), int64, sorted by user then item."""
 
     def bags(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
