@@ -186,15 +186,15 @@ class NCFNet(nn.Module):
             out[name] = array.copy() if copy else array
         return out
 
-    def serving_weights(self) -> dict[str, np.ndarray]:
+    def serving_weights(self, copy: bool = True) -> dict[str, np.ndarray]:
         """:meth:`numpy_weights` with every user's whole vector in ``user_gmf`` / ``user_mlp``.
 
         Without ``user_history`` these are the trained weights. With it, each user's vector is
         computed from all their played items (nothing left out) once, so scoring, the stored player
         embeddings and FAISS see one plain vector per user; the ``item_hist_*`` tables stay, to
-        build a new player's vector from their plays at request time.
+        build a new player's vector from their plays at request time. ``copy`` as :meth:`numpy_weights`.
         """
-        weights = self.numpy_weights()
+        weights = self.numpy_weights(copy=copy)
         if self.played is None:
             return weights
         with torch.no_grad():

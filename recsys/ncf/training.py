@@ -218,7 +218,7 @@ def _train_stage(
         hr, eval_seconds = None, 0.0
         if run.evaluate is not None:
             eval_started = time.perf_counter()
-            hr = float(run.evaluate(TrainedNCF(config, net.serving_weights())))
+            hr = float(run.evaluate(TrainedNCF(config, net.serving_weights(copy=False))))
             eval_seconds = time.perf_counter() - eval_started
         stats = EpochStats(config.model, epoch, config.epochs, loss, seconds, samples, hr, eval_seconds)
         run.history.append(stats)
