@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_weighting import worker_casino  # noqa: E402
+from bench_weighting import worker_cases, worker_casino  # noqa: E402
 
 from recsys.settings import Settings  # noqa: E402
 
@@ -72,22 +72,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from recsys.baselines import EASE_L2_GRID, ItemKNN, Popularity, TrainItems, ease_weights
-    from recsys.evaluation import evaluate_sampled, sample_test_negatives
-    from recsys.worker import _validation_split, baseline_metrics, holdout_negatives
+    from recsys.evaluation import evaluate_sampled
+    from recsys.worker import baseline_metrics
 
     settings = Settings()
     started = time.perf_counter()
     casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
-    negatives = sample_test_negatives(
-        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, holdout_negatives(n_slots),
-        seed=settings.train_seed,
-    )
-    cases = (holdout.test_player_idx, holdout.test_slot_idx, negatives)
-    validation, test = _validation_split(cases[0].size, settings)
-    test_cases = tuple(c[test] for c in cases)
-    validation_cases = tuple(c[validation] for c in cases)
+    train_u, train_i, negatives, test_cases, validation_cases = worker_cases(data, holdout, settings)
     history_lengths = np.diff(TrainItems(train_u, train_i, n_players, n_slots).indptr).astype(np.float64)
     pair_cells = float((history_lengths**2).sum())
     print(
