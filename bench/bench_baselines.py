@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_weighting import worker_cases, worker_casino  # noqa: E402
+from bench_weighting import worker_casino  # noqa: E402
 
 from recsys.settings import Settings  # noqa: E402
 
@@ -73,13 +73,14 @@ def main() -> None:
 
     from recsys.baselines import EASE_L2_GRID, ItemKNN, Popularity, TrainItems, ease_weights
     from recsys.evaluation import evaluate_sampled
-    from recsys.worker import baseline_metrics
+    from recsys.worker import baseline_metrics, evaluation_cases
 
     settings = Settings()
     started = time.perf_counter()
     casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-    train_u, train_i, negatives, test_cases, validation_cases = worker_cases(data, holdout, settings)
+    train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings)
+    negatives = test_cases[2]
     history_lengths = np.diff(TrainItems(train_u, train_i, n_players, n_slots).indptr).astype(np.float64)
     pair_cells = float((history_lengths**2).sum())
     print(

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_weighting import worker_cases, worker_casino  # noqa: E402
+from bench_weighting import worker_casino  # noqa: E402
 
 from recsys.settings import Settings  # noqa: E402
 
@@ -52,7 +52,7 @@ def main() -> None:
     from recsys.evaluation import evaluate_sampled, hit_ratio_callback
     from recsys.ncf.training import train
     from recsys.ncf.vectors import item_vectors, most_similar, usable_kind
-    from recsys.worker import _kept_epochs, baseline_metrics, ncf_config
+    from recsys.worker import _kept_epochs, baseline_metrics, evaluation_cases, ncf_config
 
     players, slots, days = SCALES[args.scale]
     rows = []
@@ -61,7 +61,7 @@ def main() -> None:
         started = time.perf_counter()
         casino, data, holdout = worker_casino(players, slots, days, seed, settings)
         n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-        train_u, train_i, _, test_cases, validation_cases = worker_cases(data, holdout, settings)
+        train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings)
         print(
             f"seed {seed}: {players:,} x {slots:,} x {days} days -> {train_u.size:,} training pairs, "
             f"{test_cases[0].size:,} test / {validation_cases[0].size:,} validation cases "

@@ -138,27 +138,6 @@ def worker_casino(players: int, slots: int, days: int, seed: int, settings: Sett
     return casino, data, time_holdout(data, settings)
 
 
-def worker_cases(data: InteractionData, holdout, settings: Settings):
-    """The worker's evaluation cases of a :func:`worker_casino`: its sampled negatives (seeded by
-    ``train_seed``) and its validation / test halves, as in ``recsys.worker._train_and_publish``.
-
-    Returns ``(train_u, train_i, negatives, test_cases, validation_cases)``; a case tuple is
-    ``(player_idx, slot_idx, negatives)``.
-    """
-    from recsys.evaluation import sample_test_negatives
-    from recsys.worker import _validation_split
-
-    n_slots = len(data.slot_keys)
-    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
-    negatives = sample_test_negatives(
-        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, holdout_negatives(n_slots),
-        seed=settings.train_seed,
-    )
-    cases = (holdout.test_player_idx, holdout.test_slot_idx, negatives)
-    validation, test = _validation_split(cases[0].size, settings)
-    return train_u, train_i, negatives, tuple(c[test] for c in cases), tuple(c[validation] for c in cases)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--players", type=int, default=200_000)

@@ -227,26 +227,19 @@ def time_holdout(data: InteractionData, settings: Settings) -> Holdout:
 def _train_and_publish(
     engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages, followers: _Followers
 ):
-    from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback, sample_test_negatives
+    from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback
     from recsys.ncf.plots import plot_training_curve
     from recsys.ncf.training import train
     from recsys.ncf.vectors import item_vectors, usable_kind
     from recsys.offline import top_n
 
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
-    negatives = sample_test_negatives(
-        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, holdout_negatives(n_slots),
-        seed=settings.train_seed,
-    )
-    # Early stopping picks epochs on validation cases; the metrics and the gate see only the others.
-    cases = (holdout.test_player_idx, holdout.test_slot_idx, negatives)
-    validation, test = _validation_split(cases[0].size, settings)
-    holdout = Holdout(holdout.train, cases[0][test], cases[1][test])
-    test_u, test_i, negatives = holdout.test_player_idx, holdout.test_slot_idx, cases[2][test]
-    keep_best = validation is not None
+    train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings)
+    holdout = Holdout(holdout.train, test_cases[0], test_cases[1])
+    test_u, test_i, negatives = test_cases
+    keep_best = validation_cases is not None
     # The per-epoch HR@10 of the log and the curve: on the validation cases when they pick the epochs.
-    watched = tuple(c[validation] for c in cases) if keep_best else (test_u, test_i, negatives)
+    watched = validation_cases if keep_best else test_cases
 
     t = time.perf_counter()
     weights = data.weight[holdout.train] if settings.train_weighted else None
@@ -276,7 +269,7 @@ def _train_and_publish(
     t = time.perf_counter()
     baselines = baseline_metrics(
         train_u, train_i, n_players, n_slots, (test_u, test_i, negatives),
-        tuple(c[validation] for c in cases) if keep_best else None,
+        validation_cases,
     )
     stages["baselines"] = time.perf_counter() - t
     metrics: dict[str, Any] = {
@@ -286,7 +279,7 @@ def _train_and_publish(
         "full_ndcg@10": full.ndcg,
         **baselines,
         "test_players": int(test_u.size),
-        "validation_players": 0 if validation is None else int(validation.size),
+        "validation_players": 0 if validation_cases is None else int(validation_cases[0].size),
         "kept_epochs": _kept_epochs(model.history) if keep_best else None,
         "train_pairs": int(train_u.size),
         "players": n_players,
@@ -460,6 +453,34 @@ def baseline_refusal(settings: Settings, metrics: dict[str, Any]) -> str | None:
                 + (f" by more than the margin {margin:g}" if margin else "")
             )
     return None
+
+
+def evaluation_cases(data: InteractionData, holdout: Holdout, settings: Settings):
+    """The training pairs and the cases a version is measured on, cut from ``holdout``.
+
+    Each holdout player's test slot gets its sampled negatives (seeded by ``train_seed``); with early
+    stopping the cases split into a validation half, which picks epochs (and EASE's penalty), and a
+    test half, which alone gives the metrics and the gate. A case tuple is
+    ``(player_idx, slot_idx, negatives)``.
+
+    Returns
+    -------
+    train_u, train_i : np.ndarray, shape (t,)
+    test_cases : tuple of np.ndarray
+    validation_cases : tuple of np.ndarray, or None without a validation half
+    """
+    from recsys.evaluation import sample_test_negatives
+
+    n_slots = len(data.slot_keys)
+    train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
+    negatives = sample_test_negatives(
+        train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, holdout_negatives(n_slots),
+        seed=settings.train_seed,
+    )
+    cases = (holdout.test_player_idx, holdout.test_slot_idx, negatives)
+    validation, test = _validation_split(cases[0].size, settings)
+    validation_cases = None if validation is None else tuple(c[validation] for c in cases)
+    return train_u, train_i, tuple(c[test] for c in cases), validation_cases
 
 
 def _validation_split(n_cases: int, settings: Settings) -> tuple[np.ndarray | None, np.ndarray]:
