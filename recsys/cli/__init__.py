@@ -17,7 +17,7 @@ from recsys.errors import RecsysError
 # first, the single steps of the pipeline and the tools after.
 COMMAND_MODULES = (
     "demo", "db", "importing", "synth", "pipeline", "apikey", "serve",
-    "consolidate", "train", "evaluate", "simulate",
+    "experiment", "consolidate", "train", "evaluate", "simulate",
 )
 
 DESCRIPTION = """\

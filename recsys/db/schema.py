@@ -249,6 +249,8 @@ recommendations = sa.Table(
         server_default=sa.text("'{}'::jsonb"),
         comment="what produced the list: candidate source, exclusions, exploration share, index",
     ),
+    sa.Column("experiment_id", sa.Integer, comment="experiment the player was split by (recsys.experiments)"),
+    sa.Column("arm", sa.String(64), comment="the experiment's arm that made the list"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.PrimaryKeyConstraint("id", "created_at"),
     sa.CheckConstraint(_in("trigger", TRIGGERS), name="trigger"),
@@ -360,4 +362,50 @@ pipeline_runs = sa.Table(
     sa.CheckConstraint(_in("status", PIPELINE_STATUSES), name="status"),
     # At most one running pipeline, enforced by the database besides the advisory lock.
     sa.Index("uq_pipeline_runs_one_running", "status", unique=True, postgresql_where=sa.text("status = 'running'")),
+)
+
+# --- A/B experiments between model versions (recsys.experiments) ---------------------------------
+EXPERIMENT_STATUSES = ("running", "stopped")
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="running"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    sa.Column("promoted_arm", sa.String(64), comment="arm whose version was activated when it stopped"),
+    sa.CheckConstraint(_in("status", EXPERIMENT_STATUSES), name="status"),
+    sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'", name="name_shape"),
+    # One experiment at a time, enforced by the database.
+    sa.Index("uq_experiments_one_running", "status", unique=True, postgresql_where=sa.text("status = 'running'")),
+)
+
+experiment_arms = sa.Table(
+    "experiment_arms",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("position", sa.SmallInteger, nullable=False, comment="0 = the control arm"),
+    sa.Column("name", sa.String(64), nullable=False),
+    # No foreign key, as pipeline_runs.version_id: an experiment's history outlives its versions.
+    sa.Column("version_id", sa.Integer, comment="model version the arm ranks with; NULL = popularity"),
+    sa.Column("weight", sa.Integer, nullable=False, comment="share of the experiment's players, relative"),
+    sa.PrimaryKeyConstraint("experiment_id", "position"),
+    sa.UniqueConstraint("experiment_id", "name"),
+    sa.CheckConstraint("weight > 0", name="weight_positive"),
+    sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'", name="name_shape"),
+)
+
+# A signed-in dashboard browser. Only the SHA-256 of the cookie's token is stored; the key it signed
+# in with is checked again on every request, so revoking the key ends the session.
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True, comment="SHA-256 hex of the cookie's token"),
+    sa.Column("api_key_id", sa.Integer, sa.ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False, comment="hidden field every admin form carries"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index(None, "expires_at"),
 )

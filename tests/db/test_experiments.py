@@ -1,0 +1,104 @@
+"""Experiments in PostgreSQL: start/stop rules, promotion through activation, per-arm outcomes."""
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from recsys.db import experiments as store
+from recsys.db import versions
+from recsys.db.experiments import ExperimentError
+from recsys.db.versions import VersionError
+from recsys.errors import InputError
+from recsys.experiments import METRICS, Arm, results
+from tests.api.conftest import write_version
+from tests.experiment_world import ClickModel, serve_experiment
+from tests.factories import add_player, add_slot
+
+ARMS = (Arm("control", None, 50), Arm("candidate", None, 50))
+
+
+@pytest.fixture
+def casino(db):
+    with db.begin() as conn:
+        players = {f"p{i}": add_player(conn, f"p{i}", market="GB") for i in range(600)}
+        slots = {f"s{i}": add_slot(conn, f"s{i}") for i in range(1, 21)}
+    old = write_version(db, {}, slots, seed=1)
+    new = write_version(db, {}, slots, seed=2, activate=False)
+    return players, slots, old, new
+
+
+def test_one_experiment_runs_at_a_time_and_names_are_never_reused(casino, db):
+    _, _, old, new = casino
+    started = store.start(db, "first", (Arm("control", old, 50), Arm("candidate", new, 50)))
+    assert (started.status, started.control.version_id, started.version_ids()) == ("running", old, {old, new})
+    with pytest.raises(ExperimentError, match="'first' is running"):
+        store.start(db, "second", ARMS)
+    store.stop(db, "first")
+    with pytest.raises(ExperimentError, match="exists already"):
+        store.start(db, "first", ARMS)
+    with pytest.raises(ExperimentError, match="not running"):
+        store.stop(db, "first")
+    assert store.running(db) is None
+    assert [e.name for e in store.list_all(db)] == ["first"]
+
+
+def test_an_arm_needs_a_servable_version(casino, db):
+    with pytest.raises(ExperimentError, match="version 999 does not exist"):
+        store.start(db, "bad", (Arm("control", None, 1), Arm("candidate", 999, 1)))
+    failed = versions.create_version(db, "neumf", {})
+    versions.fail_version(db, failed, "boom")
+    with pytest.raises(ExperimentError, match=f"version {failed}"):
+        store.start(db, "bad", (Arm("control", None, 1), Arm("candidate", failed, 1)))
+    assert store.list_all(db) == []  # nothing written
+
+
+def test_promotion_goes_through_activation_and_its_gate(casino, db):
+    _, _, old, new = casino
+    versions.set_metrics(db, new, {"gate": {"passed": False, "reason": "HR@10 below the floor"}})
+    store.start(db, "gate", (Arm("control", old, 50), Arm("candidate", new, 50)))
+    with pytest.raises(VersionError, match="quality gate refused"):
+        store.stop(db, "gate", promote="candidate")
+    assert store.get(db, "gate").status == "running"  # a refused promotion stops nothing
+    with pytest.raises(InputError, match="no arm 'nope'"):
+        store.stop(db, "gate", promote="nope")
+    stopped = store.stop(db, "gate", promote="candidate", force=True)
+    assert (stopped.status, stopped.promoted_arm) == ("stopped", "candidate")
+    assert versions.active_version(db).id == new
+    assert "forced_activation" in versions.get_version(db, new).metrics
+
+
+def test_the_analyst_view_counts_each_arms_outcomes(casino, db):
+    players, slots, old, new = casino
+    experiment = store.start(db, "counts", (Arm("control", old, 50), Arm("candidate", new, 50)))
+    per_arm = serve_experiment(db, experiment, players, list(slots.values()),
+                               {"control": ClickModel(0.1), "candidate": ClickModel(0.2)}, seed=3)
+    outcomes = store.outcomes(db, experiment)
+    assert [o.arm for o in outcomes] == ["control", "candidate"]
+    with db.connect() as conn:
+        expected = dict(conn.execute(sa.text(
+            "SELECT r.arm, count(*) FROM feedback f JOIN recommendations r ON r.id = f.recommendation_id "
+            "WHERE f.action = 'click' GROUP BY r.arm")).all())
+        seconds = dict(conn.execute(sa.text(
+            "SELECT r.arm, sum(s.seconds) FROM play_sessions s JOIN recommendations r ON r.id = s.recommendation_id "
+            "GROUP BY r.arm")).all())
+    for o in outcomes:
+        assert (o.players, o.lists, o.items, o.impressions) == (per_arm[o.arm], per_arm[o.arm], 5 * per_arm[o.arm],
+                                                                5 * per_arm[o.arm])
+        assert o.clicks == expected[o.arm] == o.plays == o.minutes_after_click.size
+        assert o.minutes_after_click.sum() == pytest.approx(seconds[o.arm] / 60)
+
+
+@pytest.mark.parametrize(("candidate_click", "verdict"), [(0.16, "better"), (0.10, "no difference")])
+def test_a_better_arm_is_detected_and_equal_arms_are_not(casino, db, candidate_click, verdict):
+    players, slots, old, new = casino
+    experiment = store.start(db, "ab", (Arm("control", old, 50), Arm("candidate", new, 50)))
+    serve_experiment(db, experiment, players, list(slots.values()),
+                     {"control": ClickModel(0.10), "candidate": ClickModel(candidate_click)}, seed=4)
+    control, candidate = results(store.outcomes(db, experiment))
+    click = candidate.estimates["click_rate"]
+    assert candidate.verdict(METRICS[0]) == verdict
+    if verdict == "better":
+        assert click.diff_low > 0 and click.diff_low < 0.06 < click.diff_high
+    else:
+        assert click.diff_low < 0 < click.diff_high
+    assert np.isclose(click.diff, click.value - control.estimates["click_rate"].value)

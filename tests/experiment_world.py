@@ -1,0 +1,64 @@
+"""Served lists of a running experiment with a known click model, written straight into the log.
+
+Each player gets the arm :func:`recsys.experiments.assign` gives, one list of ``items`` slots, an
+impression of every item, a click on each with the arm's probability, a play session attributed to
+each clicked item (its minutes drawn around the arm's mean) and a dismissal of some unclicked ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import sqlalchemy as sa
+
+from recsys.experiments import Experiment, assign
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    click: float  # P(click | impression)
+    minutes: float = 5.0  # mean minutes played after a click
+    dismiss: float = 0.05  # P(dismiss | impression, no click)
+
+
+def serve_experiment(engine, experiment: Experiment, players: dict[str, int], slots: list[int],
+                     models: dict[str, ClickModel], *, seed: int = 0, items: int = 5,
+                     now: datetime | None = None) -> dict[str, int]:
+    """Log one list per player; returns the number of players per arm."""
+    rng = np.random.default_rng(seed)
+    now = now or datetime.now(UTC)
+    lists, rows, feedback, sessions, per_arm = [], [], [], [], {}
+    for n, (player_id, key) in enumerate(players.items()):
+        arm = assign(experiment, player_id)
+        per_arm[arm.name] = per_arm.get(arm.name, 0) + 1
+        model = models[arm.name]
+        rec_id, at = uuid.uuid4(), now - timedelta(minutes=n % 1400)
+        lists.append({"id": rec_id, "p": key, "v": arm.version_id, "e": experiment.id, "arm": arm.name, "at": at})
+        chosen = rng.choice(slots, size=items, replace=False)
+        for rank, slot in enumerate(chosen, 1):
+            rows.append({"r": rec_id, "rank": rank, "s": int(slot), "at": at})
+            feedback.append({"r": rec_id, "s": int(slot), "a": "impression", "ts": at})
+            if rng.random() < model.click:
+                feedback.append({"r": rec_id, "s": int(slot), "a": "click", "ts": at})
+                seconds = float(rng.exponential(model.minutes * 60))
+                sessions.append({"sid": f"x-{rec_id}-{rank}", "p": key, "s": int(slot), "start": at,
+                                 "end": at + timedelta(seconds=seconds), "sec": seconds, "r": rec_id})
+            elif rng.random() < model.dismiss:
+                feedback.append({"r": rec_id, "s": int(slot), "a": "dismiss", "ts": at})
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO recommendations (id, player_key, version_id, trigger, experiment_id, arm, filters, "
+            "created_at) VALUES (:id, :p, :v, 'api', :e, :arm, '{\"gate\": \"allowed\"}', :at)"), lists)
+        conn.execute(sa.text(
+            "INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, created_at) "
+            "VALUES (:r, :rank, :s, 1.0, 'personal', :at)"), rows)
+        conn.execute(sa.text("INSERT INTO feedback (recommendation_id, slot_key, action, ts) VALUES (:r, :s, :a, :ts)"),
+                     feedback)
+        if sessions:
+            conn.execute(sa.text(
+                "INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at, ended_at, "
+                "seconds, recommendation_id) VALUES (:sid, :p, :s, :start, :end, :end, :sec, :r)"), sessions)
+    return per_arm
