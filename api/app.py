@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from api import catalogue, events, feedback, health, models, players, recommendations, stream
+from api import catalogue, dashboard, events, experiments, feedback, health, models, players, recommendations, stream
 from api.auth import KeyCache
 from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
@@ -26,7 +26,8 @@ from recsys.db.engine import create_engine, libpq_url
 from recsys.settings import Settings
 
 ROUTES = [*health.ROUTES, metrics_endpoint, *catalogue.ROUTES, *players.ROUTES, *recommendations.ROUTES,
-          *models.ROUTES, *events.ROUTES, *feedback.ROUTES, *stream.ROUTES]
+          *models.ROUTES, *events.ROUTES, *feedback.ROUTES, *stream.ROUTES, *experiments.ROUTES,
+          *dashboard.ROUTES]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -5,10 +5,12 @@ Per process: with several server workers each answers for itself (scrape each, o
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from dataclasses import dataclass
 
 from litestar import MediaType, Response, get
 from litestar.datastructures import State
@@ -28,6 +30,18 @@ class _Histogram:
         self.counts[bisect_left(self.buckets, value)] += 1
         self.total += value
 
+    def quantile(self, q: float) -> float | None:
+        """Upper bound of the bucket holding the ``q`` quantile (seconds); inf past the last bucket."""
+        total = sum(self.counts)
+        if total == 0:
+            return None
+        cumulative = 0
+        for bound, count in zip((*self.buckets, math.inf), self.counts, strict=True):
+            cumulative += count
+            if cumulative >= q * total:
+                return bound
+        return math.inf
+
     def lines(self, name: str, labels: str) -> list[str]:
         sep = "," if labels else ""
         out, cumulative = [], 0
@@ -39,6 +53,19 @@ class _Histogram:
         out.append(f"{name}_sum{{{labels}}} {self.total:.6f}")
         out.append(f"{name}_count{{{labels}}} {cumulative}")
         return out
+
+
+@dataclass(frozen=True)
+class EndpointLoad:
+    """One route and method since this process started. Quantiles are bucket upper bounds."""
+
+    route: str
+    method: str
+    requests: int
+    errors: int  # 5xx answers
+    per_second: float
+    p50_seconds: float | None
+    p99_seconds: float | None
 
 
 class Metrics:
@@ -88,6 +115,19 @@ class Metrics:
             if build_seconds is not None:
                 self._build_seconds = build_seconds
                 self._swaps += 1
+
+    def endpoints(self) -> list[EndpointLoad]:
+        """Requests, rate and latency quantiles per route and method, busiest first."""
+        with self._lock:
+            merged: dict[tuple[str, str], tuple[_Histogram, int]] = {}
+            for (route, method, status), histogram in self._requests.items():
+                combined, errors = merged.get((route, method), (_Histogram(LATENCY_BUCKETS), 0))
+                combined.counts = [a + b for a, b in zip(combined.counts, histogram.counts, strict=True)]
+                merged[(route, method)] = (combined, errors + (sum(histogram.counts) if status == "5xx" else 0))
+            uptime = max(time.time() - self._started, 1e-9)
+        out = [EndpointLoad(route, method, sum(h.counts), errors, sum(h.counts) / uptime, h.quantile(0.5),
+                            h.quantile(0.99)) for (route, method), (h, errors) in merged.items()]
+        return sorted(out, key=lambda e: -e.requests)
 
     def render(self) -> str:
         with self._lock:

@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from api.errors import NotReady
 from recsys.db.apikeys import ApiKeyError
 from recsys.db.engine import DatabaseUnavailable
+from recsys.db.experiments import ExperimentError, UnknownExperiment
 from recsys.db.serving import NotFound
 from recsys.db.versions import VersionError
 from recsys.errors import InputError
@@ -53,6 +54,19 @@ def version_conflict(exc: VersionError) -> ProblemDetailsException:
         title="The model version cannot do that",
         detail=str(exc),
         extra={"version": exc.version_id},
+    )
+
+
+def experiment_conflict(exc: ExperimentError) -> ProblemDetailsException:
+    if isinstance(exc, UnknownExperiment):
+        return ProblemDetailsException(status_code=404, type_=TYPE_BASE + "not-found", title="Unknown experiment",
+                                       detail=str(exc), extra={"experiment": exc.name})
+    return ProblemDetailsException(
+        status_code=409,
+        type_=TYPE_BASE + "experiment-conflict",
+        title="The experiment cannot do that",
+        detail=str(exc),
+        extra={"experiment": exc.name},
     )
 
 
@@ -136,6 +150,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 NotFound: not_found,
                 InputError: invalid_input,
                 VersionError: version_conflict,
+                ExperimentError: experiment_conflict,
                 ApiKeyError: api_key_error,
                 NotReady: not_ready,
                 DatabaseUnavailable: database_unavailable,

@@ -1,0 +1,296 @@
+"""The operator dashboard at ``/dashboard``: server-rendered HTML and SVG, no JavaScript, nothing fetched
+from the internet (docs/experiments.md, "The dashboard").
+
+Sign-in takes an API key with ``read`` or ``admin`` scope and sets a session cookie (``HttpOnly``,
+``SameSite=Strict``, ``Secure`` over HTTPS, expiring after :data:`SESSION_LIFETIME`). Admin actions
+(activate a version, start or stop an experiment) need ``admin`` and carry the session's CSRF token
+in a hidden field; a page is never cached and may not be framed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from litestar import MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery
+from litestar.response import Redirect
+
+from api import charts
+from api.experiments import experiment_out, start_experiment, stop_experiment
+from recsys import experiments as domain
+from recsys.db import dashboard as store
+from recsys.db import experiments as experiment_store
+from recsys.db import pipeline_runs, versions
+from recsys.db.apikeys import find_key
+from recsys.db.experiments import ExperimentError
+from recsys.db.versions import VersionError
+from recsys.errors import InputError
+from recsys.experiments import parse_arm
+
+COOKIE = "recsys_dashboard"
+SESSION_LIFETIME = timedelta(hours=8)
+"""A working day; signing in again after it is cheap and bounds what a stolen cookie is worth."""
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+PAGES = (("overview", "/dashboard", "Overview"), ("versions", "/dashboard/versions", "Versions"),
+         ("runs", "/dashboard/runs", "Pipeline runs"), ("experiments", "/dashboard/experiments", "Experiments"),
+         ("players", "/dashboard/players", "Player lookup"))
+REPORT_FILE = re.compile(r"[A-Za-z0-9_.-]{1,100}\.(png|svg)")
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+@cache
+def templates() -> Environment:
+    return Environment(loader=PackageLoader("api", "templates"), autoescape=select_autoescape(default=True))
+
+
+def page(name: str, status: int = 200, **context: Any) -> Response[str]:
+    html = templates().get_template(f"{name}.html").render(pages=PAGES, current=name, **context)
+    return Response(html, status_code=status, media_type=MediaType.HTML, headers=HEADERS)
+
+
+def _session(request: Request) -> store.DashboardSession | None:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 64:
+        return None
+    return store.find_session(request.app.state.serving.engine, token)
+
+
+def _signed_in(request: Request) -> store.DashboardSession | Response:
+    return _session(request) or Redirect("/dashboard/login", status_code=303)
+
+
+def _admin(request: Request, form: dict[str, str]) -> store.DashboardSession | Response:
+    """The session of an admin action whose form carries the session's CSRF token, else a refusal."""
+    session = _session(request)
+    if session is None:
+        return Redirect("/dashboard/login", status_code=303)
+    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf_token.encode()):
+        return page("refused", 403, session=session, message="the form's CSRF token does not match this session; "
+                                                             "reload the page and try again")
+    if not session.key.allows("admin"):
+        return page("refused", 403, session=session, message=f"this needs an admin key; you signed in with "
+                                                             f"{', '.join(session.key.scopes)}")
+    return session
+
+
+# --- sign-in ---------------------------------------------------------------------------------------
+
+@get("/dashboard/login", sync_to_thread=False, include_in_schema=False)
+def login_form() -> Response[str]:
+    return page("login", session=None)
+
+
+@post("/dashboard/login", sync_to_thread=True, include_in_schema=False)
+def login(request: Request, state: State, data: Form) -> Response:
+    engine = state.serving.engine
+    key = find_key(engine, data.get("key", "").strip()[:300])
+    if key is None or key.revoked_at is not None:
+        return page("login", 401, session=None, error="that API key is unknown or revoked")
+    if not key.allows("read"):
+        return page("login", 403, session=None, error=f"the dashboard needs a read or admin key; this one has "
+                                                      f"{', '.join(key.scopes)}")
+    token, _ = store.create_session(engine, key, SESSION_LIFETIME)
+    cookie = Cookie(key=COOKIE, value=token, path="/dashboard", httponly=True, samesite="strict",
+                    secure=request.url.scheme == "https", max_age=int(SESSION_LIFETIME.total_seconds()))
+    return Redirect("/dashboard", status_code=303, cookies=[cookie])
+
+
+@post("/dashboard/logout", sync_to_thread=True, include_in_schema=False)
+def logout(request: Request, state: State) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token and len(token) <= 64:
+        store.end_session(state.serving.engine, token)
+    return Redirect("/dashboard/login", status_code=303,
+                    cookies=[Cookie(key=COOKIE, value="", path="/dashboard", max_age=0, httponly=True,
+                                    samesite="strict")])
+
+
+# --- pages -----------------------------------------------------------------------------------------
+
+BASELINES = (("this version", ""), ("popularity", "popularity_"), ("item-kNN", "itemknn_"), ("EASE", "ease_"))
+
+
+@get("/dashboard", sync_to_thread=True, include_in_schema=False)
+def overview(request: Request, state: State) -> Response:
+    session = _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    engine = state.serving.engine
+    active = versions.active_version(engine)
+    quality = []
+    if active is not None:
+        for label, prefix in BASELINES:
+            hr, ndcg = active.metrics.get(f"{prefix}hr@10"), active.metrics.get(f"{prefix}ndcg@10")
+            if hr is not None:
+                quality.append((label, hr, ndcg))
+    hours = store.hourly_lists(engine, 24)
+    reasons = sorted({r for h in hours for r in h.suppressed})
+    series = {"served (API)": [h.served - h.triggered for h in hours], "served (trigger)": [h.triggered for h in hours],
+              **{f"suppressed: {r}": [h.suppressed.get(r, 0) for h in hours] for r in reasons}}
+    funnel = store.funnel(engine, 24)
+    return page(
+        "overview", session=session, active=active, quality=quality,
+        quality_chart=charts.horizontal_bars("HR@10 of the active version and the baselines",
+                                             [(label, hr) for label, hr, _ in quality], unit="HR@10 (share of cases)",
+                                             scale_max=1.0) if quality else None,
+        endpoints=state.metrics.endpoints(), hours=hours,
+        totals={"served": sum(h.served for h in hours), "triggered": sum(h.triggered for h in hours),
+                "suppressed": sum(sum(h.suppressed.values()) for h in hours)},
+        lists_chart=charts.stacked_bars("Lists per hour, last 24 h", [f"{h.hour:%H}" for h in hours], series,
+                                        y_unit="lists per hour", x_unit="hour of day (UTC)"),
+        funnel=funnel,
+        funnel_chart=charts.horizontal_bars("Feedback funnel, last 24 h", [
+            ("items served", funnel["served"]), ("impressions", funnel["impressions"]), ("clicks", funnel["clicks"]),
+            ("plays", funnel["plays"]), ("dismissals", funnel["dismissals"])], unit="list items"),
+        experiment=experiment_store.running(engine),
+    )
+
+
+@get("/dashboard/versions", sync_to_thread=True, include_in_schema=False)
+def versions_page(request: Request, state: State) -> Response:
+    session = _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    return _versions(state, session)
+
+
+def _versions(state: State, session, status: int = 200, error: str | None = None) -> Response:
+    return page("versions", status, session=session, versions=versions.list_versions(state.serving.engine, 100),
+                error=error)
+
+
+@post("/dashboard/versions/{version_id:int}/activate", sync_to_thread=True, include_in_schema=False)
+def activate(request: Request, state: State, version_id: FromPath[int], data: Form) -> Response:
+    session = _admin(request, data)
+    if isinstance(session, Response):
+        return session
+    serving = state.serving
+    try:
+        versions.activate(serving.engine, version_id, force=data.get("force") == "on")
+    except VersionError as exc:
+        return _versions(state, session, 409, str(exc))
+    serving.load_active_version()
+    return Redirect("/dashboard/versions", status_code=303)
+
+
+@get("/dashboard/runs", sync_to_thread=True, include_in_schema=False)
+def runs_page(request: Request, state: State) -> Response:
+    session = _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    runs = pipeline_runs.list_runs(state.serving.engine, 100)
+    return page("runs", session=session, runs=runs,
+                reports={r.id for r in runs if r.report_path and Path(r.report_path).is_file()})
+
+
+@get("/dashboard/runs/{run_id:int}/{name:str}", sync_to_thread=True, include_in_schema=False)
+def run_report(request: Request, state: State, run_id: FromPath[int], name: FromPath[str]) -> Response:
+    """A run's HTML report (``report``) or a picture beside it (the report links them relatively)."""
+    session = _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    run = pipeline_runs.get_run(state.serving.engine, run_id)
+    report = Path(run.report_path) if run is not None and run.report_path else None
+    if name == "report":
+        path, media = report, MediaType.HTML
+    elif REPORT_FILE.fullmatch(name) and report is not None:
+        path, media = report.parent / name, "image/svg+xml" if name.endswith(".svg") else "image/png"
+    else:
+        path, media = None, None
+    if path is None or not path.is_file():
+        return page("refused", 404, session=session, message=f"run {run_id} has no file {name!r}")
+    return Response(path.read_bytes(), media_type=media, headers=HEADERS)
+
+
+@get("/dashboard/experiments", sync_to_thread=True, include_in_schema=False)
+def experiments_page(request: Request, state: State) -> Response:
+    session = _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    return _experiments(state, session)
+
+
+def _experiments(state: State, session, status: int = 200, error: str | None = None,
+                 form: dict[str, str] | None = None) -> Response:
+    engine = state.serving.engine
+    shown = []
+    for experiment in experiment_store.list_all(engine, 20):
+        out = experiment_out(engine, experiment)
+        charts_by_metric = {
+            m.key: charts.intervals(
+                f"{m.label}: difference to {out.control}",
+                [(a.name, *(_scaled(getattr(a.results[m.key], f), m) for f in ("diff", "diff_low", "diff_high")))
+                 for a in out.arms[1:]],
+                unit=f"difference to control ({'percentage points' if m.unit == '%' else m.unit}), 95 % interval")
+            for m in domain.METRICS
+        }
+        shown.append((experiment, out, charts_by_metric))
+    candidates = [v for v in versions.list_versions(engine, 100) if v.status in experiment_store.SERVABLE]
+    return page("experiments", status, session=session, experiments=shown, metrics=domain.METRICS,
+                shown=domain.shown, candidates=candidates, error=error, form=form or {},
+                running=any(e.status == "running" for e, _, _ in shown))
+
+
+def _scaled(x: float | None, metric: domain.Metric) -> float | None:
+    return None if x is None else x * 100 if metric.unit == "%" else x
+
+
+@post("/dashboard/experiments/start", sync_to_thread=True, include_in_schema=False)
+def start_form(request: Request, state: State, data: Form) -> Response:
+    session = _admin(request, data)
+    if isinstance(session, Response):
+        return session
+    source = "start experiment"
+    try:
+        arms = [parse_arm(text, source) for text in data.get("arms", "").split()]
+        start_experiment(state.serving.engine, data.get("name", "").strip(),
+                         [(a.name, a.version_label, a.weight) for a in arms], source)
+    except InputError as exc:
+        return _experiments(state, session, 422, str(exc), data)
+    except ExperimentError as exc:
+        return _experiments(state, session, 409, str(exc), data)
+    return Redirect("/dashboard/experiments", status_code=303)
+
+
+@post("/dashboard/experiments/{name:str}/stop", sync_to_thread=True, include_in_schema=False)
+def stop_form(request: Request, state: State, name: FromPath[str], data: Form) -> Response:
+    session = _admin(request, data)
+    if isinstance(session, Response):
+        return session
+    try:
+        stop_experiment(state.serving, name, data.get("promote") or None, data.get("force") == "on")
+    except InputError as exc:
+        return _experiments(state, session, 422, str(exc))
+    except (ExperimentError, VersionError) as exc:
+        return _experiments(state, session, 409, str(exc))
+    return Redirect("/dashboard/experiments", status_code=303)
+
+
+@get("/dashboard/players", sync_to_thread=True, include_in_schema=False)
+def players_page(request: Request, state: State, player_id: FromQuery[str | None] = None) -> Response:
+    """Why this list: the player's last lists from the audit log, with version, arm, gate and filters."""
+    session = _signed_in(request)
+    if isinstance(session, Response):
+        return session
+    player_id = (player_id or "").strip()[:128] or None
+    lists = None if player_id is None else store.player_lists(state.serving.engine, player_id, 10)
+    status = 404 if player_id is not None and lists is None else 200
+    return page("players", status, session=session, player_id=player_id, lists=lists, now=datetime.now(UTC))
+
+
+ROUTES = [login_form, login, logout, overview, versions_page, activate, runs_page, run_report, experiments_page,
+          start_form, stop_form, players_page]

@@ -1,0 +1,173 @@
+"""What the operator dashboard reads and its sign-in sessions (api/dashboard.py draws it).
+
+A session is a random token in an ``HttpOnly`` cookie; only its SHA-256 is stored, next to the API
+key it signed in with and a CSRF token. Every request re-reads the key, so a revoked key ends its
+sessions at once, on every replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from recsys.db.apikeys import ApiKey
+
+
+@dataclass(frozen=True)
+class DashboardSession:
+    key: ApiKey
+    csrf_token: str
+    expires_at: datetime
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_session(engine: sa.Engine, key: ApiKey, lifetime: timedelta) -> tuple[str, DashboardSession]:
+    """A new session for ``key``: ``(cookie token, session)``. Expired sessions are purged on the way."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM dashboard_sessions WHERE expires_at < now()"))
+        expires_at = conn.execute(
+            sa.text("INSERT INTO dashboard_sessions (token_hash, api_key_id, csrf_token, expires_at) "
+                    "VALUES (:h, :k, :c, now() + :life) RETURNING expires_at"),
+            {"h": _digest(token), "k": key.id, "c": csrf, "life": lifetime},
+        ).scalar_one()
+    return token, DashboardSession(key, csrf, expires_at)
+
+
+def find_session(engine: sa.Engine, token: str) -> DashboardSession | None:
+    """The live session of a cookie token: not expired, its key not revoked; else None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT k.id, k.prefix, k.scopes, k.name, k.created_at, k.revoked_at, s.csrf_token, s.expires_at "
+                    "FROM dashboard_sessions s JOIN api_keys k ON k.id = s.api_key_id "
+                    "WHERE s.token_hash = :h AND s.expires_at > now() AND k.revoked_at IS NULL"),
+            {"h": _digest(token)},
+        ).first()
+    if row is None:
+        return None
+    key = ApiKey(row.id, row.prefix, tuple(row.scopes), row.name, row.created_at, row.revoked_at)
+    return DashboardSession(key, row.csrf_token, row.expires_at)
+
+
+def end_session(engine: sa.Engine, token: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM dashboard_sessions WHERE token_hash = :h"), {"h": _digest(token)})
+
+
+@dataclass(frozen=True)
+class HourlyLists:
+    hour: datetime  # start of the UTC hour
+    served: int  # lists the gate allowed, API and trigger
+    triggered: int  # of those, made by the long-session trigger
+    suppressed: dict[str, int]  # reason -> lists withheld
+
+
+def hourly_lists(engine: sa.Engine, hours: int = 24) -> list[HourlyLists]:
+    """Lists per UTC hour over the last ``hours`` (every hour present, empty ones as zeros), oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT h.hour, r.suppressed_reason, r.trigger, count(r.id) AS n "
+                "FROM generate_series(date_trunc('hour', now()) - make_interval(hours => :h - 1), "
+                "                     date_trunc('hour', now()), interval '1 hour') AS h(hour) "
+                "LEFT JOIN recommendations r ON r.created_at >= h.hour AND r.created_at < h.hour + interval '1 hour' "
+                "GROUP BY h.hour, r.suppressed_reason, r.trigger ORDER BY h.hour"
+            ),
+            {"h": hours},
+        ).all()
+    out: dict[datetime, HourlyLists] = {}
+    for hour, reason, trigger, n in rows:
+        entry = out.setdefault(hour, HourlyLists(hour, 0, 0, {}))
+        if trigger is None:
+            continue
+        if reason is not None:
+            entry.suppressed[reason] = entry.suppressed.get(reason, 0) + n
+        else:
+            out[hour] = HourlyLists(hour, entry.served + n, entry.triggered + (n if trigger != "api" else 0),
+                                    entry.suppressed)
+    return list(out.values())
+
+
+def _answered(action: str) -> str:
+    return (f"count(*) FILTER (WHERE EXISTS (SELECT 1 FROM feedback f WHERE f.recommendation_id = "
+            f"i.recommendation_id AND f.slot_key = i.slot_key AND f.action = '{action}'))")
+
+
+def funnel(engine: sa.Engine, hours: int = 24) -> dict[str, int]:
+    """Items of the lists served in the last ``hours``: served, impressed, clicked, played, dismissed."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                f"SELECT count(*) AS served, {_answered('impression')} AS impressions, {_answered('click')} AS clicks, "
+                "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM play_sessions s WHERE s.recommendation_id = "
+                "  i.recommendation_id AND s.slot_key = i.slot_key)) AS plays, "
+                f"{_answered('dismiss')} AS dismissals "
+                "FROM recommendation_items i WHERE i.created_at >= now() - make_interval(hours => :h)"
+            ),
+            {"h": hours},
+        ).one()
+    return dict(row._mapping)
+
+
+@dataclass(frozen=True)
+class LoggedItem:
+    rank: int
+    slot_id: str
+    name: str
+    provider: str
+    score: float
+    reason: str
+    explored: bool
+
+
+@dataclass(frozen=True)
+class LoggedList:
+    recommendation_id: str
+    created_at: datetime
+    trigger: str
+    version_id: int | None
+    experiment: str | None
+    arm: str | None
+    market: str | None
+    suppressed_reason: str | None
+    action: str | None
+    context_slot_id: str | None
+    filters: dict[str, Any]
+    items: tuple[LoggedItem, ...]
+
+
+def player_lists(engine: sa.Engine, player_id: str, limit: int = 10) -> list[LoggedList] | None:
+    """The player's last ``limit`` lists from the audit log, newest first; None for an unknown player."""
+    with engine.connect() as conn:
+        player = conn.execute(sa.text("SELECT id FROM players WHERE player_id = :p"), {"p": player_id}).scalar()
+        if player is None:
+            return None
+        lists = conn.execute(
+            sa.text("SELECT r.id, r.created_at, r.trigger, r.version_id, e.name AS experiment, r.arm, r.market, "
+                    "r.suppressed_reason, r.action, c.slot_id AS context, r.filters "
+                    "FROM recommendations r LEFT JOIN experiments e ON e.id = r.experiment_id "
+                    "LEFT JOIN slots c ON c.id = r.context_slot_key "
+                    "WHERE r.player_key = :p ORDER BY r.created_at DESC LIMIT :limit"),
+            {"p": player, "limit": limit},
+        ).all()
+        items = conn.execute(
+            sa.text("SELECT i.recommendation_id, i.rank, s.slot_id, s.name, s.provider, i.score, i.reason, i.explored "
+                    "FROM recommendation_items i JOIN slots s ON s.id = i.slot_key "
+                    "WHERE i.recommendation_id = ANY(:ids) ORDER BY i.recommendation_id, i.rank"),
+            {"ids": [r.id for r in lists]},
+        ).all()
+    by_list: dict[Any, list[LoggedItem]] = {}
+    for i in items:
+        by_list.setdefault(i.recommendation_id, []).append(
+            LoggedItem(i.rank, i.slot_id, i.name, i.provider, i.score, i.reason, i.explored))
+    return [LoggedList(str(r.id), r.created_at, r.trigger, r.version_id, r.experiment, r.arm, r.market,
+                       r.suppressed_reason, r.action, r.context, r.filters, tuple(by_list.get(r.id, ())))
+            for r in lists]

@@ -1,0 +1,106 @@
+"""The dashboard over HTTP (tests/dashboard drives it in a browser): sign-in, cookie, scopes, CSRF."""
+
+import re
+
+import pytest
+
+from recsys.db import experiments as store
+from recsys.db import versions
+from tests.api.conftest import count, write_version
+
+
+def sign_in(client, headers) -> str:
+    """Sign in with the key of ``headers``; returns the page's CSRF token."""
+    key = headers["Authorization"].split()[1]
+    response = client.post("/dashboard/login", data={"key": key}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Max-Age=28800" in cookie
+    assert "Path=/dashboard" in cookie
+    page = client.get("/dashboard/versions")
+    assert page.status_code == 200
+    return re.search(r'name="csrf-token" content="([^"]+)"', page.text)[1]
+
+
+def test_pages_need_a_session(client):
+    for path in ("/dashboard", "/dashboard/versions", "/dashboard/runs", "/dashboard/experiments",
+                 "/dashboard/players?player_id=p1"):
+        response = client.get(path, follow_redirects=False)
+        assert (response.status_code, response.headers["location"]) == (303, "/dashboard/login"), path
+
+
+@pytest.mark.parametrize(("key", "status"), [("rsk_00000000_nope", 401), (None, 403)])
+def test_unknown_and_ingest_keys_cannot_sign_in(client, keys, key, status):
+    key = key or keys["ingest"]["Authorization"].split()[1]
+    response = client.post("/dashboard/login", data={"key": key}, follow_redirects=False)
+    assert response.status_code == status and "set-cookie" not in response.headers
+
+
+def test_overview_shows_the_active_version_and_todays_lists(client, keys, world):
+    sign_in(client, keys["read"])
+    for _ in range(3):
+        assert client.get("/v1/players/p1/recommendations", headers=keys["read"]).status_code == 200
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert f'<strong id="active-id">{world.version}</strong>' in page.text
+    assert '<strong id="served-24h">3</strong>' in page.text
+    assert "<code>/v1/players/{player_id}/recommendations</code></td><td>GET</td><td class=\"n\">3</td>" in page.text
+    assert "<svg" in page.text and "lists per hour" in page.text and "hour of day (UTC)" in page.text
+
+
+def test_a_read_key_cannot_activate_and_admin_needs_the_csrf_token(client, keys, world, db):
+    other = write_version(db, world.players, world.slots, seed=5, activate=False)
+    csrf = sign_in(client, keys["read"])
+    refused = client.post(f"/dashboard/versions/{other}/activate", data={"csrf": csrf})
+    assert refused.status_code == 403 and "needs an admin key" in refused.text
+    assert versions.active_version(db).id == world.version
+
+    csrf = sign_in(client, keys["admin"])
+    forged = client.post(f"/dashboard/versions/{other}/activate", data={"csrf": "forged"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    assert versions.active_version(db).id == world.version
+    done = client.post(f"/dashboard/versions/{other}/activate", data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303
+    assert versions.active_version(db).id == other
+
+
+def test_revoking_the_key_or_signing_out_ends_the_session(client, keys, db):
+    from recsys.db import apikeys
+
+    csrf = sign_in(client, keys["read"])
+    assert count(db, "dashboard_sessions") == 1
+    client.post("/dashboard/logout", data={"csrf": csrf})
+    assert client.get("/dashboard", follow_redirects=False).status_code == 303
+    sign_in(client, keys["admin"])
+    apikeys.revoke_key(db, keys["admin"]["Authorization"].split("_")[1])
+    assert client.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_experiments_start_and_stop_from_the_dashboard(client, keys, world, db):
+    other = write_version(db, world.players, world.slots, seed=5, activate=False)
+    csrf = sign_in(client, keys["admin"])
+    bad = client.post("/dashboard/experiments/start", data={"csrf": csrf, "name": "ab", "arms": "control=oops"})
+    assert bad.status_code == 422 and "NAME=VERSION:WEIGHT" in bad.text
+    assert client.post("/dashboard/experiments/start", data={
+        "csrf": csrf, "name": "ab", "arms": f"control={world.version}:50 candidate={other}:50"},
+        follow_redirects=False).status_code == 303
+    assert store.running(db).name == "ab"
+    page = client.get("/dashboard/experiments")
+    assert "clicks / impression" in page.text and f"candidate (version {other})" in page.text
+    assert client.post("/dashboard/experiments/ab/stop", data={"csrf": csrf, "promote": "candidate"},
+                       follow_redirects=False).status_code == 303
+    assert (store.get(db, "ab").promoted_arm, versions.active_version(db).id) == ("candidate", other)
+
+
+def test_why_this_list_reads_the_audit_log(client, keys, world):
+    sign_in(client, keys["read"])
+    served = client.get("/v1/players/p2/recommendations?k=3", headers=keys["read"]).json()
+    page = client.get("/dashboard/players?player_id=p2")
+    assert page.status_code == 200
+    assert served["recommendation_id"] in page.text and "gate: allowed" in page.text
+    for item in served["items"]:
+        assert f"<code>{item['slot_id']}</code>" in page.text
+    assert client.get("/dashboard/players?player_id=nobody").status_code == 404
+    escaped = client.get("/dashboard/players?player_id=%3Cscript%3E")
+    assert "<script>" not in escaped.text and "&lt;script&gt;" in escaped.text
