@@ -44,7 +44,7 @@ def _legend(names: list[str], x: float, y: float) -> list[str]:
 def stacked_bars(title: str, labels: list[str], series: dict[str, list[float]], *, y_unit: str, x_unit: str,
                  width: int = 760, height: int = 240) -> Markup:
     """Bars per label (e.g. per hour), each stacked from ``series`` (name -> one value per label)."""
-    left, right, top, bottom = 56, 150, 14, 40
+    left, right, top, bottom = 56, 190, 14, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     top_value = nice_max(max(totals, default=0))

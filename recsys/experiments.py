@@ -192,10 +192,14 @@ class ArmResult:
     estimates: dict[str, Estimate] = field(default_factory=dict)
 
     def verdict(self, metric: Metric) -> str:
-        """``better``, ``worse`` or ``no difference`` than the control, at 95 %."""
+        """``better``, ``worse`` or ``no difference`` than the control, at 95 % (``no data`` without an interval)."""
         estimate = self.estimates[metric.key]
-        if self.is_control or not estimate.significant:
-            return "control" if self.is_control else "no difference"
+        if self.is_control:
+            return "control"
+        if estimate.diff_low is None:
+            return "no data"
+        if not estimate.significant:
+            return "no difference"
         return "better" if (estimate.diff > 0) == metric.higher_is_better else "worse"
 
 

@@ -15,7 +15,7 @@ def test_start_read_and_stop_with_promotion(client, keys, world, db):
                                                                                     [world.version, other])
     assert out["arms"][1]["results"]["click_rate"] == {"value": None, "low": None, "high": None, "diff": None,
                                                       "diff_low": None, "diff_high": None, "p_value": None,
-                                                      "verdict": "no difference"}
+                                                      "verdict": "no data"}
     again = assert_problem(client.post("/v1/experiments", json={**body, "name": "cd"}, headers=keys["admin"]), 409)
     assert "'ab' is running" in again["detail"]
     assert client.get("/v1/experiments/ab", headers=keys["read"]).json()["name"] == "ab"
