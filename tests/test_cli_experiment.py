@@ -1,0 +1,57 @@
+"""`recsys experiment start|stop|report|list` end to end on the test database."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.cli import main
+from recsys.db import experiments as store
+from recsys.db import versions
+from tests.api.conftest import write_version
+from tests.experiment_world import ClickModel, serve_experiment
+from tests.factories import add_player, add_slot
+
+
+@pytest.fixture
+def cli(monkeypatch, db, settings, tmp_path):
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
+    with db.begin() as conn:
+        players = {f"p{i}": add_player(conn, f"p{i}") for i in range(400)}
+        slots = {f"s{i}": add_slot(conn, f"s{i}") for i in range(1, 21)}
+    old = write_version(db, {}, slots, seed=1)
+    new = write_version(db, {}, slots, seed=2, activate=False)
+    return players, slots, old, new
+
+
+def test_start_report_and_stop_with_promotion(cli, db, capsys):
+    players, slots, old, new = cli
+    assert main(["experiment", "start", "ab", "--arm", f"control={old}:50", "--arm", f"candidate={new}:50"]) == 0
+    assert capsys.readouterr().out == (f"started experiment 'ab': control=version {old} (weight 50), "
+                                       f"candidate=version {new} (weight 50)\n")
+    serve_experiment(db, store.running(db), players, list(slots.values()),
+                     {"control": ClickModel(0.10), "candidate": ClickModel(0.20)}, seed=5)
+    assert main(["experiment", "report", "ab"]) == 0
+    report = capsys.readouterr().out
+    click_lines = report.split("clicks / impression (%)")[1].splitlines()
+    assert click_lines[2].split()[0] == "control" and click_lines[2].rstrip().endswith("control")
+    assert click_lines[3].split()[0] == "candidate" and click_lines[3].rstrip().endswith("better")
+    assert main(["experiment", "stop", "ab", "--promote", "candidate"]) == 0
+    assert capsys.readouterr().out == f"stopped experiment 'ab'; activated version {new} (arm candidate)\n"
+    assert versions.active_version(db).id == new
+    assert main(["experiment", "list"]) == 0
+    assert capsys.readouterr().out.startswith("ab ")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["start", "x", "--arm", "control=1:50"], "at least two arms"),
+    (["start", "x", "--arm", "control=1", "--arm", "b=2:1"], "NAME=VERSION:WEIGHT"),
+    (["start", "x", "--arm", "a=1:1", "--arm", "b=999:1"], "version 999 does not exist"),
+    (["start", "bad/name", "--arm", "a=1:1", "--arm", "b=1:1"], "field 'name'"),
+    (["stop", "nope"], "experiment 'nope': does not exist"),
+    (["report", "nope"], "experiment 'nope': does not exist"),
+])
+def test_mistakes_are_one_line_and_exit_2(cli, capsys, argv, message):
+    assert main(["experiment", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("recsys experiment: error:")
