@@ -343,13 +343,17 @@ def retire_old(engine: sa.Engine, keep: int) -> list[int]:
     """Delete the embeddings of all but the ``keep`` newest non-active versions that finished.
 
     Their rows stay (status ``retired``, metrics kept) so old recommendations remain explainable;
-    the bulky embedding rows go.
+    the bulky embedding rows go. A version an arm of the running experiment serves is kept whatever
+    its age.
     """
     with engine.begin() as conn:
         old = list(
             conn.execute(
                 sa.text(
-                    "SELECT id FROM model_versions WHERE status IN ('ready', 'retired') ORDER BY id DESC OFFSET :keep"
+                    "SELECT id FROM model_versions WHERE status IN ('ready', 'retired') AND id NOT IN ("
+                    "  SELECT a.version_id FROM experiment_arms a JOIN experiments e ON e.id = a.experiment_id "
+                    "  WHERE e.status = 'running' AND a.version_id IS NOT NULL) "
+                    "ORDER BY id DESC OFFSET :keep"
                 ),
                 {"keep": keep},
             ).scalars()

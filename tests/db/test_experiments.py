@@ -102,3 +102,33 @@ def test_a_better_arm_is_detected_and_equal_arms_are_not(casino, db, candidate_c
     else:
         assert click.diff_low < 0 < click.diff_high
     assert np.isclose(click.diff, click.value - control.estimates["click_rate"].value)
+
+
+def test_retention_keeps_the_versions_of_the_running_experiment(casino, db):
+    _, slots, old, new = casino
+    newer = write_version(db, {}, slots, seed=3, activate=False)
+    store.start(db, "keep", (Arm("control", old, 50), Arm("candidate", new, 50)))
+    versions.activate(db, newer)
+    assert versions.retire_old(db, keep=0) == []  # old and new serve arms
+    store.stop(db, "keep")
+    assert sorted(versions.retire_old(db, keep=0)) == sorted([old, new])
+
+
+def test_the_documented_queries_run_as_the_analyst(casino, db):
+    import re
+    from pathlib import Path
+
+    players, slots, old, new = casino
+    experiment = store.start(db, "ranker-13", (Arm("control", old, 50), Arm("candidate", new, 50)))
+    serve_experiment(db, experiment, players, list(slots.values()),
+                     {"control": ClickModel(0.1), "candidate": ClickModel(0.2)}, seed=6)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", doc, flags=re.DOTALL)
+    assert len(blocks) == 2
+    with db.connect() as conn:
+        conn.exec_driver_sql("SET ROLE recsys_analyst")
+        by_day = conn.exec_driver_sql(blocks[0]).all()
+        outcomes = conn.exec_driver_sql(blocks[1]).all()
+    assert {row.arm for row in by_day} == {"control", "candidate"}
+    assert [row.arm for row in outcomes] == ["control", "candidate"]
+    assert sum(row.impressions for row in outcomes) == 5 * len(players)
