@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from litestar import MediaType, Request, Response, get, post
+from litestar import MediaType, Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect
@@ -35,6 +36,7 @@ from recsys.db.versions import VersionError
 from recsys.errors import InputError
 from recsys.experiments import parse_arm
 
+Session = NamedDependency[store.DashboardSession]
 COOKIE = "recsys_dashboard"
 SESSION_LIFETIME = timedelta(hours=8)
 """A working day; signing in again after it is cheap and bounds what a stolen cookie is worth."""
@@ -69,8 +71,20 @@ def _session(request: Request) -> store.DashboardSession | None:
     return store.find_session(request.app.state.serving.engine, token)
 
 
-def _signed_in(request: Request) -> store.DashboardSession | Response:
-    return _session(request) or Redirect("/dashboard/login", status_code=303)
+class SignInRequired(Exception):
+    """No live session: the page answers with a redirect to the sign-in form."""
+
+
+def signed_in(request: Request) -> store.DashboardSession:
+    """The ``session`` dependency of every page."""
+    session = _session(request)
+    if session is None:
+        raise SignInRequired
+    return session
+
+
+def to_sign_in(_: Request, __: SignInRequired) -> Response:
+    return Redirect("/dashboard/login", status_code=303)
 
 
 def _admin(request: Request, form: dict[str, str]) -> store.DashboardSession | Response:
@@ -125,10 +139,7 @@ BASELINES = (("this version", ""), ("popularity", "popularity_"), ("item-kNN", "
 
 
 @get("/dashboard", sync_to_thread=True, include_in_schema=False)
-def overview(request: Request, state: State) -> Response:
-    session = _signed_in(request)
-    if isinstance(session, Response):
-        return session
+def overview(state: State, session: Session) -> Response:
     engine = state.serving.engine
     active = versions.active_version(engine)
     quality = []
@@ -161,10 +172,7 @@ def overview(request: Request, state: State) -> Response:
 
 
 @get("/dashboard/versions", sync_to_thread=True, include_in_schema=False)
-def versions_page(request: Request, state: State) -> Response:
-    session = _signed_in(request)
-    if isinstance(session, Response):
-        return session
+def versions_page(state: State, session: Session) -> Response:
     return _versions(state, session)
 
 
@@ -188,21 +196,15 @@ def activate(request: Request, state: State, version_id: FromPath[int], data: Fo
 
 
 @get("/dashboard/runs", sync_to_thread=True, include_in_schema=False)
-def runs_page(request: Request, state: State) -> Response:
-    session = _signed_in(request)
-    if isinstance(session, Response):
-        return session
+def runs_page(state: State, session: Session) -> Response:
     runs = pipeline_runs.list_runs(state.serving.engine, 100)
     return page("runs", session=session, runs=runs,
                 reports={r.id for r in runs if r.report_path and Path(r.report_path).is_file()})
 
 
 @get("/dashboard/runs/{run_id:int}/{name:str}", sync_to_thread=True, include_in_schema=False)
-def run_report(request: Request, state: State, run_id: FromPath[int], name: FromPath[str]) -> Response:
+def run_report(state: State, session: Session, run_id: FromPath[int], name: FromPath[str]) -> Response:
     """A run's HTML report (``report``) or a picture beside it (the report links them relatively)."""
-    session = _signed_in(request)
-    if isinstance(session, Response):
-        return session
     run = pipeline_runs.get_run(state.serving.engine, run_id)
     report = Path(run.report_path) if run is not None and run.report_path else None
     if name == "report":
@@ -217,10 +219,7 @@ def run_report(request: Request, state: State, run_id: FromPath[int], name: From
 
 
 @get("/dashboard/experiments", sync_to_thread=True, include_in_schema=False)
-def experiments_page(request: Request, state: State) -> Response:
-    session = _signed_in(request)
-    if isinstance(session, Response):
-        return session
+def experiments_page(state: State, session: Session) -> Response:
     return _experiments(state, session)
 
 
@@ -281,16 +280,18 @@ def stop_form(request: Request, state: State, name: FromPath[str], data: Form) -
 
 
 @get("/dashboard/players", sync_to_thread=True, include_in_schema=False)
-def players_page(request: Request, state: State, player_id: FromQuery[str | None] = None) -> Response:
+def players_page(state: State, session: Session, player_id: FromQuery[str | None] = None) -> Response:
     """Why this list: the player's last lists from the audit log, with version, arm, gate and filters."""
-    session = _signed_in(request)
-    if isinstance(session, Response):
-        return session
     player_id = (player_id or "").strip()[:128] or None
     lists = None if player_id is None else store.player_lists(state.serving.engine, player_id, 10)
     status = 404 if player_id is not None and lists is None else 200
     return page("players", status, session=session, player_id=player_id, lists=lists, now=datetime.now(UTC))
 
 
-ROUTES = [login_form, login, logout, overview, versions_page, activate, runs_page, run_report, experiments_page,
-          start_form, stop_form, players_page]
+ROUTES = [Router(
+    path="/",
+    route_handlers=[login_form, login, logout, overview, versions_page, activate, runs_page, run_report,
+                    experiments_page, start_form, stop_form, players_page],
+    dependencies={"session": Provide(signed_in, sync_to_thread=True)},
+    exception_handlers={SignInRequired: to_sign_in},
+)]
