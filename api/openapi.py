@@ -46,15 +46,16 @@ DESCRIPTIONS = {
     "400": "The body cannot be decoded, or a parameter has the wrong type or range.",
     "401": "No API key, or an unknown or revoked one.",
     "403": "The API key lacks the scope this endpoint needs.",
-    "404": "Unknown player, slot or model version.",
-    "409": "The model version cannot be activated (training, failed, or refused by the quality gate).",
+    "404": "Unknown player, slot, model version or experiment.",
+    "409": "The model version cannot be activated (training, failed, or refused by the quality gate), or the "
+           "experiment cannot do that (another one runs, it is not running, an arm's version cannot serve).",
     "413": "The body is larger than the server accepts.",
     "422": "A value is wrong: `field` names it, `index` the record of a JSON array.",
     "503": "The database cannot be reached or is busy, or nothing is loaded yet; retry after `Retry-After`.",
 }
 UNGUARDED = {"/healthz", "/readyz", "/metrics"}
 """Operations that need no database: no 503 from them (``/readyz`` documents its own 503)."""
-NOT_FOUND = ("{player_id}", "{slot_id}", "{version}")
+NOT_FOUND = ("{player_id}", "{slot_id}", "{version}", "{name}")
 
 
 def complete(schema: dict[str, Any], routes) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def _complete_operation(operation: dict, path: str, handler: HTTPRouteHandler, b
         statuses += ["401", "403"]
     if any(part in path for part in NOT_FOUND):
         statuses.append("404")
-    if path.endswith("/activate"):
+    if path.endswith("/activate") or (path.startswith("/v1/experiments") and "POST" in handler.http_methods):
         statuses.append("409")
     if path not in UNGUARDED and not path.startswith("/schema"):
         statuses.append("503")

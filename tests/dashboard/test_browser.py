@@ -46,6 +46,9 @@ def test_sign_in_sets_a_strict_session_cookie_and_the_overview_shows_real_number
     assert page.locator("#active-version table").inner_text().count("0.842") == 1
     assert page.locator("#lists svg").count() == 1 and "hour of day (UTC)" in page.locator("#lists svg").inner_html()
     page.screenshot(path=tmp_path / "overview.png", full_page=True)
+    page.click("text=Pipeline runs")
+    page.click("#runs a:text('report')")
+    assert page.text_content("h1") == "Pipeline run 1"
 
 
 def test_an_admin_starts_and_stops_an_experiment(dashboard, engine, tmp_path):
