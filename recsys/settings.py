@@ -12,6 +12,7 @@ value fails at start and names the variable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import types
@@ -53,6 +54,8 @@ def setting(
     elif at_least is not None:
         phrase = "not negative" if at_least == 0 else f"at least {at_least:g}"
         checks.append((phrase, lambda v, _: v >= at_least))
+    elif at_most is not None:
+        checks.append((f"at most {at_most:g}", lambda v, _: v <= at_most))
     if above is not None:
         checks.append(("positive" if above == 0 else f"above {above:g}", lambda v, _: v > above))
     if choices is not None:
@@ -95,10 +98,12 @@ class Group:
 
 @dataclass(frozen=True)
 class Database(Group):
+    """Where the data lives: PostgreSQL (``recsys.db.engine``) and the folder of runs and reports."""
+
     url: str | None = setting(
         "RECSYS_DATABASE_URL", None,
         "PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the embedded PostgreSQL.",
-        rules=(matches(r"postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),),
+        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),),
     )
     data_dir: Path = setting(
         "RECSYS_DATA_DIR", Path(".recsys"), "Folder of the embedded PostgreSQL, run reports and plots."
@@ -495,6 +500,7 @@ class Settings:
         return rows
 
 
+@functools.cache
 def _index() -> dict[str, tuple[str, str, str, object]]:
     """``key -> (group, field, variable, type)`` for every setting; ``key`` is the variable without the
     prefix, in lower case."""
