@@ -130,7 +130,7 @@ class Scoring(Group):
     )
     lookback_seconds: int = setting(
         "RECSYS_CONSOLIDATE_LOOKBACK_SECONDS", 300,
-        "Sessions changed this long before the last watermark are consolidated again (late commits).",
+        "Sessions changed this long before the last watermark are consolidated again (late commits).", at_least=0,
     )
 
 
