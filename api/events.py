@@ -27,7 +27,7 @@ from recsys.db.events import TriggeredSession
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 from recsys.policy import protection_gate
-from recsys.tracker import Answer, Decision, TrackerConfig, track
+from recsys.tracker import Answer, Decision, track
 
 MAX_EVENTS = 1_000
 """Events per request: a batch is one transaction, and its sessions stay locked until it commits."""
@@ -93,7 +93,7 @@ def ingest_events(serving: ServingState, body: bytes) -> EventsResult:
         PlayEvent(e.event_id, e.type, e.session_id, e.player_id, e.slot_id, e.ts, e.bet, e.win, e.bonus)
         for e in batch.events
     ]
-    tracked = track(serving.engine, events, TrackerConfig.from_settings(serving.settings), partial(respond, serving),
+    tracked = track(serving.engine, events, serving.settings.realtime, partial(respond, serving),
                     source=SOURCE)
     return EventsResult(tracked.accepted, tracked.duplicates, tracked.recommendations)
 

@@ -19,7 +19,6 @@ from api.state import ServingState
 from recsys.db import serving as db
 from recsys.db import versions
 from recsys.policy import (
-    PolicyConfig,
     generate_candidates,
     model_logits,
     protection_gate,
@@ -44,16 +43,6 @@ class RecommendationList(msgspec.Struct):
     model_version: int | None
     items: list[RecommendedItem]
     suppressed: Suppression | None
-
-
-def policy_config(settings) -> PolicyConfig:
-    return PolicyConfig(
-        exploration_share=settings.exploration_share,
-        provider_cap=settings.provider_cap,
-        blend_weight=settings.blend_weight,
-        candidate_pool=settings.candidate_pool,
-        explore_max_impressions=settings.explore_max_impressions,
-    )
 
 
 def recommend(
@@ -113,7 +102,7 @@ def recommend(
 def ranked_items(serving: ServingState, snap, conn, player, version_id, context_key, market, k):
     """The policy's list for an allowed player, and the filters that made it."""
     settings = serving.settings
-    config = policy_config(settings)
+    config = settings.ranking
     model = snap.model
     towers = player.towers
     if towers is None and model is not None:
@@ -126,7 +115,7 @@ def ranked_items(serving: ServingState, snap, conn, player, version_id, context_
         )
         search = "pgvector"
         serving.metrics.fallback("pgvector")
-    seed = None if settings.explore_seed is None else [settings.explore_seed, player.key]
+    seed = None if settings.ranking.explore_seed is None else [settings.ranking.explore_seed, player.key]
     candidates = generate_candidates(
         k=k,
         catalogue=snap.catalogue,
@@ -144,7 +133,7 @@ def ranked_items(serving: ServingState, snap, conn, player, version_id, context_
     )
     if candidates.source == "popular":
         serving.metrics.fallback("popularity" if personalised or model is None else "cold_start")
-    allowed = db.vet_candidates(conn, player.key, candidates.all_keys(), market, settings.exclude_played_days)
+    allowed = db.vet_candidates(conn, player.key, candidates.all_keys(), market, settings.ranking.exclude_played_days)
     logits = model_logits(model, towers, candidates.primary) if personalised else None
     items = rank(candidates, allowed, k=k, catalogue=snap.catalogue, stats=snap.stats, config=config, logits=logits)
     filters = list_filters(settings, k, market, gate="allowed")
@@ -162,10 +151,10 @@ def list_filters(settings, k: int, market: str | None, *, gate: str) -> dict:
         "gate": gate,
         "k": k,
         "market": market,
-        "exclude_played": settings.exclude_played,
-        "exploration_share": settings.exploration_share,
-        "provider_cap": settings.provider_cap,
-        "blend_weight": settings.blend_weight,
+        "exclude_played": settings.ranking.exclude_played,
+        "exploration_share": settings.ranking.exploration_share,
+        "provider_cap": settings.ranking.provider_cap,
+        "blend_weight": settings.ranking.blend_weight,
     }
 
 
@@ -177,7 +166,7 @@ def active_version_id(serving: ServingState) -> int | None:
 
 def _log(serving: ServingState, conn, served: db.ServedList) -> None:
     started = time.perf_counter()
-    db.log_recommendation(conn, served, synchronous_commit=serving.settings.log_synchronous_commit)
+    db.log_recommendation(conn, served, synchronous_commit=serving.settings.serving.log_synchronous_commit)
     serving.metrics.observe_log_write(time.perf_counter() - started)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from recsys.index import SlotIndex
 from recsys.ncf.scoring import TrainedNCF
 from recsys.ncf.vectors import normalize_rows
+from recsys.settings import Ranking
 
 REASONS = ("similar", "personal", "explore", "popular", "cold_start")
 SUPPRESSION_REASONS = ("self_excluded", "cooling_off", "no_consent", "risk_flag")
@@ -349,21 +350,10 @@ def similar_slots(
 # --- 2. candidates ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    exploration_share: float = 0.2
-    """Share of a list's places given to exploration (rounded to whole places)."""
-    provider_cap: int = 3
-    """At most this many slots of one provider in one list."""
-    blend_weight: float = 0.7
-    """Weight of the model's score against similarity in the ranking score."""
-    candidate_pool: int = 100
-    """Neighbours fetched from the index per list (before exclusions)."""
-    explore_max_impressions: int = 200
-    """Slots with fewer impressions than this (and new slots) form the exploration pool."""
-    explore_sample: int = 512
-    """Thompson sampling draws for a uniform sample of at most this many pool slots per list: a Beta
-    draw for each of 5,000 slots costs 0.6 ms, most of a list's CPU time (measured)."""
+EXPLORE_SAMPLE = 512
+"""Thompson sampling draws for a uniform sample of at most this many pool slots per list: a Beta draw
+for each of 5,000 slots costs 0.6 ms, most of a list's CPU time (measured). The ranking settings
+(``recsys.settings.Ranking``, ``settings.ranking``) are the rest of the policy's configuration."""
 
 
 @dataclass(frozen=True)
@@ -414,7 +404,7 @@ def generate_candidates(
     recent_keys: np.ndarray,
     top_n_keys: np.ndarray,
     personalised: bool,
-    config: PolicyConfig,
+    config: Ranking,
     rng: np.random.Generator,
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Candidates:
@@ -517,8 +507,8 @@ def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, con
         pool = pool[~np.isin(pool, np.fromiter(exclude, dtype=np.int64))]
     if pool.size == 0:
         return empty
-    if pool.size > config.explore_sample:
-        pool = np.sort(rng.choice(pool, config.explore_sample, replace=False))
+    if pool.size > EXPLORE_SAMPLE:
+        pool = np.sort(rng.choice(pool, EXPLORE_SAMPLE, replace=False))
     draws = thompson_draws(SlotStats.take(stats.successes, pool), SlotStats.take(stats.impressions, pool), rng)
     # Enough to survive the played-slot exclusion and the places exploitation takes first.
     keep = min(pool.size, k + 4 * n_explore + 8)
@@ -590,7 +580,7 @@ def rank(
     k: int,
     catalogue: Catalogue,
     stats: SlotStats,
-    config: PolicyConfig,
+    config: Ranking,
     logits: np.ndarray | None = None,
 ) -> list[RankedItem]:
     """The list: exploited primary candidates by score, exploration at evenly spread places, the
@@ -643,7 +633,7 @@ def rank(
     return _interleave(exploit, explore)
 
 
-def _primary_scores(candidates: Candidates, stats: SlotStats, config: PolicyConfig, logits) -> np.ndarray:
+def _primary_scores(candidates: Candidates, stats: SlotStats, config: Ranking, logits) -> np.ndarray:
     """``w * sigmoid(logit) + (1 - w) * (1 + cos) / 2``; a missing term leaves the other alone."""
     n = candidates.primary.size
     similarity = (1.0 + candidates.cosine.astype(np.float64)) / 2.0
