@@ -13,8 +13,8 @@ from tests.factories import add_player, add_slot
 
 
 @pytest.fixture
-def cli(monkeypatch, db, settings, tmp_path):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+def cli(monkeypatch, db, database_url, tmp_path):
+    monkeypatch.setenv("RECSYS_DATABASE_URL", database_url)
     monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
     with db.begin() as conn:
         players = {f"p{i}": add_player(conn, f"p{i}") for i in range(400)}

@@ -6,7 +6,6 @@ browser here: it drives ``/usr/bin/chromium`` (``.ci/run`` installs it with apt 
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 import time
@@ -84,7 +83,7 @@ class Server:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(dataclasses.replace(settings, **SERVING)), host="127.0.0.1",
+        config = uvicorn.Config(create_app(settings.replace(**SERVING)), host="127.0.0.1",
                                 port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
