@@ -33,7 +33,8 @@ import bench_api  # noqa: E402  (bench/ is the script's folder)
 from loadgen import Request, drive_in_another_process  # noqa: E402
 
 DATABASE = "recsys_bench_events"
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+"""Event time of every session's first event: inside the server's accepted window (RECSYS_EVENT_MAX_AGE_SECONDS)."""
 
 
 class Sessions:

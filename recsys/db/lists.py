@@ -1,12 +1,11 @@
-"""The statements one served list makes: the player, the exclusions, the log.
+"""The statements one served list makes: two round trips, both prepared.
 
 The serving process keeps the slow-changing state in memory (``recsys.serving.state``) and asks
 the database per list only what must be exact at that moment:
 
-- :func:`find_player`: the player's protection fields, vector, recent slots and precomputed top-N
-  (one query);
-- :func:`vet_candidates`: which candidates are still active, offered in the market, and not played
-  by the player (ever, or within N days): an anti-join on ``play_sessions`` (one query);
+- :func:`find_player`: the player's protection fields, vector, precomputed top-N, the slots they
+  played (the latest seed candidates; those in the exclusion window are never shown), and the
+  slots disabled or not offered in their market right now (one query);
 - :func:`log_recommendation`: the served list and its items (one statement, one transaction).
 
 Functions return rows as plain dataclasses and numpy arrays; ``recsys.serving`` builds its objects
@@ -24,15 +23,15 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from pgvector.sqlalchemy import Vector
 
+from recsys.db.engine import driver
 from recsys.errors import NotFound
 
 RECENT_SLOTS = 5
 """Latest distinct slots of a player whose mean vector seeds candidates when there is no context."""
 
 
-# --- the player ----------------------------------------------------------------------------------
+# --- the player and what they may be shown ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -47,84 +46,80 @@ class PlayerRow:
     towers: dict[str, np.ndarray] | None  # the version's vectors: {"gmf": (f,), "mlp": (f',)}; None: none
     recent_keys: np.ndarray  # (r,) int64, latest first
     top_n_keys: np.ndarray  # (n,) int64, the version's precomputed list, best first
+    played_keys: np.ndarray  # (p,) int64: slots the player may not be shown again (ever, or within the window)
+    hidden_keys: np.ndarray  # (h,) int64: slots disabled now, or not offered in the player's market
+
+    def allowed(self, keys: np.ndarray) -> np.ndarray:
+        """Mask of ``keys`` neither played (as the exclusion setting counts it) nor hidden. Shape (len(keys),)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        return ~(np.isin(keys, self.played_keys) | np.isin(keys, self.hidden_keys))
 
 
-_PLAYER = sa.text(
-    """
+# One statement, one round trip: the player, their version vectors and top-N, the slots they played
+# (latest first: the recent ones seed candidates; those inside the exclusion window are excluded),
+# and the slots nobody may be shown in their market right now (disabled, or restricted to other
+# markets: a player with no market sees only slots offered everywhere). The last reads the partial
+# index ``ix_slots_hidden`` (migration 0007), so its cost does not grow with the catalogue.
+_PLAYER = """
     SELECT p.id, p.market, p.self_excluded_until, p.cooling_off_until, p.marketing_consent, p.risk_flag,
-           e.gmf, e.mlp, e.player_key IS NOT NULL AS has_vector, o.slot_keys AS top_n,
+           CAST(e.gmf AS real[]), CAST(e.mlp AS real[]), e.player_key IS NOT NULL, o.slot_keys,
+           pl.keys, pl.excluded,
            ARRAY(
-               SELECT ps.slot_key FROM play_sessions ps WHERE ps.player_key = p.id
-               GROUP BY ps.slot_key ORDER BY max(ps.started_at) DESC LIMIT :recent
-           ) AS recent
+               SELECT s.id FROM slots s
+               WHERE (NOT s.active OR s.markets IS NOT NULL)
+                 AND (NOT s.active OR NOT coalesce(coalesce(p.market, CAST(%(market)s AS varchar)) = ANY(s.markets),
+                                                   false))
+           )
     FROM players p
-    LEFT JOIN player_embeddings e ON e.version_id = :version AND e.player_key = p.id
-    LEFT JOIN offline_recommendations o ON o.version_id = :version AND o.player_key = p.id
-    WHERE p.player_id = :player_id
+    LEFT JOIN player_embeddings e ON e.version_id = %(version)s AND e.player_key = p.id
+    LEFT JOIN offline_recommendations o ON o.version_id = %(version)s AND o.player_key = p.id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(t.slot_key ORDER BY t.last DESC, t.slot_key) AS keys,
+               array_agg(t.slot_key) FILTER (
+                   WHERE CAST(%(days)s AS integer) IS NULL OR t.last >= now() - make_interval(days => %(days)s)
+               ) AS excluded
+        FROM (SELECT ps.slot_key, max(ps.started_at) AS last FROM play_sessions ps
+              WHERE ps.player_key = p.id GROUP BY ps.slot_key) t
+    ) pl ON true
+    WHERE p.player_id = %(player_id)s
+"""
+
+
+def find_player(
+    conn: sa.Connection, player_id: str, version_id: int | None, *, market: str | None, played_days: int | None
+) -> PlayerRow:
+    """The player with everything one list needs from the database, in one prepared statement;
+    raises :class:`NotFound` for an unknown ``player_id``.
+
+    ``market``: the market of a player who has none stored; ``played_days``: the exclusion window
+    (None: a slot once played is never shown again).
     """
-).columns(gmf=Vector(), mlp=Vector())
-
-
-def find_player(conn: sa.Connection, player_id: str, version_id: int | None) -> PlayerRow:
-    """The player with what one list needs; raises :class:`NotFound` for an unknown ``player_id``."""
-    row = conn.execute(_PLAYER, {"player_id": player_id, "version": version_id, "recent": RECENT_SLOTS}).first()
+    params = {"player_id": player_id, "version": version_id, "market": market, "days": played_days}
+    with driver(conn) as raw:
+        row = raw.execute(_PLAYER, params, prepare=True).fetchone()
     if row is None:
         raise NotFound("player", player_id)
+    (key, stored_market, self_excluded_until, cooling_off_until, consent, risk_flag, gmf, mlp, has_vector, top_n,
+     played, excluded, hidden) = row
     towers = None
-    if row.has_vector:
-        towers = {
-            name: np.asarray(value, dtype=np.float32)
-            for name, value in (("gmf", row.gmf), ("mlp", row.mlp))
-            if value is not None
-        }
+    if has_vector:
+        vectors = (("gmf", gmf), ("mlp", mlp))
+        towers = {name: np.asarray(value, dtype=np.float32) for name, value in vectors if value is not None}
+    played = played or []
     return PlayerRow(
-        key=row.id,
+        key=key,
         player_id=player_id,
-        market=row.market,
-        self_excluded_until=row.self_excluded_until,
-        cooling_off_until=row.cooling_off_until,
-        marketing_consent=row.marketing_consent,
-        risk_flag=row.risk_flag,
+        market=stored_market,
+        self_excluded_until=self_excluded_until,
+        cooling_off_until=cooling_off_until,
+        marketing_consent=consent,
+        risk_flag=risk_flag,
         towers=towers,
-        recent_keys=np.asarray(row.recent or [], dtype=np.int64),
-        top_n_keys=np.asarray(row.top_n or [], dtype=np.int64),
+        recent_keys=np.asarray(played[:RECENT_SLOTS], dtype=np.int64),
+        top_n_keys=np.asarray(top_n or [], dtype=np.int64),
+        played_keys=np.asarray(excluded or [], dtype=np.int64),
+        hidden_keys=np.asarray(hidden or [], dtype=np.int64),
     )
-
-
-# --- the per-request exclusions --------------------------------------------------------------------
-
-
-def vet_candidates(
-    conn: sa.Connection, player_key: int, keys: np.ndarray, market: str | None, played_days: int | None
-) -> np.ndarray:
-    """Mask of ``keys`` that may be shown: the slot is active, offered in ``market`` (a slot with a
-    market list needs a market it lists), and the player has not played it (ever, or within
-    ``played_days`` days): an anti-join of the candidates with the player's ``play_sessions``.
-    Shape (len(keys),), bool.
-    """
-    keys = np.asarray(keys, dtype=np.int64)
-    if keys.size == 0:
-        return np.zeros(0, dtype=bool)
-    # The keys travel as one array literal and come back as one array: per-element adaptation in
-    # the driver cost more than the query itself (measured with cProfile).
-    params = {"keys": "{" + ",".join(map(str, keys.tolist())) + "}", "market": market, "player": player_key}
-    if played_days is None:
-        allowed = conn.execute(_VET, params).scalar_one()
-    else:
-        allowed = conn.execute(_VET_WINDOW, {**params, "days": played_days}).scalar_one()
-    return np.isin(keys, np.asarray(allowed or [], dtype=np.int64))
-
-
-_VET_SQL = """
-    SELECT array_agg(s.id) FROM slots s
-    WHERE s.id = ANY(CAST(:keys AS integer[])) AND s.active
-      AND (s.markets IS NULL OR CAST(:market AS varchar) = ANY(s.markets))
-      AND NOT EXISTS (
-          SELECT 1 FROM play_sessions ps WHERE ps.player_key = :player AND ps.slot_key = s.id{window}
-      )
-"""
-_VET = sa.text(_VET_SQL.format(window=""))
-_VET_WINDOW = sa.text(_VET_SQL.format(window=" AND ps.started_at >= now() - make_interval(days => :days)"))
 
 
 # --- logging what was served ----------------------------------------------------------------------
@@ -158,58 +153,55 @@ class ServedList:
 # One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
 # ``synchronous_commit`` for this transaction only; the first INSERT reads the CTE, which makes
 # PostgreSQL evaluate it before anything is written.
-_LOG = sa.text(
-    """
-    WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', :commit_mode, true) AS mode),
+_LOG = """
+    WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode),
     served AS (
         INSERT INTO recommendations
             (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
              session_key, action)
-        SELECT :id, :player, :version, :trigger, :context, :market, :suppressed, CAST(:filters AS jsonb),
-               :session, :action
+        SELECT %(id)s, %(player)s, %(version)s, %(trigger)s, %(context)s, %(market)s, %(suppressed)s,
+               CAST(%(filters)s AS jsonb), %(session)s, %(action)s
         FROM commit_mode
         RETURNING id, created_at
     )
     INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
     SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
     FROM served, unnest(
-        CAST(:ranks AS smallint[]), CAST(:keys AS integer[]), CAST(:scores AS float8[]),
-        CAST(:reasons AS varchar[]), CAST(:explored AS boolean[])
+        CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]), CAST(%(scores)s AS float8[]),
+        CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
     ) AS i(rank, slot_key, score, reason, explored)
-    """
-)
+"""
 
 
 def log_recommendation(conn: sa.Connection, served: ServedList, *, synchronous_commit: bool = False) -> None:
-    """Write the list and its items in one statement (one transaction): both or neither.
+    """Write the list and its items in one prepared statement (one transaction): both or neither.
 
     ``conn`` is in autocommit (:func:`connection`), or in a transaction of the caller's (the session
     tracker logs a triggered list with the events that fired it): then the setting applies to that
-    whole transaction, so such a caller passes ``synchronous_commit=True``. ``synchronous_commit=False`` commits
-    without waiting for the WAL flush (``synchronous_commit = off`` for this transaction only):
-    the write is atomic and survives a crash of the API, but a crash of PostgreSQL itself may lose
-    the last ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync per
-    request, 4 ms at p50 on the benchmark machine's disk (bench/bench_api.py).
+    whole transaction, so such a caller passes ``synchronous_commit=True``. ``synchronous_commit=False``
+    commits without waiting for the WAL flush (``synchronous_commit = off`` for this transaction
+    only): the write is atomic and survives a crash of the API, but a crash of PostgreSQL itself may
+    lose the last ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync
+    per request (bench/bench_api.py measures both).
     """
     items = served.items
-    conn.execute(
-        _LOG,
-        {
-            "commit_mode": "on" if synchronous_commit else "off",
-            "id": served.id,
-            "player": served.player_key,
-            "version": served.version_id,
-            "trigger": served.trigger,
-            "context": served.context_slot_key,
-            "market": served.market,
-            "suppressed": served.suppressed_reason,
-            "filters": json.dumps(served.filters),
-            "session": served.session_key,
-            "action": served.action,
-            "ranks": list(range(1, len(items) + 1)),
-            "keys": [i.slot_key for i in items],
-            "scores": [i.score for i in items],
-            "reasons": [i.reason for i in items],
-            "explored": [i.explored for i in items],
-        },
-    )
+    params = {
+        "commit_mode": "on" if synchronous_commit else "off",
+        "id": served.id,
+        "player": served.player_key,
+        "version": served.version_id,
+        "trigger": served.trigger,
+        "context": served.context_slot_key,
+        "market": served.market,
+        "suppressed": served.suppressed_reason,
+        "filters": json.dumps(served.filters),
+        "session": served.session_key,
+        "action": served.action,
+        "ranks": list(range(1, len(items) + 1)),
+        "keys": [i.slot_key for i in items],
+        "scores": [i.score for i in items],
+        "reasons": [i.reason for i in items],
+        "explored": [i.explored for i in items],
+    }
+    with driver(conn) as raw:
+        raw.execute(_LOG, params, prepare=True)

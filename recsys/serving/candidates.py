@@ -84,6 +84,7 @@ def generate_candidates(
     config: PolicyConfig,
     rng: np.random.Generator,
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    pool: np.ndarray | None = None,
 ) -> Candidates:
     """Candidates for one list.
 
@@ -107,6 +108,8 @@ def generate_candidates(
         (:func:`towers_from_played`); else reasons become ``cold_start``.
     neighbours : (keys, cosines), optional
         A neighbourhood already searched elsewhere (pgvector), used when ``model`` is None.
+    pool : np.ndarray, optional
+        :func:`explore_pool` for this market, made once per snapshot (None: made here).
     """
     # Played slots (recent ones included) are the database's to exclude: the window is its setting.
     exclude = set() if context_key is None else {int(context_key)}
@@ -138,7 +141,7 @@ def generate_candidates(
     backup = np.array([key for key in head.tolist() if key not in taken], dtype=np.int64)
 
     n_explore = explore_count(k, config.exploration_share)
-    explore, draws = _explore_pool(catalogue, stats, market, exclude, k, n_explore, config, rng)
+    explore, draws = _explore_pool(catalogue, stats, market, exclude, k, n_explore, config, rng, pool)
     return Candidates(source, primary, reasons, cosine, backup, backup_reason, explore, draws)
 
 
@@ -171,15 +174,23 @@ def _merge(parts, exclude: set[int], catalogue: Catalogue, market: str | None):
     return np.array(keys, dtype=np.int64), tuple(reasons), np.array(cosines, dtype=np.float32)
 
 
-def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, config, rng):
+def explore_pool(catalogue: Catalogue, stats: SlotStats, market: str | None, max_impressions: int) -> np.ndarray:
+    """The slots exploration draws from in ``market``: offered there, with fewer than
+    ``max_impressions`` impressions. Shape (p,), int64, ascending. It depends on the snapshot only,
+    so the serving state keeps one per market (``Snapshot.explore_pool``)."""
+    keys = catalogue.keys
+    impressions = SlotStats.take(stats.impressions, keys)
+    return keys[(impressions < max_impressions) & catalogue.allowed(keys, market)]
+
+
+def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, config, rng, pool):
     """The Thompson draw's best low-evidence slots; they may also be primary candidates, and
     :func:`rank` skips any that exploitation already placed."""
     empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if n_explore == 0 or catalogue.keys.size == 0:
         return empty
-    keys = catalogue.keys
-    impressions = SlotStats.take(stats.impressions, keys)
-    pool = keys[(impressions < config.explore_max_impressions) & catalogue.allowed(keys, market)]
+    if pool is None:
+        pool = explore_pool(catalogue, stats, market, config.explore_max_impressions)
     if exclude:
         pool = pool[~np.isin(pool, np.fromiter(exclude, dtype=np.int64))]
     if pool.size == 0:

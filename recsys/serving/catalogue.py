@@ -42,6 +42,9 @@ class Catalogue:
     restricted: np.ndarray  # (K,) bool: offered in listed markets only
     markets: dict[int, frozenset[str]]  # key -> markets, for restricted slots
     providers: tuple[str, ...] = ()
+    # ``offered(market)``'s masks, made on first use: a snapshot's catalogue never changes, and a
+    # list asks for its market's mask several times (a Python loop over the restricted slots each).
+    _offered: dict[str | None, np.ndarray] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_slots(cls, slots: list[SlotInfo]) -> Catalogue:
@@ -83,15 +86,21 @@ class Catalogue:
         that they list: fail-closed for a player whose market is unknown); ``every_market`` skips the
         market check."""
         keys = np.asarray(keys, dtype=np.int64)
-        inside = (keys >= 0) & (keys < self.active.size)
+        by_key = self.active if every_market else self.offered(market)
+        inside = (keys >= 0) & (keys < by_key.size)
         mask = np.zeros(keys.shape, dtype=bool)
-        mask[inside] = self.active[keys[inside]]
-        restricted = np.zeros(keys.shape, dtype=bool)
-        restricted[inside] = self.restricted[keys[inside]]
-        if every_market:
-            return mask
-        for i in np.flatnonzero(mask & restricted):
-            mask[i] = market is not None and market in self.markets[int(keys[i])]
+        mask[inside] = by_key[keys[inside]]
+        return mask
+
+    def offered(self, market: str | None) -> np.ndarray:
+        """By key: active and offered in ``market`` (see :meth:`allowed`). Shape (K,), bool; do not modify."""
+        mask = self._offered.get(market)
+        if mask is None:
+            mask = self.active & ~self.restricted
+            for key in np.flatnonzero(self.active & self.restricted).tolist():
+                mask[key] = market is not None and market in self.markets[key]
+            mask.flags.writeable = False
+            self._offered[market] = mask
         return mask
 
     def providers_of(self, keys: np.ndarray) -> np.ndarray:

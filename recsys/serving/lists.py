@@ -8,8 +8,8 @@ steps, in order:
 1. the protection gate (``recsys.serving.gate``), fail-closed: a stopped player gets nothing;
 2. for a trigger past the session limit or in the night hours, no games (the tracker's decision);
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
-   disabled and out-of-market slots removed by SQL (``recsys.db.lists.vet_candidates``), ranking
-   (``recsys.serving.ranking``);
+   disabled and out-of-market slots removed as the player's query found them
+   (``recsys.db.lists.find_player``), ranking (``recsys.serving.ranking``);
 4. the log: the list and its items in one statement (``recsys.db.lists.log_recommendation``);
 5. the metrics: served or suppressed, the fallbacks taken, the log write's duration.
 """
@@ -150,7 +150,8 @@ def make_list(
         raise NotReady("the slot catalogue is not loaded yet")
     model = snap.model
     version_id = model.version_id if model is not None else _active_version_id(serving)
-    player = db.find_player(conn, player_id, version_id)
+    player = db.find_player(conn, player_id, version_id, market=market,
+                            played_days=serving.settings.exclude_played_days)
     market = player.market or market
     protection = Protection(player.self_excluded_until, player.cooling_off_until, player.marketing_consent,
                             player.risk_flag)
@@ -168,7 +169,7 @@ def make_list(
         # recent slots seed the list instead.
         if context_key is not None and context_key not in snap.catalogue.slots:
             context_key = None
-        items, chosen = _ranked_items(serving, snap, conn, player, version_id, context_key, market, k)
+        items, chosen = _ranked_items(serving, snap, player, version_id, context_key, market, k)
         filters.update(chosen)
     if continuous_seconds is not None:
         filters["continuous_seconds"] = continuous_seconds
@@ -200,7 +201,7 @@ def make_list(
 
 
 def _ranked_items(
-    serving: ServingState, snap: Snapshot, conn, player: db.PlayerRow, version_id, context_key, market, k
+    serving: ServingState, snap: Snapshot, player: db.PlayerRow, version_id, context_key, market, k
 ) -> tuple[list[RankedItem], dict]:
     """The policy's list for an allowed player, and the filters that made it."""
     settings = serving.settings
@@ -232,10 +233,11 @@ def _ranked_items(
         config=config,
         rng=np.random.default_rng(seed),
         neighbours=neighbours,
+        pool=snap.explore_pool(market, config.explore_max_impressions),
     )
     if candidates.source == "popular":
         serving.metrics.fallback("popularity" if personalised or model is None else "cold_start")
-    allowed = db.vet_candidates(conn, player.key, candidates.all_keys(), market, settings.exclude_played_days)
+    allowed = player.allowed(candidates.all_keys())
     logits = model_logits(model, towers, candidates.primary) if personalised else None
     items = rank(candidates, allowed, k=k, catalogue=snap.catalogue, stats=snap.stats, config=config, logits=logits)
     return items, {

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from recsys.db.listener import Listener
 from recsys.db.versions import SlotVectors
 from recsys.errors import RecsysError
 from recsys.index import set_threads
+from recsys.serving.candidates import explore_pool
 from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
 from recsys.serving.model import ServingModel, build_serving_model
 from recsys.settings import Settings
@@ -39,6 +40,16 @@ class Snapshot:
     popular: np.ndarray  # active keys, most played first
     model: ServingModel | None  # None: no active version, or not loaded yet
     catalogue_loaded: bool
+    # Per-snapshot work that lists would otherwise repeat, made on first use (by market).
+    _explore_pools: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def explore_pool(self, market: str | None, max_impressions: int) -> np.ndarray:
+        """``recsys.serving.candidates.explore_pool`` of this snapshot, made once per market."""
+        pool = self._explore_pools.get((market, max_impressions))
+        if pool is None:
+            pool = explore_pool(self.catalogue, self.stats, market, max_impressions)
+            self._explore_pools[(market, max_impressions)] = pool
+        return pool
 
 
 @dataclass(frozen=True)
