@@ -143,9 +143,8 @@ def _track(serving: ServingState, conn: sa.Connection, events: list[PlayEvent], 
     )
     attributed = 0
     if stored.accepted:
-        keys = push.session_keys(conn, list({e.session_id: None for e in events}))
-        if keys:
-            attributed = attribute_sessions(conn, window_seconds=config.attribution_window_seconds, session_keys=keys)
+        attributed = attribute_sessions(conn, window_seconds=config.attribution_window_seconds,
+                                        session_ids=list({e.session_id: None for e in events}))
     answers = [respond(serving, conn, session, decide(session, config)) for session in stored.triggered]
     # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.
     pushed = sorted((a for a in answers if a.pushed), key=lambda a: a.recommendation_id)

@@ -167,8 +167,8 @@ _LOG = """
     INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
     SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
     FROM served, unnest(
-        CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]), CAST(%(scores)s AS float8[]),
-        CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
+        CAST(%(ranks)b AS smallint[]), CAST(%(keys)b AS integer[]), CAST(%(scores)b AS float8[]),
+        CAST(%(reasons)b AS varchar[]), CAST(%(explored)b AS boolean[])
     ) AS i(rank, slot_key, score, reason, explored)
 """
 

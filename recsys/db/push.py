@@ -11,9 +11,6 @@ replay reads (:func:`replay`).
 Notifications reach only the connections listening at that moment. What a stream missed (it was
 disconnected, or its replica's LISTEN connection was) is replayed from the table after the
 ``Last-Event-ID`` the client sends back; see docs/api.md.
-
-Also here: :func:`session_keys`, the keys of a batch's sessions, which the session tracker hands
-to ``recsys.db.feedback.attribute_sessions``.
 """
 
 from __future__ import annotations
@@ -67,18 +64,6 @@ def notify(conn: sa.Connection, recommendation_id: uuid.UUID, player_id: str) ->
     """Announce a list in ``conn``'s transaction: delivered to the listeners when it commits."""
     payload = json.dumps({"recommendation_id": str(recommendation_id), "player_id": player_id})
     conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
-
-
-def session_keys(conn: sa.Connection, session_ids: list[str]) -> list[int]:
-    """Keys of the named sessions that no recommendation is attributed to yet, ascending."""
-    return list(
-        conn.execute(
-            sa.text(
-                "SELECT id FROM play_sessions WHERE session_id = ANY(:ids) AND recommendation_id IS NULL ORDER BY id"
-            ),
-            {"ids": session_ids},
-        ).scalars()
-    )
 
 
 # --- what a stream shows --------------------------------------------------------------------------
