@@ -41,8 +41,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings, url, check=False, session_limits=True)
         serving = ServingState(settings, engine, url, metrics)
         app.state.serving = serving
-        app.state.api_keys = KeyCache(engine, settings.api_key_cache_seconds, max_bytes=settings.api_key_cache_bytes,
-                                      grace_seconds=settings.api_key_grace_seconds)
+        keys = settings.serving
+        app.state.api_keys = KeyCache(engine, keys.api_key_cache_seconds, max_bytes=keys.api_key_cache_bytes,
+                                      grace_seconds=keys.api_key_grace_seconds)
         await anyio.to_thread.run_sync(serving.start)
         try:
             yield

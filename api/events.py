@@ -21,7 +21,7 @@ from recsys.errors import InputError
 from recsys.events import PlayEvent
 from recsys.serving.lists import TriggeredList
 from recsys.serving.state import ServingState
-from recsys.tracker import TrackerConfig, track
+from recsys.tracker import track
 
 MAX_EVENTS = 1_000
 """Events per request: a batch is one transaction, and its sessions stay locked until it commits."""
@@ -70,7 +70,7 @@ def ingest_events(serving: ServingState, body: bytes) -> EventsResult:
         PlayEvent(e.event_id, e.type, e.session_id, e.player_id, e.slot_id, e.ts, e.bet, e.win, e.bonus)
         for e in batch.events
     ]
-    tracked = track(serving, events, TrackerConfig.from_settings(serving.settings), source=SOURCE)
+    tracked = track(serving, events, serving.settings.realtime, source=SOURCE)
     return EventsResult(tracked.accepted, tracked.duplicates, tracked.recommendations)
 
 

@@ -55,7 +55,8 @@ def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:
     if len(items) > MAX_FEEDBACK:
         raise InputError(SOURCE, f"{len(items):,} items; at most {MAX_FEEDBACK:,} per request")
     with serving.engine.begin() as conn:
-        result = store_feedback(conn, items, window_seconds=serving.settings.attribution_window_seconds, source=SOURCE)
+        window = serving.settings.realtime.attribution_window_seconds
+        result = store_feedback(conn, items, window_seconds=window, source=SOURCE)
     return FeedbackResult(result.accepted, result.duplicates, result.attributed_sessions)
 
 

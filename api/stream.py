@@ -204,7 +204,7 @@ async def player_stream(
     except BaseException:
         hub.close(stream)
         raise
-    keepalive = state.serving.settings.stream_keepalive_seconds
+    keepalive = state.serving.settings.realtime.stream_keepalive_seconds
     return ServerSentEvent(_events(hub, stream, announce, backlog or [], keepalive))
 
 

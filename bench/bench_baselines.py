@@ -79,7 +79,7 @@ def main() -> None:
     started = time.perf_counter()
     casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-    train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings)
+    train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings.training)
     negatives = test_cases[2]
     history_lengths = np.diff(TrainItems(train_u, train_i, n_players, n_slots).indptr).astype(np.float64)
     pair_cells = float((history_lengths**2).sum())

@@ -21,7 +21,6 @@ docs/training.md quotes what it printed. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -57,11 +56,11 @@ def main() -> None:
     players, slots, days = SCALES[args.scale]
     rows = []
     for seed in args.seeds:
-        settings = dataclasses.replace(Settings.from_env(), train_seed=seed)
+        settings = Settings.from_env().replace(train_seed=seed)
         started = time.perf_counter()
         casino, data, holdout = worker_casino(players, slots, days, seed, settings)
         n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-        train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings)
+        train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings.training)
         print(
             f"seed {seed}: {players:,} x {slots:,} x {days} days -> {train_u.size:,} training pairs, "
             f"{test_cases[0].size:,} test / {validation_cases[0].size:,} validation cases "
@@ -72,11 +71,11 @@ def main() -> None:
         figures = baseline_metrics(train_u, train_i, n_players, n_slots, test_cases, validation_cases)
         baseline_seconds = time.perf_counter() - t
 
-        config = ncf_config(settings, data.n_pairs)
+        config = ncf_config(settings.training, data.n_pairs)
         t = time.perf_counter()
         model = train(
             config, train_u, train_i, n_players, n_slots,
-            weights=data.weight[holdout.train] if settings.train_weighted else None,
+            weights=data.weight[holdout.train] if settings.training.weighted else None,
             evaluate=hit_ratio_callback(*validation_cases), keep_best=True,
         )
         train_seconds = time.perf_counter() - t
@@ -84,7 +83,7 @@ def main() -> None:
 
         slot_cluster = casino.slot_clusters.set_index("slot_key")["cluster"].reindex(data.slot_keys).to_numpy()
         played = np.unique(train_i)
-        kind = usable_kind(model, settings.similarity_vector)
+        kind = usable_kind(model, settings.training.similarity_vector)
         served = cluster_share(most_similar(item_vectors(model, kind), played), played, slot_cluster)
         knn = ItemKNN(train_u, train_i, n_players, n_slots)
         co = cluster_share(np.stack([knn.similar_items(int(i))[0] for i in played]), played, slot_cluster)

@@ -12,7 +12,6 @@ restores it and times the first 200 of each. Prints the status codes seen and th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import socket
 import sys
 import tempfile
@@ -62,7 +61,7 @@ def main() -> None:
         key, _ = apikeys.create_key(engine, ["read"], "bench")
         proxy = Proxy(url)
         settings = Settings.from_env({}, database_url=proxy.url, data_dir=Path(data) / "app")
-        app = create_app(dataclasses.replace(settings, **{**SERVING, "api_key_cache_seconds": 0.0}))
+        app = create_app(settings.replace(**{**SERVING, "api_key_cache_seconds": 0.0}))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
         threading.Thread(target=server.run, daemon=True).start()

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         migrations.upgrade(url)
         settings = Settings.from_env(database_url=url, data_dir=Path(folder) / "data")
         if args.epochs is not None:
-            settings = dataclasses.replace(settings, train_epochs=args.epochs)
+            settings = settings.replace(train_epochs=args.epochs)
         engine = create_engine(settings, url)
         try:
             report = _run(engine, settings, config)
@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(engine: sa.Engine, settings: Settings, config: SynthConfig) -> Path | None:
+    training = settings.training
     print(
         f"pipeline bench: {config.players:,} players x {config.slots:,} slots x {config.days} days "
         f"(seed {config.seed}); "
-        f"training {settings.train_model}, {settings.train_epochs} epochs, {settings.train_factors} factors, "
-        f"MLP {settings.train_mlp_layers}, {settings.train_negatives} negatives, batch {settings.train_batch_size}, "
-        f"{settings.train_threads} threads; {os.cpu_count()} CPUs",
+        f"training {training.model}, {training.epochs} epochs, {training.factors} factors, "
+        f"MLP {training.mlp_layers}, {training.negatives} negatives, batch {training.batch_size}, "
+        f"{training.threads} threads; {os.cpu_count()} CPUs",
         flush=True,
     )
     memory = MemorySampler(_server_pid(engine))

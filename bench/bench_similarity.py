@@ -156,7 +156,6 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
 
 
 def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
-    import dataclasses
 
     from bench_weighting import worker_casino
 
@@ -171,7 +170,7 @@ def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
     casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
-    weights = data.weight[holdout.train] if settings.train_weighted else None
+    weights = data.weight[holdout.train] if settings.training.weighted else None
     slot_cluster = casino.slot_clusters.set_index("slot_key")["cluster"]
     cluster = slot_cluster.loc[data.slot_keys].to_numpy()
     print(
@@ -195,11 +194,11 @@ def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
         rows.append((name, [float(same[mask].mean()) if mask.any() else float("nan") for mask in groups.values()]))
 
     for model_kind in ("neumf", "gmf", "mlp"):
-        config = ncf_config(dataclasses.replace(settings, train_model=model_kind), data.n_pairs)
+        config = ncf_config(settings.replace(train_model=model_kind).training, data.n_pairs)
         config = config.replace(threads=args.threads)
         t = time.perf_counter()
         model = train(config, train_u, train_i, n_players, n_slots, weights=weights)
-        label = "worker's NeuMF" if model_kind == settings.train_model else f"{model_kind.upper()}-only"
+        label = "worker's NeuMF" if model_kind == settings.training.model else f"{model_kind.upper()}-only"
         print(
             f"{label}: {config.epochs} epochs of {config.optimizer} at lr {config.lr}"
             + (f", {config.factors} factors" if model_kind != "mlp" else "")

@@ -21,7 +21,6 @@ docs/training.md quotes what this printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from datetime import timedelta
 
@@ -29,13 +28,13 @@ import numpy as np
 import pandas as pd
 
 from recsys.db.training_data import InteractionData
-from recsys.scoring import ScoreFormula, normalize
-from recsys.settings import Settings
+from recsys.scoring import normalize, score_sessions
+from recsys.settings import Scoring, Settings
 from recsys.synth import SynthConfig
 from recsys.worker import EPOCH_DAY, holdout_negatives, time_holdout
 
 
-def consolidated_pairs(sessions: pd.DataFrame, formula: ScoreFormula, window_days: int) -> InteractionData:
+def consolidated_pairs(sessions: pd.DataFrame, formula: Scoring, window_days: int) -> InteractionData:
     """Sessions -> the worker's training pairs, as ``recsys consolidate`` + ``load_interactions`` give them.
 
     Interactions are player x slot x UTC day of the session's start, scored by ``formula`` (bonus play
@@ -48,7 +47,7 @@ def consolidated_pairs(sessions: pd.DataFrame, formula: ScoreFormula, window_day
     sessions : pd.DataFrame
         ``play_sessions`` columns as ``recsys.synth`` generates them (``player_key``, ``slot_key``,
         ``started_at``, ``seconds``, ``spins``, ``total_bet``, ``bonus``).
-    formula : ScoreFormula
+    formula : Scoring
     window_days : int
         ``train_window_days``.
 
@@ -104,9 +103,9 @@ def consolidated_pairs(sessions: pd.DataFrame, formula: ScoreFormula, window_day
 
 
 def _check_against_reference(
-    sessions: pd.DataFrame, per_day: pd.DataFrame, score: np.ndarray, normalized: np.ndarray, formula: ScoreFormula
+    sessions: pd.DataFrame, per_day: pd.DataFrame, score: np.ndarray, normalized: np.ndarray, formula: Scoring
 ) -> None:
-    """The vectorized scores equal ``ScoreFormula.score`` and ``normalize`` on the first players."""
+    """The vectorized scores equal ``recsys.scoring.score_sessions`` and ``normalize`` on the first players."""
     players = per_day["player_key"].unique()[:50]
     mine = sessions[sessions["player_key"].isin(players)]
     days = mine["started_at"].dt.tz_convert("UTC").dt.date
@@ -117,7 +116,8 @@ def _check_against_reference(
             slot, day = per_day["slot_key"].iat[r], EPOCH_DAY + timedelta(days=int(per_day["day"].iat[r]))
             group = mine[(mine["player_key"] == player) & (mine["slot_key"] == slot) & (days == day)]
             reference.append(
-                formula.score(
+                score_sessions(
+                    formula,
                     group["seconds"].to_numpy(),
                     group["spins"].to_numpy(),
                     group["total_bet"].to_numpy(),
@@ -134,8 +134,8 @@ def worker_casino(players: int, slots: int, days: int, seed: int, settings: Sett
     from recsys.synth import generate_casino
 
     casino = generate_casino(SynthConfig(players=players, slots=slots, days=days, seed=seed))
-    data = consolidated_pairs(casino.sessions, ScoreFormula.from_settings(settings), settings.train_window_days)
-    return casino, data, time_holdout(data, settings)
+    data = consolidated_pairs(casino.sessions, settings.scoring, settings.training.window_days)
+    return casino, data, time_holdout(data, settings.training)
 
 
 def main() -> None:
@@ -156,7 +156,7 @@ def main() -> None:
 
     settings = Settings()
     if args.model is not None:
-        settings = dataclasses.replace(settings, train_model=args.model)
+        settings = settings.replace(train_model=args.model)
     started = time.perf_counter()
     casino, data, holdout = worker_casino(args.players, args.slots, args.days, args.seed, settings)
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
@@ -164,7 +164,7 @@ def main() -> None:
     test_u, test_i = holdout.test_player_idx, holdout.test_slot_idx
     # The worker's evaluation: its negatives (seeded by train_seed) and its first 2,000 full-catalogue cases.
     negatives = sample_test_negatives(
-        train_u, train_i, test_u, test_i, n_slots, holdout_negatives(n_slots), seed=settings.train_seed
+        train_u, train_i, test_u, test_i, n_slots, holdout_negatives(n_slots), seed=settings.training.seed
     )
     full_cases = slice(0, min(2000, test_u.size))
     weight = data.weight[holdout.train]
@@ -174,7 +174,7 @@ def main() -> None:
         f"({time.perf_counter() - started:.0f} s)"
     )
     print(
-        f"holdout: the last {settings.holdout_days} days, {test_u.size:,} test players, "
+        f"holdout: the last {settings.training.holdout_days} days, {test_u.size:,} test players, "
         f"{int(holdout.train.sum()):,} train pairs, {negatives.shape[1]} sampled negatives per case"
     )
     print(
@@ -189,7 +189,7 @@ def main() -> None:
     rows.append(("popularity", "-", pop.hit_ratio, pop.ndcg, pop_full.hit_ratio, 0.0))
     for seed in args.seeds:
         for weighted in (True, False):
-            config = ncf_config(settings, data.n_pairs).replace(seed=seed)
+            config = ncf_config(settings.training, data.n_pairs).replace(seed=seed)
             if args.threads is not None:
                 config = config.replace(threads=args.threads)
             t = time.perf_counter()

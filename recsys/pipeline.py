@@ -17,7 +17,6 @@ One orchestrator reading like the job's steps; SQL lives in ``recsys.db``. Guara
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -38,18 +37,15 @@ from recsys.db import pipeline_runs, retention, versions
 from recsys.db.consolidation import consolidate
 from recsys.db.pipeline_runs import PipelineBusy, PipelineRun
 from recsys.errors import RecsysError
-from recsys.scoring import ScoreFormula
-from recsys.settings import PREFIX, Settings
+from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PipelineBusy", "PipelineOutcome", "StageFailed", "run_pipeline"]
 
-# Settings that decide what a run produces (consolidation and training); a change makes the next
-# run train again even when no play arrived. Speed-only settings do not count.
-OUTPUT_SETTING_PREFIXES = (
-    "score_", "consolidate_", "train_", "holdout_", "eval_", "similarity_", "gate_", "keep_", "offline_",
-)  # fmt: skip
+# Settings groups that decide what a run produces (consolidation and training); a change makes the
+# next run train again even when no play arrived. Speed-only settings do not count.
+OUTPUT_SETTING_GROUPS = ("scoring", "training", "gate")
 SPEED_ONLY_SETTINGS = ("train_threads", "train_processes")
 
 # The baselines whose HR@10 on the version's own cases the train stage's figures show (recsys.worker).
@@ -197,19 +193,15 @@ def read_inputs(engine, settings: Settings, end_day: date | None) -> dict[str, A
 
 
 def settings_digest(settings: Settings) -> str:
-    """A short hash of the settings that decide what a run produces (see OUTPUT_SETTING_PREFIXES)."""
+    """A short hash of the settings that decide what a run produces (see OUTPUT_SETTING_GROUPS)."""
     values = {
-        f.name: getattr(settings, f.name)
-        for f in dataclasses.fields(settings)
-        if f.name.startswith(OUTPUT_SETTING_PREFIXES) and f.name not in SPEED_ONLY_SETTINGS
+        name: value for name, value in settings.flat(*OUTPUT_SETTING_GROUPS).items() if name not in SPEED_ONLY_SETTINGS
     }
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def consolidate_play(engine, settings: Settings) -> dict[str, Any]:
-    result = consolidate(
-        engine, ScoreFormula.from_settings(settings), lookback_seconds=settings.consolidate_lookback_seconds
-    )
+    result = consolidate(engine, settings.scoring)
     return {
         "mode": "full" if result.full else "incremental",
         "players": result.players,
@@ -221,13 +213,13 @@ def consolidate_play(engine, settings: Settings) -> dict[str, Any]:
 
 def keep_recent_logs(engine, settings: Settings) -> dict[str, Any]:
     """The recommendation logs' partitions for the coming months; months past the retention dropped."""
-    result = retention.apply_retention(engine, settings.recommendation_retention_days)
+    result = retention.apply_retention(engine, settings.pipeline.retention_days)
     return {"partitions_created": len(result.created), "months_dropped": result.dropped_months,
             "default_rows_deleted": result.deleted_default_rows}
 
 
 def _train(engine, settings: Settings, end_day: date | None):
-    if settings.train_processes > 1:
+    if settings.training.processes > 1:
         return train_under_torchrun(engine, settings, end_day)
     from recsys.worker import is_training_busy, run_training  # imports torch: only when a run trains
 
@@ -255,14 +247,14 @@ def train_under_torchrun(engine, settings: Settings, end_day: date | None):
 
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-        str(settings.train_processes), "-m", "recsys", "train",
+        str(settings.training.processes), "-m", "recsys", "train",
     ]  # fmt: skip
     if end_day is not None:
         command += ["--end-day", end_day.isoformat()]
     newest_before = _newest_version_id(engine)
     with tempfile.TemporaryDirectory(prefix="recsys-train-") as folder:
         path = Path(folder) / "outcome.json"
-        log.info("training under torchrun with %d processes", settings.train_processes)
+        log.info("training under torchrun with %d processes", settings.training.processes)
         # The workers' stdout (the worker's summary lines) joins the log on stderr.
         process = subprocess.Popen([*command, "--outcome-file", str(path)], env=settings_environment(settings),
                                    stdout=2)
@@ -306,19 +298,7 @@ def _stop(process: subprocess.Popen) -> None:
 def settings_environment(settings: Settings) -> dict[str, str]:
     """This process's environment with every ``RECSYS_*`` variable set so that ``Settings.from_env()``
     in a child process equals ``settings`` (overrides made in code included)."""
-    env = dict(os.environ)
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if value is None:
-            text = ""  # an optional setting left unset
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, tuple):
-            text = ",".join(map(str, value))
-        else:
-            text = str(value)
-        env[PREFIX + f.name.upper()] = text
-    return env
+    return {**os.environ, **settings.environment()}
 
 
 def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, Any]:
@@ -380,9 +360,9 @@ def write_run_report(
         vectors=slot_vectors.similarity,
         providers=attributes.providers,
         themes=attributes.themes,
-        top_providers=settings.report_top_providers,
+        top_providers=settings.pipeline.report_top_providers,
     )
-    folder = Path(settings.data_dir) / "runs" / f"pipeline-{run.id}"
+    folder = Path(settings.database.data_dir) / "runs" / f"pipeline-{run.id}"
     return report.write_report(folder, facts, slot_map).resolve()
 
 

@@ -1,298 +1,517 @@
-"""The one settings object. Every setting is one ``RECSYS_*`` environment variable with a type and default.
+"""The one settings object: eight groups of ``RECSYS_*`` environment variables, each group the config
+its code takes.
 
-Built once where a program starts (the CLI's ``main``, ``create_app``) and passed down; library
-functions take explicit arguments. An invalid value fails at start and names the variable.
+Built once where a program starts (the CLI's ``main``, ``create_app``) and passed down: the worker
+takes ``settings.training`` and ``settings.gate``, the tracker ``settings.realtime``, ranking
+``settings.ranking``, consolidation ``settings.scoring``. Each field is declared once, with
+:func:`setting`: its variable, default, meaning and limits. Validation (a group checks itself when
+it is made) and the README's table (:func:`markdown_table`) both read that declaration. An invalid
+value fails at start and names the variable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recsys.errors import ConfigError
 
 PREFIX = "RECSYS_"
-SIMILARITY_VECTORS = ("gmf", "concat", "mlp")
+
+Rule = tuple[str, Callable[[typing.Any, typing.Any], bool]]
+"""``(phrase, test)``: ``test(value, group)`` is true for an allowed value; ``phrase`` says what is
+allowed ("at least 1"), for the README and, as "must be <phrase>", for the error."""
 
 
-def setting(default, doc: str):
-    """A dataclass field with the one-line description the README's configuration table shows."""
-    return field(default=default, metadata={"doc": doc})
+def setting(
+    variable: str,
+    default,
+    doc: str,
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    rules: tuple[Rule, ...] = (),
+):
+    """A group's field: its ``RECSYS_*`` variable, default, one-line meaning and limits.
+
+    ``at_least`` / ``above`` / ``at_most`` bound a number, ``choices`` lists a string's values, and
+    ``rules`` add checks of their own (they may read the rest of the group). A None value (an
+    optional setting left unset) passes every check. The metadata keeps the limits as given
+    (``limits``) and every check as a :data:`Rule` (``rules``).
+    """
+    checks: list[Rule] = []
+    if at_least is not None and at_most is not None:
+        checks.append((f"in [{at_least:g}, {at_most:g}]", lambda v, _: at_least <= v <= at_most))
+    elif at_least is not None:
+        phrase = "not negative" if at_least == 0 else f"at least {at_least:g}"
+        checks.append((phrase, lambda v, _: v >= at_least))
+    elif at_most is not None:
+        checks.append((f"at most {at_most:g}", lambda v, _: v <= at_most))
+    if above is not None:
+        checks.append(("positive" if above == 0 else f"above {above:g}", lambda v, _: v > above))
+    if choices is not None:
+        checks.append((_or(choices), lambda v, _: v in choices))
+    limits = {"at_least": at_least, "above": above, "at_most": at_most, "choices": choices}
+    return field(default=default, metadata={
+        "variable": variable, "doc": doc, "rules": (*checks, *rules),
+        "limits": {name: limit for name, limit in limits.items() if limit is not None},
+    })
+
+
+def matches(pattern: str, phrase: str) -> Rule:
+    """A rule: the whole value matches ``pattern``."""
+    return phrase, lambda v, _: re.fullmatch(pattern, v) is not None
+
+
+def _or(words: tuple[str, ...]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _reason(phrase: str) -> str:
+    return "must not be " + phrase[4:] if phrase.startswith("not ") else "must be " + phrase
+
+
+class Group:
+    """Base of the settings groups: a group checks every field's rules when it is made."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            for phrase, test in f.metadata["rules"]:
+                if not test(value, self):
+                    raise ConfigError(f.metadata["variable"], _show(value), _reason(phrase))
+
+
+# --- the groups -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Settings:
-    # --- database -------------------------------------------------------------------------------
-    database_url: str | None = setting(
-        None, "PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the embedded PostgreSQL."
-    )
-    data_dir: Path = setting(Path(".recsys"), "Folder of the embedded PostgreSQL, run reports and plots.")
-    db_pool_size: int = setting(10, "Connections kept open by each process's pool.")
+class Database(Group):
+    """Where the data lives: PostgreSQL (``recsys.db.engine``) and the folder of runs and reports."""
 
-    # --- consolidation: sessions -> interactions (see recsys/scoring.py for the formula) -----------
-    score_time_weight: float = setting(1.0, "Weight of log(1 + minutes played) in an interaction's score.")
-    score_spins_weight: float = setting(0.5, "Weight of log(1 + spins) in an interaction's score.")
-    score_stake_weight: float = setting(0.25, "Weight of log(1 + total stake) in an interaction's score.")
-    score_bonus_weight: float = setting(
-        0.3, "Multiplier for bonus/promotion-driven play: forced play says little about taste."
+    url: str | None = setting(
+        "RECSYS_DATABASE_URL", None,
+        "PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the embedded PostgreSQL.",
+        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),),
     )
-    consolidate_lookback_seconds: int = setting(
-        300, "Sessions changed this long before the last watermark are consolidated again (late commits)."
+    data_dir: Path = setting(
+        "RECSYS_DATA_DIR", Path(".recsys"), "Folder of the embedded PostgreSQL, run reports and plots."
+    )
+    pool_size: int = setting("RECSYS_DB_POOL_SIZE", 10, "Connections kept open by each process's pool.", at_least=1)
+
+
+@dataclass(frozen=True)
+class Scoring(Group):
+    """Consolidation, sessions -> interactions: the weights of the formula in ``recsys.scoring``."""
+
+    time_weight: float = setting(
+        "RECSYS_SCORE_TIME_WEIGHT", 1.0, "Weight of log(1 + minutes played) in an interaction's score.", at_least=0
+    )
+    spins_weight: float = setting(
+        "RECSYS_SCORE_SPINS_WEIGHT", 0.5, "Weight of log(1 + spins) in an interaction's score.", at_least=0
+    )
+    stake_weight: float = setting(
+        "RECSYS_SCORE_STAKE_WEIGHT", 0.25, "Weight of log(1 + total stake) in an interaction's score.", at_least=0
+    )
+    bonus_weight: float = setting(
+        "RECSYS_SCORE_BONUS_WEIGHT", 0.3,
+        "Multiplier for bonus/promotion-driven play: forced play says little about taste.", at_least=0, at_most=1,
+    )
+    lookback_seconds: int = setting(
+        "RECSYS_CONSOLIDATE_LOOKBACK_SECONDS", 300,
+        "Sessions changed this long before the last watermark are consolidated again (late commits).", at_least=0,
     )
 
-    # --- training worker (recsys train) ----------------------------------------------------------
-    train_window_days: int = setting(90, "Days of interactions a training run reads (ending at the latest day).")
-    holdout_days: int = setting(3, "Latest days whose newly discovered slots form the evaluation holdout.")
-    train_model: str = setting("neumf", "Model trained by the worker: neumf, gmf or mlp.")
-    train_factors: int = setting(32, "GMF factors (the MLP tower's embeddings are half its first layer).")
-    train_mlp_layers: tuple[int, ...] = setting((64, 32, 16), "MLP tower widths, comma-separated.")
-    train_epochs: int = setting(6, "Epochs of the worker's model (casino scale: ~1 min each per 10^7 samples).")
-    train_pretrain: bool = setting(
-        True, "NeuMF: train GMF and MLP (train_epochs each) and fuse them, as the paper; off: NeuMF from scratch."
+
+def _even_first_width(layers: tuple[int, ...], _) -> bool:
+    return bool(layers) and min(layers) >= 1 and layers[0] % 2 == 0
+
+
+@dataclass(frozen=True)
+class Training(Group):
+    """The training worker (``recsys train``). A field named like an ``NCFConfig`` field is that
+    hyperparameter of every stage the worker trains (``recsys.worker.ncf_config``)."""
+
+    window_days: int = setting(
+        "RECSYS_TRAIN_WINDOW_DAYS", 90,
+        "Days of interactions a training run reads (ending at the latest day); longer than the holdout.", at_least=2,
     )
-    train_user_history: str = setting(
-        "only",
+    holdout_days: int = setting(
+        "RECSYS_HOLDOUT_DAYS", 3, "Latest days whose newly discovered slots form the evaluation holdout.",
+        at_least=1, rules=(("shorter than the window (RECSYS_TRAIN_WINDOW_DAYS)", lambda v, g: v < g.window_days),),
+    )
+    model: str = setting(
+        "RECSYS_TRAIN_MODEL", "neumf", "Model trained by the worker.", choices=("neumf", "gmf", "mlp")
+    )
+    factors: int = setting(
+        "RECSYS_TRAIN_FACTORS", 32, "GMF factors (the MLP tower's embeddings are half its first layer).", at_least=1
+    )
+    mlp_layers: tuple[int, ...] = setting(
+        "RECSYS_TRAIN_MLP_LAYERS", (64, 32, 16), "MLP tower widths, comma-separated.",
+        rules=(("positive widths with an even first width", _even_first_width),),
+    )
+    epochs: int = setting(
+        "RECSYS_TRAIN_EPOCHS", 6, "Epochs of the worker's model (casino scale: ~1 min each per 10^7 samples).",
+        at_least=1,
+    )
+    pretrain: bool = setting(
+        "RECSYS_TRAIN_PRETRAIN", True,
+        "NeuMF: train GMF and MLP (train_epochs each) and fuse them, as the paper; off: NeuMF from scratch.",
+    )
+    user_history: str = setting(
+        "RECSYS_TRAIN_USER_HISTORY", "only",
         "How a player's vector is made: only (from the slots they played, FISM), add (a free row plus that, "
         "SVD++) or none (a free row, the paper's NCF). docs/training.md has the measurements.",
+        choices=("only", "add", "none"),
     )
-    train_negatives: int = setting(4, "Sampled negatives per positive.")
-    train_batch_size: int = setting(8192, "Largest number of samples per optimizer step.")
-    train_min_steps: int = setting(
-        200, "Optimizer steps an epoch takes at least: small data sets train in batches below train_batch_size."
+    negatives: int = setting("RECSYS_TRAIN_NEGATIVES", 4, "Sampled negatives per positive.", at_least=1)
+    batch_size: int = setting(
+        "RECSYS_TRAIN_BATCH_SIZE", 8192, "Largest number of samples per optimizer step.", at_least=1
     )
-    train_optimizer: str = setting("adam", "Optimizer of every training stage: adam (SparseAdam), sgd or adagrad.")
-    train_lr: float = setting(0.002, "Learning rate.")
-    train_reg: float = setting(0.0, "L2 penalty on the embedding rows a batch touches.")
-    train_threads: int = setting(2, "CPU threads torch may use.")
-    train_processes: int = setting(
-        1, "`recsys pipeline run` trains its stage under torchrun with this many processes (DDP); 1: in-process."
+    min_steps: int = setting(
+        "RECSYS_TRAIN_MIN_STEPS", 200,
+        "Optimizer steps an epoch takes at least: small data sets train in batches below train_batch_size.",
+        at_least=1,
     )
-    train_seed: int = setting(0, "Seed of initialisation, negative sampling and the holdout sample.")
-    train_early_stopping: bool = setting(
-        True, "Keep each stage's best epoch by HR@10 on half the holdout players; metrics use the other half."
+    optimizer: str = setting(
+        "RECSYS_TRAIN_OPTIMIZER", "adam", "Optimizer of every training stage (adam: SparseAdam).",
+        choices=("adam", "sgd", "adagrad"),
     )
-    train_weighted: bool = setting(True, "Weight positives by their normalized score (see docs/training.md).")
-    eval_max_players: int = setting(20000, "At most this many holdout players are evaluated (sampled).")
+    lr: float = setting("RECSYS_TRAIN_LR", 0.002, "Learning rate of every training stage.", above=0)
+    reg: float = setting(
+        "RECSYS_TRAIN_REG", 0.0, "L2 penalty on the embedding rows a batch touches, in every training stage.",
+        at_least=0,
+    )
+    threads: int = setting("RECSYS_TRAIN_THREADS", 2, "CPU threads torch may use.", at_least=1)
+    processes: int = setting(
+        "RECSYS_TRAIN_PROCESSES", 1,
+        "`recsys pipeline run` trains its stage under torchrun with this many processes (DDP); 1: in-process.",
+        at_least=1,
+    )
+    seed: int = setting("RECSYS_TRAIN_SEED", 0, "Seed of initialisation, negative sampling and the holdout sample.")
+    early_stopping: bool = setting(
+        "RECSYS_TRAIN_EARLY_STOPPING", True,
+        "Keep each stage's best epoch by HR@10 on half the holdout players; metrics use the other half.",
+    )
+    weighted: bool = setting(
+        "RECSYS_TRAIN_WEIGHTED", True, "Weight positives by their normalized score (see docs/training.md)."
+    )
+    eval_max_players: int = setting(
+        "RECSYS_EVAL_MAX_PLAYERS", 20000, "At most this many holdout players are evaluated (sampled).", at_least=1
+    )
     similarity_vector: str = setting(
-        "gmf", "Slot vector FAISS indexes: gmf, concat or mlp (docs/training.md; an MLP-only model uses mlp)."
+        "RECSYS_SIMILARITY_VECTOR", "gmf",
+        "Slot vector FAISS indexes (docs/training.md; an MLP-only model uses mlp).", choices=("gmf", "concat", "mlp"),
     )
-    gate_min_hr: float = setting(0.3, "Quality gate: a version needs at least this HR@10 on the holdout.")
-    gate_max_drop: float = setting(0.02, "Quality gate: at most this HR@10 drop against the active version.")
-    gate_popularity_margin: float = setting(
-        0.0, "Quality gate: a version whose HR@10 is below popularity's by more than this is refused."
+    keep_versions: int = setting(
+        "RECSYS_KEEP_VERSIONS", 3, "Finished non-active versions whose embeddings are kept.", at_least=0
     )
-    gate_beat_itemknn: bool = setting(
-        True, "Quality gate: also refuse a version whose HR@10 is below item-kNN's by more than the margin below."
+    offline_top_n: int = setting(
+        "RECSYS_OFFLINE_TOP_N", 50, "Slots precomputed per player for the offline recommendations.", at_least=1
     )
-    gate_itemknn_margin: float = setting(0.0, "Quality gate: how far below item-kNN's HR@10 a version may fall.")
-    keep_versions: int = setting(3, "Finished non-active versions whose embeddings are kept.")
-    offline_top_n: int = setting(50, "Slots precomputed per player for the offline recommendations.")
 
-    # --- real-time layer: play events, the long-session trigger, feedback ----------------------------
-    session_threshold_seconds: float = setting(
-        3600.0, "Continuous play (event time) after which the long-session trigger fires, once per session."
+
+@dataclass(frozen=True)
+class Gate(Group):
+    """The quality gate a trained version passes before it becomes active (``recsys.worker``)."""
+
+    min_hr: float = setting(
+        "RECSYS_GATE_MIN_HR", 0.3, "Quality gate: a version needs at least this HR@10 on the holdout.",
+        at_least=0, at_most=1,
     )
-    session_pause_seconds: float = setting(600.0, "A gap between events longer than this ends continuous play.")
-    session_max_seconds: float = setting(
-        10800.0, "Continuous play past this gets no games: the trigger answers with `late_session_action`."
+    max_drop: float = setting(
+        "RECSYS_GATE_MAX_DROP", 0.02, "Quality gate: at most this HR@10 drop against the active version.",
+        at_least=0, at_most=1,
     )
-    night_hours: str = setting("", "UTC hours `HH-HH` (e.g. `00-06`) in which the trigger sends no games; empty: off.")
-    late_session_action: str = setting(
-        "reality_check", "Past the maximum or at night: `reality_check` (an action, no games) or `silent`."
+    popularity_margin: float = setting(
+        "RECSYS_GATE_POPULARITY_MARGIN", 0.0,
+        "Quality gate: a version whose HR@10 is below popularity's by more than this is refused.",
+        at_least=0, at_most=1,
+    )
+    beat_itemknn: bool = setting(
+        "RECSYS_GATE_BEAT_ITEMKNN", True,
+        "Quality gate: also refuse a version whose HR@10 is below item-kNN's by more than the margin below.",
+    )
+    itemknn_margin: float = setting(
+        "RECSYS_GATE_ITEMKNN_MARGIN", 0.0, "Quality gate: how far below item-kNN's HR@10 a version may fall.",
+        at_least=0, at_most=1,
+    )
+
+
+def night_window(text: str) -> tuple[int, int] | None:
+    """``HH-HH`` -> ``(start_hour, end_hour)``; empty -> None. Raises ValueError for anything else."""
+    if not text.strip():
+        return None
+    start, end = (int(part) for part in text.split("-"))
+    if not (0 <= start <= 23 and 0 <= end <= 24) or start == end:
+        raise ValueError(text)
+    return start, end
+
+
+def _is_night_window(text: str, _) -> bool:
+    try:
+        night_window(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RealTime(Group):
+    """The real-time layer: play events, the long-session trigger (``recsys.tracker``), feedback, push."""
+
+    threshold_seconds: float = setting(
+        "RECSYS_SESSION_THRESHOLD_SECONDS", 3600.0,
+        "Continuous play (event time) after which the long-session trigger fires, once per session.", above=0,
+    )
+    pause_seconds: float = setting(
+        "RECSYS_SESSION_PAUSE_SECONDS", 600.0, "A gap between events longer than this ends continuous play.",
+        above=0,
+    )
+    max_seconds: float = setting(
+        "RECSYS_SESSION_MAX_SECONDS", 10800.0,
+        "Continuous play past this gets no games: the trigger answers with `late_session_action`.",
+        rules=(("not below the threshold (RECSYS_SESSION_THRESHOLD_SECONDS)", lambda v, g: v >= g.threshold_seconds),),
+    )
+    night_hours: str = setting(
+        "RECSYS_NIGHT_HOURS", "", "UTC hours `HH-HH` (e.g. `00-06`) in which the trigger sends no games; empty: off.",
+        rules=(("empty or UTC hours like 00-06 (0..24, different)", _is_night_window),),
+    )
+    late_action: str = setting(
+        "RECSYS_LATE_SESSION_ACTION", "reality_check",
+        "Past the maximum or at night: `reality_check` (an action, no games) or `silent`.",
+        choices=("reality_check", "silent"),
     )
     attribution_window_seconds: float = setting(
-        1800.0, "A session started on a recommended slot this soon after its click or impression is attributed."
+        "RECSYS_ATTRIBUTION_WINDOW_SECONDS", 1800.0,
+        "A session started on a recommended slot this soon after its click or impression is attributed.", above=0,
     )
     stream_keepalive_seconds: float = setting(
-        15.0, "An open push stream (SSE) sends a comment line this often, so proxies keep it open."
+        "RECSYS_STREAM_KEEPALIVE_SECONDS", 15.0,
+        "An open push stream (SSE) sends a comment line this often, so proxies keep it open.", above=0,
     )
     event_max_future_seconds: float = setting(
-        300.0, "An event's `ts` may lie at most this far after the server's clock (clock skew); later: 422."
+        "RECSYS_EVENT_MAX_FUTURE_SECONDS", 300.0,
+        "An event's `ts` may lie at most this far after the server's clock (clock skew); later: 422.", above=0,
     )
     event_max_age_seconds: float = setting(
-        604800.0, "An event's `ts` may lie at most this far in the past (7 days of late delivery); earlier: 422."
+        "RECSYS_EVENT_MAX_AGE_SECONDS", 604800.0,
+        "An event's `ts` may lie at most this far in the past (7 days of late delivery); earlier: 422.", above=0,
     )
-
-    # --- serving API (recsys serve; see docs/api.md) ---------------------------------------------
-    serve_host: str = setting("127.0.0.1", "Address `recsys serve` listens on.")
-    serve_port: int = setting(8000, "Port `recsys serve` listens on.")
-    serve_server: str = setting("granian", "ASGI server of `recsys serve`: granian or uvicorn (bench/bench_api.py).")
-    serve_workers: int = setting(1, "Server worker processes (each holds its own index).")
-    index_factory: str = setting("IDMap,Flat", "FAISS factory string of the similar-slot index (exact inner product).")
-    exclude_played: str = setting("ever", "Slots a player played are not recommended: `ever`, or a number of days.")
-    exploration_share: float = setting(0.2, "Share of a list's places given to exploration (Thompson sampling).")
-    explore_max_impressions: int = setting(200, "Slots with fewer impressions than this (and new ones) are explored.")
-    explore_seed: int | None = setting(None, "Seed of the exploration draws (per player); unset: fresh entropy.")
-    provider_cap: int = setting(3, "At most this many slots of one provider in a list.")
-    blend_weight: float = setting(0.7, "Weight of the model's score against similarity when ranking (0..1).")
-    candidate_pool: int = setting(100, "Index neighbours fetched per list before exclusions.")
-    popularity_days: int = setting(30, "Days of play behind the popularity (cold-start) list.")
-    serving_refresh_seconds: float = setting(
-        30.0, "The API reloads its catalogue this often besides NOTIFY (a lost notification heals within it)."
-    )
-    stats_refresh_seconds: float = setting(
-        300.0, "The API recounts popularity and feedback (GROUP BYs over sessions and feedback) this often."
-    )
-    api_key_cache_seconds: float = setting(5.0, "API keys are cached this long: a revocation takes effect within it.")
-    api_key_cache_bytes: int = setting(
-        4 << 20, "Memory bound of each process's API key cache (it keeps SHA-256 digests, never the keys)."
-    )
-    api_key_grace_seconds: float = setting(
-        300.0, "While the database is down, `/similar` accepts keys verified this recently (others get 503)."
-    )
-    api_lock_timeout_ms: int = setting(
-        2000, "`lock_timeout` of the API's connections: a request waits this long for a lock, then 503."
-    )
-    api_statement_timeout_ms: int = setting(
-        10000, "`statement_timeout` of the API's connections: a longer statement is cancelled (503)."
-    )
-    log_synchronous_commit: bool = setting(
-        False, "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s."
-    )
-
-    # --- daily pipeline (recsys pipeline; see docs/pipeline.md) ----------------------------------
-    pipeline_at: str = setting("03:00", "UTC time (HH:MM) at which `recsys pipeline schedule` starts the daily run.")
-    report_top_providers: int = setting(8, "Providers coloured on the run report's slot map (the others grey).")
-    recommendation_retention_days: int = setting(
-        400, "Served lists (and their feedback) are kept this many days, then dropped by month; 0: kept forever."
-    )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
-        """Read ``RECSYS_<FIELD>`` variables; ``overrides`` (field names) win over the environment."""
-        environ = os.environ if environ is None else environ
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for f in dataclasses.fields(cls):
-            variable = PREFIX + f.name.upper()
-            if f.name in overrides:
-                values[f.name] = overrides.pop(f.name)
-            elif variable in environ:
-                values[f.name] = _parse(variable, environ[variable], hints[f.name])
-        if overrides:
-            raise TypeError(f"unknown settings: {sorted(overrides)}")
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        """Check values that a type alone does not constrain."""
-        for name in (
-            "db_pool_size", "train_window_days", "holdout_days", "train_factors", "train_epochs",
-            "train_negatives", "train_batch_size", "train_min_steps", "train_threads", "train_processes",
-            "eval_max_players",
-            "offline_top_n",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")
-        for name in ("score_time_weight", "score_spins_weight", "score_stake_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must not be negative")
-        if not 0 <= self.score_bonus_weight <= 1:
-            raise ConfigError("RECSYS_SCORE_BONUS_WEIGHT", str(self.score_bonus_weight), "must be in [0, 1]")
-        if self.train_optimizer not in ("adam", "sgd", "adagrad"):
-            raise ConfigError("RECSYS_TRAIN_OPTIMIZER", self.train_optimizer, "must be adam, sgd or adagrad")
-        if self.train_user_history not in ("only", "add", "none"):
-            raise ConfigError("RECSYS_TRAIN_USER_HISTORY", self.train_user_history, "must be only, add or none")
-        if self.train_model not in ("neumf", "gmf", "mlp"):
-            raise ConfigError("RECSYS_TRAIN_MODEL", self.train_model, "must be neumf, gmf or mlp")
-        if not self.train_mlp_layers or self.train_mlp_layers[0] % 2:
-            raise ConfigError(
-                "RECSYS_TRAIN_MLP_LAYERS", ",".join(map(str, self.train_mlp_layers)), "needs an even first width"
-            )
-        if self.holdout_days >= self.train_window_days:
-            raise ConfigError("RECSYS_HOLDOUT_DAYS", str(self.holdout_days), "must be shorter than the window")
-        if self.similarity_vector not in SIMILARITY_VECTORS:
-            raise ConfigError(
-                "RECSYS_SIMILARITY_VECTOR", self.similarity_vector, f"must be one of {SIMILARITY_VECTORS}"
-            )
-        for name in ("gate_min_hr", "gate_max_drop", "gate_popularity_margin", "gate_itemknn_margin"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be in [0, 1]")
-        if self.keep_versions < 0:
-            raise ConfigError("RECSYS_KEEP_VERSIONS", str(self.keep_versions), "must not be negative")
-        if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("RECSYS_DATABASE_URL", self.database_url, "must start with postgresql://")
-        self._validate_serving()
-        self._validate_pipeline()
-        self._validate_realtime()
-
-    def _validate_realtime(self) -> None:
-        for name in ("session_threshold_seconds", "session_pause_seconds", "attribution_window_seconds",
-                     "stream_keepalive_seconds", "event_max_future_seconds", "event_max_age_seconds"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be positive")
-        if self.session_max_seconds < self.session_threshold_seconds:
-            raise ConfigError(
-                "RECSYS_SESSION_MAX_SECONDS", str(self.session_max_seconds), "must not be below the threshold"
-            )
-        if self.late_session_action not in ("reality_check", "silent"):
-            raise ConfigError("RECSYS_LATE_SESSION_ACTION", self.late_session_action, "must be reality_check or silent")
-        _ = self.night_window  # parses, or raises naming the variable
 
     @property
     def night_window(self) -> tuple[int, int] | None:
         """``(start_hour, end_hour)`` in UTC of the night hours, or None; the window may wrap midnight."""
-        if not self.night_hours.strip():
-            return None
-        try:
-            start, end = (int(part) for part in self.night_hours.split("-"))
-        except ValueError:
-            raise ConfigError("RECSYS_NIGHT_HOURS", self.night_hours, "must look like 00-06") from None
-        if not (0 <= start <= 23 and 0 <= end <= 24) or start == end:
-            raise ConfigError("RECSYS_NIGHT_HOURS", self.night_hours, "hours must lie in 0..24 and differ")
-        return start, end
+        return night_window(self.night_hours)
 
-    def _validate_serving(self) -> None:
-        if self.serve_server not in ("granian", "uvicorn"):
-            raise ConfigError("RECSYS_SERVE_SERVER", self.serve_server, "must be granian or uvicorn")
-        if not 0 < self.serve_port < 65536:
-            raise ConfigError("RECSYS_SERVE_PORT", str(self.serve_port), "must be a TCP port (1..65535)")
-        for name in ("serve_workers", "provider_cap", "candidate_pool", "popularity_days", "explore_max_impressions"):
-            if getattr(self, name) < 1:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")
-        for name in ("exploration_share", "blend_weight"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be in [0, 1]")
-        for name in ("api_key_cache_bytes", "api_lock_timeout_ms", "api_statement_timeout_ms"):
-            if getattr(self, name) < 1:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must be at least 1")
-        for name in ("serving_refresh_seconds", "stats_refresh_seconds", "api_key_cache_seconds",
-                     "api_key_grace_seconds"):
-            if getattr(self, name) < 0:
-                raise ConfigError(PREFIX + name.upper(), str(getattr(self, name)), "must not be negative")
-        if self.exclude_played != "ever" and not (self.exclude_played.isdigit() and int(self.exclude_played) > 0):
-            raise ConfigError("RECSYS_EXCLUDE_PLAYED", self.exclude_played, "must be `ever` or a number of days")
-        if not self.index_factory.strip():
-            raise ConfigError("RECSYS_INDEX_FACTORY", self.index_factory, "must be a FAISS factory string")
 
-    def _validate_pipeline(self) -> None:
-        if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", self.pipeline_at):
-            raise ConfigError("RECSYS_PIPELINE_AT", self.pipeline_at, "must be a UTC time HH:MM (00:00 .. 23:59)")
-        if self.report_top_providers < 1:
-            raise ConfigError("RECSYS_REPORT_TOP_PROVIDERS", str(self.report_top_providers), "must be at least 1")
-        if self.recommendation_retention_days < 0:
-            raise ConfigError("RECSYS_RECOMMENDATION_RETENTION_DAYS", str(self.recommendation_retention_days),
-                              "must not be negative")
+@dataclass(frozen=True)
+class Serving(Group):
+    """The serving API (``recsys serve``; docs/api.md): server, snapshot refresh, API keys, timeouts."""
+
+    host: str = setting("RECSYS_SERVE_HOST", "127.0.0.1", "Address `recsys serve` listens on.")
+    port: int = setting(
+        "RECSYS_SERVE_PORT", 8000, "Port `recsys serve` listens on.",
+        rules=(("a TCP port (1..65535)", lambda v, _: 0 < v < 65536),),
+    )
+    server: str = setting(
+        "RECSYS_SERVE_SERVER", "granian", "ASGI server of `recsys serve` (bench/bench_api.py).",
+        choices=("granian", "uvicorn"),
+    )
+    workers: int = setting(
+        "RECSYS_SERVE_WORKERS", 1, "Server worker processes (each holds its own index).", at_least=1
+    )
+    index_factory: str = setting(
+        "RECSYS_INDEX_FACTORY", "IDMap,Flat", "FAISS factory string of the similar-slot index (exact inner product).",
+        rules=(matches(r"(?s).*\S.*", "a FAISS factory string"),),
+    )
+    popularity_days: int = setting(
+        "RECSYS_POPULARITY_DAYS", 30, "Days of play behind the popularity (cold-start) list.", at_least=1
+    )
+    refresh_seconds: float = setting(
+        "RECSYS_SERVING_REFRESH_SECONDS", 30.0,
+        "The API reloads its catalogue this often besides NOTIFY (a lost notification heals within it).",
+        at_least=0,
+    )
+    stats_refresh_seconds: float = setting(
+        "RECSYS_STATS_REFRESH_SECONDS", 300.0,
+        "The API recounts popularity and feedback (GROUP BYs over sessions and feedback) this often.", at_least=0,
+    )
+    api_key_cache_seconds: float = setting(
+        "RECSYS_API_KEY_CACHE_SECONDS", 5.0, "API keys are cached this long: a revocation takes effect within it.",
+        at_least=0,
+    )
+    api_key_cache_bytes: int = setting(
+        "RECSYS_API_KEY_CACHE_BYTES", 4 << 20,
+        "Memory bound of each process's API key cache (it keeps SHA-256 digests, never the keys).", at_least=1,
+    )
+    api_key_grace_seconds: float = setting(
+        "RECSYS_API_KEY_GRACE_SECONDS", 300.0,
+        "While the database is down, `/similar` accepts keys verified this recently (others get 503).", at_least=0,
+    )
+    lock_timeout_ms: int = setting(
+        "RECSYS_API_LOCK_TIMEOUT_MS", 2000,
+        "`lock_timeout` of the API's connections: a request waits this long for a lock, then 503.", at_least=1,
+    )
+    statement_timeout_ms: int = setting(
+        "RECSYS_API_STATEMENT_TIMEOUT_MS", 10000,
+        "`statement_timeout` of the API's connections: a longer statement is cancelled (503).", at_least=1,
+    )
+    log_synchronous_commit: bool = setting(
+        "RECSYS_LOG_SYNCHRONOUS_COMMIT", False,
+        "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s.",
+    )
+
+
+@dataclass(frozen=True)
+class Ranking(Group):
+    """How a list is made from the candidates (``recsys.policy``): exclusions, exploration, blending."""
+
+    exclude_played: str = setting(
+        "RECSYS_EXCLUDE_PLAYED", "ever", "Slots a player played are not recommended: `ever`, or a number of days.",
+        rules=(matches(r"ever|0*[1-9][0-9]*", "`ever` or a number of days"),),
+    )
+    exploration_share: float = setting(
+        "RECSYS_EXPLORATION_SHARE", 0.2, "Share of a list's places given to exploration (Thompson sampling).",
+        at_least=0, at_most=1,
+    )
+    explore_max_impressions: int = setting(
+        "RECSYS_EXPLORE_MAX_IMPRESSIONS", 200, "Slots with fewer impressions than this (and new ones) are explored.",
+        at_least=1,
+    )
+    explore_seed: int | None = setting(
+        "RECSYS_EXPLORE_SEED", None, "Seed of the exploration draws (per player); unset: fresh entropy."
+    )
+    provider_cap: int = setting("RECSYS_PROVIDER_CAP", 3, "At most this many slots of one provider in a list.",
+                                at_least=1)
+    blend_weight: float = setting(
+        "RECSYS_BLEND_WEIGHT", 0.7, "Weight of the model's score against similarity when ranking.",
+        at_least=0, at_most=1,
+    )
+    candidate_pool: int = setting(
+        "RECSYS_CANDIDATE_POOL", 100, "Index neighbours fetched per list before exclusions.", at_least=1
+    )
 
     @property
     def exclude_played_days(self) -> int | None:
         """Days of history behind the played-slot exclusion; None for ``ever``."""
         return None if self.exclude_played == "ever" else int(self.exclude_played)
 
+
+@dataclass(frozen=True)
+class Pipeline(Group):
+    """The daily pipeline (``recsys pipeline``; docs/pipeline.md)."""
+
+    at: str = setting(
+        "RECSYS_PIPELINE_AT", "03:00", "UTC time at which `recsys pipeline schedule` starts the daily run.",
+        rules=(matches(r"([01][0-9]|2[0-3]):[0-5][0-9]", "a UTC time HH:MM (00:00 .. 23:59)"),),
+    )
+    report_top_providers: int = setting(
+        "RECSYS_REPORT_TOP_PROVIDERS", 8, "Providers coloured on the run report's slot map (the others grey).",
+        at_least=1,
+    )
+    retention_days: int = setting(
+        "RECSYS_RECOMMENDATION_RETENTION_DAYS", 400,
+        "Served lists (and their feedback) are kept this many days, then dropped by month; 0: kept forever.",
+        at_least=0,
+    )
+
+
+# --- the whole ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every group. ``from_env`` and ``replace`` name a setting by its variable without ``RECSYS_``, in
+    lower case (``train_reg`` is ``RECSYS_TRAIN_REG``, ``settings.training.reg``)."""
+
+    database: Database = field(default_factory=Database)
+    scoring: Scoring = field(default_factory=Scoring)
+    training: Training = field(default_factory=Training)
+    gate: Gate = field(default_factory=Gate)
+    realtime: RealTime = field(default_factory=RealTime)
+    serving: Serving = field(default_factory=Serving)
+    ranking: Ranking = field(default_factory=Ranking)
+    pipeline: Pipeline = field(default_factory=Pipeline)
+
     @classmethod
-    def documentation(cls) -> list[tuple[str, str, str]]:
-        """``(variable, default, description)`` for every setting, in declaration order."""
-        return [
-            (PREFIX + f.name.upper(), _show(f.default), f.metadata["doc"])
-            for f in dataclasses.fields(cls)
-        ]
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Read the ``RECSYS_*`` variables; ``overrides`` (named as the class says) win over the environment."""
+        environ = os.environ if environ is None else environ
+        parsed = {
+            key: _parse(variable, environ[variable], hint)
+            for key, (_, _, variable, hint) in _index().items()
+            if variable in environ
+        }
+        try:
+            return cls().replace(**{**parsed, **overrides})
+        except ConfigError as exc:
+            key = exc.variable.removeprefix(PREFIX).lower()
+            if key in parsed and key not in overrides:  # the text as set, not as parsed (``0``, not ``0.0``)
+                raise ConfigError(exc.variable, environ[exc.variable], exc.reason) from None
+            raise
+
+    def replace(self, **changes) -> Settings:
+        """A copy with some settings changed, each named as the class says (``train_epochs=3``); the
+        changed groups check themselves again."""
+        index = _index()
+        unknown = set(changes) - set(index)
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        grouped: dict[str, dict[str, object]] = {}
+        for key, value in changes.items():
+            group, name, _, _ = index[key]
+            grouped.setdefault(group, {})[name] = value
+        return dataclasses.replace(
+            self, **{group: dataclasses.replace(getattr(self, group), **values) for group, values in grouped.items()}
+        )
+
+    def flat(self, *groups: str) -> dict[str, object]:
+        """Every setting of ``groups`` (all without), by its name as the class says (``train_reg``)."""
+        return {
+            key: getattr(getattr(self, group), name)
+            for key, (group, name, _, _) in _index().items()
+            if not groups or group in groups
+        }
+
+    def environment(self) -> dict[str, str]:
+        """Every ``RECSYS_*`` variable with the text that ``from_env`` reads back as these settings."""
+        return {PREFIX + key.upper(): _show(value) for key, value in self.flat().items()}
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str, str]]:
+        """``(variable, default, allowed, meaning)`` for every setting, group by group in declaration order."""
+        rows = []
+        for group in dataclasses.fields(cls):
+            for f in dataclasses.fields(group.default_factory):
+                allowed = "; ".join(phrase for phrase, _ in f.metadata["rules"])
+                rows.append((f.metadata["variable"], _show(f.default), allowed, f.metadata["doc"]))
+        return rows
+
+
+@functools.cache
+def _index() -> dict[str, tuple[str, str, str, object]]:
+    """``key -> (group, field, variable, type)`` for every setting; ``key`` is the variable without the
+    prefix, in lower case."""
+    index = {}
+    for group in dataclasses.fields(Settings):
+        cls = group.default_factory
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            variable = f.metadata["variable"]
+            index[variable.removeprefix(PREFIX).lower()] = (group.name, f.name, variable, hints[f.name])
+    return index
 
 
 def _parse(variable: str, raw: str, hint) -> object:
@@ -318,18 +537,22 @@ def _parse(variable: str, raw: str, hint) -> object:
         raise ConfigError(variable, raw, f"not a valid {getattr(hint, '__name__', hint)} ({exc})") from exc
 
 
-def _show(default) -> str:
-    if default is None:
+def _show(value) -> str:
+    """A value as its variable's text (None: empty, an optional setting left unset)."""
+    if value is None:
         return ""
-    if isinstance(default, tuple):
-        return ",".join(map(str, default))
-    return str(default).lower() if isinstance(default, bool) else str(default)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def markdown_table() -> str:
     """The README's configuration table: ``python -m recsys.settings`` prints it."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    rows += [f"| `{v}` | `{d}` | {doc} |" if d else f"| `{v}` | | {doc} |" for v, d, doc in Settings.documentation()]
+    rows = ["| variable | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    rows += [
+        f"| `{variable}` | {f'`{default}`' if default else ''} | {allowed} | {doc} |"
+        for variable, default, allowed, doc in Settings.documentation()
+    ]
     return "\n".join(rows)
 
 

@@ -31,39 +31,13 @@ from recsys.db.feedback import attribute_sessions
 from recsys.events import PlayEvent, TimeBounds, validate_events
 from recsys.serving.lists import SESSION_THRESHOLD, Suppression, TriggeredList, make_list
 from recsys.serving.state import ServingState
-from recsys.settings import Settings
+from recsys.settings import RealTime
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
 TRIGGERED_K = 10
 """Slots in a triggered list (the frontend's overlay shows a handful)."""
-
-
-@dataclass(frozen=True)
-class TrackerConfig:
-    pause_seconds: float
-    threshold_seconds: float
-    max_seconds: float
-    night_window: tuple[int, int] | None  # UTC hours [start, end), may wrap midnight
-    late_action: str  # reality_check or silent
-    attribution_window_seconds: float
-    time_bounds: TimeBounds | None = None  # None: any event time (callers replaying history)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TrackerConfig:
-        return cls(
-            pause_seconds=settings.session_pause_seconds,
-            threshold_seconds=settings.session_threshold_seconds,
-            max_seconds=settings.session_max_seconds,
-            night_window=settings.night_window,
-            late_action=settings.late_session_action,
-            attribution_window_seconds=settings.attribution_window_seconds,
-            time_bounds=TimeBounds(
-                max_future=timedelta(seconds=settings.event_max_future_seconds),
-                max_age=timedelta(seconds=settings.event_max_age_seconds),
-            ),
-        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +52,7 @@ class Decision:
 GAMES = Decision()
 
 
-def decide(session: TriggeredSession, config: TrackerConfig) -> Decision:
+def decide(session: TriggeredSession, config: RealTime) -> Decision:
     """Games, unless the session's continuous play reached ``max_seconds`` (``session_limit``) or
     its latest event lies in the night hours (``night_hours``; event time, like the threshold)."""
     if session.continuous_seconds >= config.max_seconds:
@@ -121,7 +95,7 @@ class TrackedBatch:
 def track(
     serving: ServingState,
     events: list[PlayEvent],
-    config: TrackerConfig,
+    config: RealTime,
     *,
     source: str = "events",
 ) -> TrackedBatch:
@@ -130,13 +104,17 @@ def track(
     Raises ``InputError`` (``index`` = 0-based position in the batch, ``field``) before anything is
     written, and whatever making a list raises (the batch is then rolled back).
     """
-    window = None if config.time_bounds is None else config.time_bounds.window(datetime.now(UTC))
+    bounds = TimeBounds(
+        max_future=timedelta(seconds=config.event_max_future_seconds),
+        max_age=timedelta(seconds=config.event_max_age_seconds),
+    )
+    window = bounds.window(datetime.now(UTC))
     validate_events(events, source, window=window)
     with serving.engine.begin() as conn:
         return _track(serving, conn, events, config, source)
 
 
-def _track(serving: ServingState, conn: sa.Connection, events: list[PlayEvent], config: TrackerConfig,
+def _track(serving: ServingState, conn: sa.Connection, events: list[PlayEvent], config: RealTime,
            source: str) -> TrackedBatch:
     stored = store_events(
         conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds, source=source

@@ -6,6 +6,7 @@ module hands them arrays and hands their results to ``recsys.db``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,11 +20,14 @@ from recsys.db import versions
 from recsys.db.training_data import InteractionData, latest_day, load_interactions
 from recsys.errors import RecsysError
 from recsys.holdout import Holdout, split_latest
-from recsys.settings import Settings
+from recsys.settings import Gate, Settings, Training
 
 log = logging.getLogger(__name__)
 
 EPOCH_DAY = date(1970, 1, 1)
+
+# The stages of a NeuMF run with pre-training that the worker trains, each with every training setting.
+STAGES = ("gmf", "mlp")
 
 
 class TrainingError(RecsysError):
@@ -47,36 +51,31 @@ class TrainOutcome:
     data: InteractionData | None = field(default=None, repr=False)
 
 
-def ncf_config(settings: Settings, n_pairs: int):
-    """The worker's NCFConfig: one optimizer, learning rate, penalty and epoch count for every stage.
+def ncf_config(training: Training, n_pairs: int):
+    """The worker's NCFConfig: every field of ``training`` named like an ``NCFConfig`` field, for the
+    model and for every stage the worker trains.
 
-    With ``train_pretrain`` (the default) a ``neumf`` run trains GMF and MLP for ``train_epochs``
-    each and fuses them (``NCFConfig.alpha``) without fine-tuning (``NCFConfig.finetune_epochs``
-    is 0). A player's vector is built from the slots they played (``train_user_history``, FISM by
-    default). The batch is ``train_batch_size`` at most, and smaller when the data would give an
-    epoch fewer than ``train_min_steps`` steps: a demo casino's 50,000 pairs make 245,000 samples,
-    30 steps of 8,192, too few for Adam to get anywhere in a few epochs (docs/training.md)."""
+    So one optimizer, learning rate, penalty and epoch count hold for every stage: ``lr`` is also
+    ``gmf_lr`` and ``mlp_lr``, ``reg`` also ``mlp_reg``, and so on. With ``pretrain`` (the default) a
+    ``neumf`` run trains GMF and MLP for ``epochs`` each and fuses them (``NCFConfig.alpha``) without
+    fine-tuning (``NCFConfig.finetune_epochs`` is 0); the model's other hyperparameters are
+    ``NCFConfig``'s own. A player's vector is built from the slots they played (``user_history``,
+    FISM by default). The batch is ``batch_size`` at most, and smaller when the data would give an
+    epoch fewer than ``min_steps`` steps: a demo casino's 50,000 pairs make 245,000 samples, 30
+    steps of 8,192, too few for Adam to get anywhere in a few epochs (docs/training.md)."""
     from recsys.ncf.config import NCFConfig
 
-    samples = n_pairs * (1 + settings.train_negatives)
-    batch_size = max(64, min(settings.train_batch_size, samples // settings.train_min_steps))
-    stage = {"optimizer": settings.train_optimizer, "lr": settings.train_lr, "epochs": settings.train_epochs}
-    return NCFConfig(
-        model=settings.train_model,
-        factors=settings.train_factors,
-        mlp_layers=settings.train_mlp_layers,
-        negatives=settings.train_negatives,
-        batch_size=batch_size,
-        reg=settings.train_reg,
-        mlp_reg=settings.train_reg,
-        seed=settings.train_seed,
-        threads=settings.train_threads,
-        pretrain=settings.train_pretrain,
-        user_history=settings.train_user_history,
-        **stage,
-        **{f"{kind}_{name}": value for kind in ("gmf", "mlp") for name, value in stage.items()},
-        extra={"pairs": n_pairs},
-    )
+    model_fields = {f.name for f in dataclasses.fields(NCFConfig)}
+    shared = {f.name: getattr(training, f.name) for f in dataclasses.fields(training) if f.name in model_fields}
+    samples = n_pairs * (1 + training.negatives)
+    shared["batch_size"] = max(64, min(training.batch_size, samples // training.min_steps))
+    stages = {
+        f"{kind}_{name}": value
+        for kind in STAGES
+        for name, value in shared.items()
+        if f"{kind}_{name}" in model_fields
+    }
+    return NCFConfig(**shared, **stages, extra={"pairs": n_pairs})
 
 
 def run_training(engine, settings: Settings, *, end_day: date | None = None) -> TrainOutcome:
@@ -98,8 +97,8 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
         end_day = end_day or latest_day(engine)
         if end_day is None:
             raise TrainingError("no interactions to train on: run `recsys consolidate` after loading sessions")
-        start_day = end_day - timedelta(days=settings.train_window_days - 1)
-        holdout_start = end_day - timedelta(days=settings.holdout_days - 1)
+        start_day = end_day - timedelta(days=settings.training.window_days - 1)
+        holdout_start = end_day - timedelta(days=settings.training.holdout_days - 1)
 
         t = time.perf_counter()
         data = load_interactions(engine, start_day, end_day)
@@ -113,10 +112,10 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
             end_day,
             stages["load"],
         )
-        holdout = time_holdout(data, settings)
+        holdout = time_holdout(data, settings.training)
         if holdout.test_player_idx.size == 0:
             raise TrainingError(f"no player discovered a new slot in the holdout days {holdout_start} .. {end_day}")
-        config = ncf_config(settings, data.n_pairs)
+        config = ncf_config(settings.training, data.n_pairs)
         version_id = versions.create_version(
             engine,
             config.model,
@@ -208,17 +207,17 @@ class _Followers:
             self.distributed.shutdown()
 
 
-def time_holdout(data: InteractionData, settings: Settings) -> Holdout:
+def time_holdout(data: InteractionData, training: Training) -> Holdout:
     """The worker's holdout: each player's latest slot discovered in the last ``holdout_days`` of
     ``data``'s window (at most ``eval_max_players``, with enough unplayed slots to rank against)."""
-    holdout_start = data.end - timedelta(days=settings.holdout_days - 1)
+    holdout_start = data.end - timedelta(days=training.holdout_days - 1)
     return split_latest(
         data.player_idx,
         data.slot_idx,
         data.first_day,
         (holdout_start - EPOCH_DAY).days,
-        max_cases=settings.eval_max_players,
-        seed=settings.train_seed,
+        max_cases=training.eval_max_players,
+        seed=training.seed,
         n_slots=len(data.slot_keys),
         min_unplayed=holdout_negatives(len(data.slot_keys)),
     )
@@ -234,7 +233,7 @@ def _train_and_publish(
     from recsys.offline import top_n
 
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
-    train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings)
+    train_u, train_i, test_cases, validation_cases = evaluation_cases(data, holdout, settings.training)
     holdout = Holdout(holdout.train, test_cases[0], test_cases[1])
     test_u, test_i, negatives = test_cases
     keep_best = validation_cases is not None
@@ -242,7 +241,7 @@ def _train_and_publish(
     watched = validation_cases if keep_best else test_cases
 
     t = time.perf_counter()
-    weights = data.weight[holdout.train] if settings.train_weighted else None
+    weights = data.weight[holdout.train] if settings.training.weighted else None
     followers.hand_over(
         config, n_players, n_slots, keep_best, {"user_idx": train_u, "item_idx": train_i, "weights": weights}
     )
@@ -309,12 +308,12 @@ def _train_and_publish(
 
     t = time.perf_counter()
     state = model.state()
-    vector_kind = usable_kind(model, settings.similarity_vector)
+    vector_kind = usable_kind(model, settings.training.similarity_vector)
     similarity = item_vectors(model, vector_kind)
     versions.write_embeddings(
         engine, version_id, data.player_keys, model.user_factors, data.slot_keys, model.item_factors, similarity
     )
-    curve = Path(settings.data_dir) / "runs" / f"version-{version_id}" / "training-curve.png"
+    curve = Path(settings.database.data_dir) / "runs" / f"version-{version_id}" / "training-curve.png"
     curve.parent.mkdir(parents=True, exist_ok=True)
     fused = config.model == "neumf" and config.pretrain and config.finetune_epochs == 0
     plot_training_curve(model.history, curve, fused_hr=sampled.hit_ratio if fused else None)
@@ -328,7 +327,7 @@ def _train_and_publish(
     )
     stages["write"] = time.perf_counter() - t
 
-    gate = _quality_gate(engine, settings, model, data, holdout, negatives, metrics)
+    gate = _quality_gate(engine, settings.gate, model, data, holdout, negatives, metrics)
     versions.set_metrics(engine, version_id, {"gate": gate})
     if not gate["passed"]:
         log.warning("version %d refused by the quality gate: %s", version_id, gate["reason"])
@@ -336,12 +335,12 @@ def _train_and_publish(
 
     t = time.perf_counter()
     seen_u, seen_i = data.player_idx, data.slot_idx
-    slots, scores = top_n(model, seen_u, seen_i, settings.offline_top_n)
+    slots, scores = top_n(model, seen_u, seen_i, settings.training.offline_top_n)
     versions.write_offline(engine, version_id, data.player_keys, data.slot_keys, slots, scores)
     stages["offline"] = time.perf_counter() - t
 
     versions.activate(engine, version_id)
-    retired = versions.retire_old(engine, settings.keep_versions)
+    retired = versions.retire_old(engine, settings.training.keep_versions)
     if retired:
         log.info("version %d active; embeddings of older versions %s dropped", version_id,
                  ", ".join(str(v) for v in retired))
@@ -396,22 +395,22 @@ def baseline_metrics(
     return figures
 
 
-def _quality_gate(engine, settings, model, data, holdout, negatives, metrics) -> dict[str, Any]:
+def _quality_gate(engine, gate_settings: Gate, model, data, holdout, negatives, metrics) -> dict[str, Any]:
     """Absolute floor; not below the baselines (:func:`baseline_refusal`); then no more than
-    ``gate_max_drop`` below the active version on the same cases."""
+    ``max_drop`` below the active version on the same cases."""
     from recsys.evaluation import evaluate_sampled
 
     hit_ratio = metrics["hr@10"]
     gate: dict[str, Any] = {
-        "min_hr": settings.gate_min_hr,
-        "max_drop": settings.gate_max_drop,
-        "popularity_margin": settings.gate_popularity_margin,
-        "itemknn_margin": settings.gate_itemknn_margin if settings.gate_beat_itemknn else None,
+        "min_hr": gate_settings.min_hr,
+        "max_drop": gate_settings.max_drop,
+        "popularity_margin": gate_settings.popularity_margin,
+        "itemknn_margin": gate_settings.itemknn_margin if gate_settings.beat_itemknn else None,
         "hr@10": hit_ratio,
     }
-    if hit_ratio < settings.gate_min_hr:
-        return {**gate, "passed": False, "reason": f"HR@10 {hit_ratio:.3f} is below the floor {settings.gate_min_hr}"}
-    refusal = baseline_refusal(settings, metrics)
+    if hit_ratio < gate_settings.min_hr:
+        return {**gate, "passed": False, "reason": f"HR@10 {hit_ratio:.3f} is below the floor {gate_settings.min_hr}"}
+    refusal = baseline_refusal(gate_settings, metrics)
     if refusal is not None:
         return {**gate, "passed": False, "reason": refusal}
     active = versions.active_version(engine)
@@ -427,7 +426,7 @@ def _quality_gate(engine, settings, model, data, holdout, negatives, metrics) ->
     new_hr = evaluate_sampled(model, *cases).hit_ratio
     old_hr = evaluate_sampled(previous, *cases).hit_ratio
     gate.update({"new_hr@10_common": new_hr, "active_hr@10_common": old_hr})
-    if new_hr < old_hr - settings.gate_max_drop:
+    if new_hr < old_hr - gate_settings.max_drop:
         return {
             **gate,
             "passed": False,
@@ -436,16 +435,16 @@ def _quality_gate(engine, settings, model, data, holdout, negatives, metrics) ->
     return {**gate, "passed": True, "reason": f"HR@10 {new_hr:.3f} vs {old_hr:.3f} of version {active.id}"}
 
 
-def baseline_refusal(settings: Settings, metrics: dict[str, Any]) -> str | None:
+def baseline_refusal(gate: Gate, metrics: dict[str, Any]) -> str | None:
     """Why the gate refuses a version whose ``hr@10`` loses to a baseline's on the same cases, or None.
 
-    Popularity always counts (``gate_popularity_margin``); item-kNN with ``gate_beat_itemknn``
-    (``gate_itemknn_margin``). A version exactly level with a baseline passes.
+    Popularity always counts (``popularity_margin``); item-kNN with ``beat_itemknn``
+    (``itemknn_margin``). A version exactly level with a baseline passes.
     """
     hit_ratio = metrics["hr@10"]
-    checks = [("popularity", metrics["popularity_hr@10"], settings.gate_popularity_margin)]
-    if settings.gate_beat_itemknn:
-        checks.append(("item-kNN", metrics["itemknn_hr@10"], settings.gate_itemknn_margin))
+    checks = [("popularity", metrics["popularity_hr@10"], gate.popularity_margin)]
+    if gate.beat_itemknn:
+        checks.append(("item-kNN", metrics["itemknn_hr@10"], gate.itemknn_margin))
     for name, baseline, margin in checks:
         if hit_ratio < baseline - margin:
             return (
@@ -455,10 +454,10 @@ def baseline_refusal(settings: Settings, metrics: dict[str, Any]) -> str | None:
     return None
 
 
-def evaluation_cases(data: InteractionData, holdout: Holdout, settings: Settings):
+def evaluation_cases(data: InteractionData, holdout: Holdout, training: Training):
     """The training pairs and the cases a version is measured on, cut from ``holdout``.
 
-    Each holdout player's test slot gets its sampled negatives (seeded by ``train_seed``); with early
+    Each holdout player's test slot gets its sampled negatives (seeded by ``seed``); with early
     stopping the cases split into a validation half, which picks epochs (and EASE's penalty), and a
     test half, which alone gives the metrics and the gate. A case tuple is
     ``(player_idx, slot_idx, negatives)``.
@@ -475,21 +474,21 @@ def evaluation_cases(data: InteractionData, holdout: Holdout, settings: Settings
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
     negatives = sample_test_negatives(
         train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots, holdout_negatives(n_slots),
-        seed=settings.train_seed,
+        seed=training.seed,
     )
     cases = (holdout.test_player_idx, holdout.test_slot_idx, negatives)
-    validation, test = _validation_split(cases[0].size, settings)
+    validation, test = _validation_split(cases[0].size, training)
     validation_cases = None if validation is None else tuple(c[validation] for c in cases)
     return train_u, train_i, tuple(c[test] for c in cases), validation_cases
 
 
-def _validation_split(n_cases: int, settings: Settings) -> tuple[np.ndarray | None, np.ndarray]:
-    """With ``train_early_stopping``, half the holdout cases (a seeded draw) for picking epochs and
+def _validation_split(n_cases: int, training: Training) -> tuple[np.ndarray | None, np.ndarray]:
+    """With ``early_stopping``, half the holdout cases (a seeded draw) for picking epochs and
     the rest for the metrics; too few cases (under 20) leave early stopping off."""
     everything = np.arange(n_cases)
-    if not settings.train_early_stopping or n_cases < 20:
+    if not training.early_stopping or n_cases < 20:
         return None, everything
-    shuffled = np.random.default_rng(settings.train_seed).permutation(n_cases)
+    shuffled = np.random.default_rng(training.seed).permutation(n_cases)
     return np.sort(shuffled[: n_cases // 2]), np.sort(shuffled[n_cases // 2 :])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -86,4 +85,4 @@ def fast_pipeline(settings, data_dir, **changes):
         "offline_top_n": 10,
         "consolidate_lookback_seconds": 0,
     }
-    return dataclasses.replace(settings, data_dir=data_dir, **{**fast, **changes})
+    return settings.replace(data_dir=data_dir, **{**fast, **changes})

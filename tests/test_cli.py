@@ -56,7 +56,7 @@ def test_the_example_files_are_what_their_script_writes(tmp_path):
 
 
 def test_the_readme_own_data_path_imports_the_examples_and_trains(monkeypatch, capsys, db, settings, tmp_path):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
     for kind, name in (("players", "players.csv"), ("slots", "slots.csv"), ("sessions", "sessions.csv.gz")):
         assert main(["import", kind, str(EXAMPLES / name)]) == 0
@@ -75,7 +75,7 @@ def test_the_readmes_key_line_captures_exactly_one_valid_key(db, settings, tmp_p
     (line,) = [ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("KEY=$(recsys apikey")]
     command = line.split("#")[0].strip()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "RECSYS_DATABASE_URL": settings.database_url, "RECSYS_DATA_DIR": str(tmp_path)}
+           "RECSYS_DATABASE_URL": settings.database.url, "RECSYS_DATA_DIR": str(tmp_path)}
     done = subprocess.run(["bash", "-c", f'{command}; printf "%s" "$KEY"'], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr

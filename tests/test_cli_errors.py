@@ -28,7 +28,7 @@ def test_an_unreachable_database_is_one_line_and_exit_2(argv, monkeypatch, capsy
 
 
 def test_serve_refuses_a_port_already_in_use(monkeypatch, capsys, settings):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -71,7 +71,7 @@ def test_the_first_run_script_imports_a_folder_and_trains(db, settings, tmp_path
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "RECSYS_DATABASE_URL": settings.database_url,
+        "RECSYS_DATABASE_URL": settings.database.url,
         "RECSYS_DATA_DIR": str(tmp_path),
         "RECSYS_TRAIN_MODEL": "gmf", "RECSYS_TRAIN_EPOCHS": "1", "RECSYS_GATE_MIN_HR": "0",
         # A one-epoch model: the test is about the script, not the gate's baseline checks.

@@ -3,7 +3,6 @@ one at a time, with exit codes that name what happened, and a report whose pictu
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import re
@@ -95,7 +94,7 @@ def test_new_play_makes_the_next_run_consolidate_it_and_train_again(casino, fast
 
 def test_changed_settings_count_as_new(casino, fast):
     run_pipeline(casino, fast)
-    again = run_pipeline(casino, dataclasses.replace(fast, train_factors=8))
+    again = run_pipeline(casino, fast.replace(train_factors=8))
     assert again.status == "succeeded"
 
 
@@ -103,7 +102,7 @@ def test_a_killed_run_is_redone_cleanly_and_its_leftovers_marked_failed(casino, 
     env = {
         **os.environ,
         "RECSYS_DATABASE_URL": database_url,
-        "RECSYS_DATA_DIR": str(fast.data_dir),
+        "RECSYS_DATA_DIR": str(fast.database.data_dir),
         "RECSYS_TRAIN_MODEL": "neumf",
         "RECSYS_TRAIN_EPOCHS": "200",
         "RECSYS_HOLDOUT_DAYS": "5",
@@ -155,8 +154,8 @@ def _wait_for_the_lock_to_be_released(engine, seconds: float = 15.0) -> None:
 
 
 def test_a_second_pipeline_exits_at_once_with_code_4(db, settings, monkeypatch, capsys):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(settings.database.data_dir))
     with pipeline_runs.pipeline_lock(db):
         running = pipeline_runs.start_run(db, inputs={}, host="worker-a", pid=4242)
         code = main(["pipeline", "run"])  # a waiting pipeline would hang here: this thread holds the lock
@@ -169,8 +168,8 @@ def test_a_second_pipeline_exits_at_once_with_code_4(db, settings, monkeypatch, 
 
 
 def test_a_failing_stage_is_named_with_exit_code_1(db, settings, monkeypatch, capsys):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(settings.database.data_dir))
 
     code = main(["pipeline", "run"])  # an empty casino: nothing to train on
 
@@ -183,7 +182,7 @@ def test_a_failing_stage_is_named_with_exit_code_1(db, settings, monkeypatch, ca
 
 
 def test_a_version_refused_by_the_gate_exits_with_code_3(casino, fast, capsys):
-    code = run_once(casino, dataclasses.replace(fast, gate_min_hr=1.0))
+    code = run_once(casino, fast.replace(gate_min_hr=1.0))
     assert code == EXIT_REFUSED == 3
     assert "NOT activated" in capsys.readouterr().out
     (run,) = pipeline_runs.list_runs(casino)
@@ -194,7 +193,7 @@ def test_a_version_refused_by_the_gate_exits_with_code_3(casino, fast, capsys):
 
 def test_a_version_that_loses_to_popularity_exits_with_code_3(casino, fast, capsys):
     # One epoch at a rate that leaves the initial weights: it ranks at random, far below popularity.
-    loser = dataclasses.replace(fast, train_epochs=1, train_lr=1e-7, gate_popularity_margin=0.0)
+    loser = fast.replace(train_epochs=1, train_lr=1e-7, gate_popularity_margin=0.0)
     code = run_once(casino, loser)
     assert code == EXIT_REFUSED
     (run,) = pipeline_runs.list_runs(casino)
@@ -210,7 +209,8 @@ def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
     first = run_pipeline(casino, fast)
     second = run_pipeline(casino, fast, force=True)  # same data: --force trains anyway
 
-    assert second.report_path == Path(fast.data_dir).resolve() / "runs" / f"pipeline-{second.run_id}" / "report.html"
+    runs = Path(fast.database.data_dir).resolve() / "runs"
+    assert second.report_path == runs / f"pipeline-{second.run_id}" / "report.html"
     page = second.report_path.read_text()
     images = re.findall(r'<img src="([^"]+)"', page)
     assert sorted(images) == ["slot-neighbours.png", "training-curve.png"]
@@ -223,7 +223,7 @@ def test_the_report_shows_its_pictures_and_the_previous_version(casino, fast):
 def test_torchrun_training_keeps_the_exit_code_of_a_refused_version(casino, fast, capsys):
     # torchrun itself exits 1 for a refused version (3 in the leader): the pipeline reads the version row.
     # (tests/test_worker.py trains an activated version under torchrun.)
-    two = dataclasses.replace(fast, train_processes=2, gate_min_hr=1.0, train_epochs=2)
+    two = fast.replace(train_processes=2, gate_min_hr=1.0, train_epochs=2)
     assert run_once(casino, two) == EXIT_REFUSED
     (refused,) = pipeline_runs.list_runs(casino)
     version = versions.get_version(casino, refused.version_id)
@@ -244,7 +244,7 @@ def test_torchrun_training_that_finds_the_lock_taken_exits_with_code_4(casino, f
     # A `recsys train` that takes the training lock after the pipeline checked it (recover() skipped here).
     monkeypatch.setattr(recsys.pipeline, "recover", lambda engine: {})
     with versions.training_lock(casino):
-        code = run_once(casino, dataclasses.replace(fast, train_processes=2))
+        code = run_once(casino, fast.replace(train_processes=2))
     assert code == EXIT_BUSY
     assert "another training run is in progress" in capsys.readouterr().err
     (run,) = pipeline_runs.list_runs(casino)
@@ -254,13 +254,13 @@ def test_torchrun_training_that_finds_the_lock_taken_exits_with_code_4(casino, f
 
 def test_the_settings_reach_a_child_process_unchanged(settings, tmp_path):
     for changed in (
-        dataclasses.replace(settings, data_dir=tmp_path, train_mlp_layers=(32, 16), train_early_stopping=False,
+        settings.replace(data_dir=tmp_path, train_mlp_layers=(32, 16), train_early_stopping=False,
                             gate_itemknn_margin=0.25, explore_seed=None, night_hours="", train_processes=3),
-        dataclasses.replace(settings, explore_seed=5, database_url=None, train_lr=1e-7, gate_beat_itemknn=False),
+        settings.replace(explore_seed=5, database_url=None, train_lr=1e-7, gate_beat_itemknn=False),
     ):
         env = settings_environment(changed)
         assert Settings.from_env(env) == changed
-        assert env["RECSYS_TRAIN_PROCESSES"] == str(changed.train_processes)
+        assert env["RECSYS_TRAIN_PROCESSES"] == str(changed.training.processes)
 
 
 def test_the_map_colours_the_most_common_labels_and_greys_the_rest():

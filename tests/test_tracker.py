@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from recsys.db.events import TriggeredSession
-from recsys.settings import Settings
-from recsys.tracker import GAMES, Decision, TrackerConfig, decide, in_night_hours
+from recsys.settings import RealTime, Settings
+from recsys.tracker import GAMES, Decision, decide, in_night_hours
 
 
 def session(continuous_minutes: float, last_event_at: datetime) -> TriggeredSession:
@@ -15,8 +15,8 @@ def session(continuous_minutes: float, last_event_at: datetime) -> TriggeredSess
                             last_event_at - timedelta(minutes=continuous_minutes), last_event_at)
 
 
-def config(**changes) -> TrackerConfig:
-    return TrackerConfig.from_settings(Settings.from_env({}, **{"session_max_seconds": 3 * 3600.0, **changes}))
+def config(**changes) -> RealTime:
+    return Settings.from_env({}, **{"session_max_seconds": 3 * 3600.0, **changes}).realtime
 
 
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from recsys.db import versions
 from recsys.db.consolidation import consolidate
 from recsys.db.synth_store import write_casino
 from recsys.ncf.vectors import item_vectors, most_similar
-from recsys.scoring import ScoreFormula
+from recsys.settings import Scoring, Settings
 from recsys.synth import SynthConfig
 from recsys.worker import run_training
 
@@ -28,7 +28,7 @@ CASINO = SynthConfig(
 @pytest.fixture
 def casino(db):
     write_casino(db, CASINO)
-    consolidate(db, ScoreFormula())
+    consolidate(db, Scoring())
     return db
 
 
@@ -36,9 +36,7 @@ def casino(db):
 def fast(settings):
     """A GMF trained in seconds. It beats popularity on this casino but not item-kNN (HR@10 0.594 against
     0.630 when measured), so the item-kNN gate is off unless a test is about it."""
-    return dataclasses.replace(
-        settings,
-        train_model="gmf",
+    return settings.replace(train_model="gmf",
         train_epochs=25,
         train_lr=0.01,
         train_factors=16,
@@ -53,7 +51,7 @@ def fast(settings):
 def loser(fast):
     """A model built to lose: one epoch at a rate that leaves the initial weights, so it ranks at random
     (HR@10 near 10/76 with 75 negatives), far below popularity; the floor lets it through."""
-    return dataclasses.replace(fast, train_epochs=1, train_lr=1e-7, gate_min_hr=0.0)
+    return fast.replace(train_epochs=1, train_lr=1e-7, gate_min_hr=0.0)
 
 
 def _clusters(engine, table: str, key: str) -> dict[int, int]:
@@ -71,13 +69,13 @@ def test_the_model_recovers_the_planted_structure(casino, fast):
     # Early stopping: half the holdout players pick the epoch, the other half measure the version.
     assert m["validation_players"] in (m["test_players"], m["test_players"] - 1), m
     validation_hr = [s.hr_at_10 for s in outcome.model.history]
-    assert len(validation_hr) == fast.train_epochs
+    assert len(validation_hr) == fast.training.epochs
     assert m["kept_epochs"] == {"gmf": 1 + validation_hr.index(max(validation_hr))}
     # slots' 10 most similar slots share their latent cluster far more often than chance (1/6)
     slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
     clusters = np.array([slot_cluster[k] for k in outcome.data.slot_keys])
     kind = versions.get_version(casino, outcome.version_id).similarity_vector
-    assert kind == fast.similarity_vector == "gmf"
+    assert kind == fast.training.similarity_vector == "gmf"
     neighbours = most_similar(item_vectors(outcome.model, kind), np.arange(len(clusters)), k=10)
     share = float((clusters[neighbours] == clusters[:, None]).mean())
     assert share > 3 / 6, share
@@ -127,7 +125,7 @@ def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fas
     from recsys.worker import _validation_split, holdout_negatives, time_holdout
 
     activated = run_training(casino, fast)
-    refused = run_training(casino, dataclasses.replace(fast, gate_min_hr=0.99, train_epochs=1))
+    refused = run_training(casino, fast.replace(gate_min_hr=0.99, train_epochs=1))
     assert activated.activated and not refused.activated
     for outcome in (activated, refused):
         stored = versions.get_version(casino, outcome.version_id).metrics
@@ -140,12 +138,12 @@ def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fas
 
     # The figures are the baselines' on exactly the model's test cases and negatives, recomputed here.
     data, m = activated.data, activated.metrics
-    holdout = time_holdout(data, fast)
+    holdout = time_holdout(data, fast.training)
     n_slots = len(data.slot_keys)
     train_u, train_i = data.player_idx[holdout.train], data.slot_idx[holdout.train]
     negatives = sample_test_negatives(train_u, train_i, holdout.test_player_idx, holdout.test_slot_idx, n_slots,
-                                      holdout_negatives(n_slots), seed=fast.train_seed)
-    validation, test = _validation_split(holdout.test_player_idx.size, fast)
+                                      holdout_negatives(n_slots), seed=fast.training.seed)
+    validation, test = _validation_split(holdout.test_player_idx.size, fast.training)
     cases = (holdout.test_player_idx[test], holdout.test_slot_idx[test], negatives[test])
     assert m["test_players"] == cases[0].size
     n_players = len(data.player_keys)
@@ -162,7 +160,7 @@ def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fas
 def test_without_a_validation_half_ease_takes_the_default_penalty(casino, fast):
     from recsys.baselines import EASE_DEFAULT_L2
 
-    outcome = run_training(casino, dataclasses.replace(fast, train_early_stopping=False, train_epochs=1))
+    outcome = run_training(casino, fast.replace(train_early_stopping=False, train_epochs=1))
     assert outcome.metrics["ease_lambda"] == EASE_DEFAULT_L2
     assert outcome.metrics["ease_lambda_grid"] == {}
     assert outcome.metrics["validation_players"] == 0
@@ -172,7 +170,7 @@ def test_the_gate_refuses_a_worse_model(casino, fast):
     good = run_training(casino, fast)
     # Popularity's margin wide open: this test is about the comparison with the active version.
     worse = run_training(
-        casino, dataclasses.replace(fast, train_epochs=1, train_lr=0.0001, gate_min_hr=0.0, gate_popularity_margin=1.0)
+        casino, fast.replace(train_epochs=1, train_lr=0.0001, gate_min_hr=0.0, gate_popularity_margin=1.0)
     )
     assert not worse.activated
     assert worse.gate["compared_with"] == good.version_id
@@ -195,14 +193,14 @@ def test_the_gate_refuses_a_model_that_loses_to_popularity(casino, loser):
     assert versions.active_version(casino) is None
 
     # Popularity's margin wide open: item-kNN (on by default) refuses it, naming both figures.
-    by_knn = run_training(casino, dataclasses.replace(loser, gate_popularity_margin=1.0, gate_beat_itemknn=True))
+    by_knn = run_training(casino, loser.replace(gate_popularity_margin=1.0, gate_beat_itemknn=True))
     m = by_knn.metrics
     assert m["hr@10"] < m["itemknn_hr@10"] - 0.2, m
     assert not by_knn.activated
     reason = f"HR@10 {m['hr@10']:.3f} is below item-kNN's {m['itemknn_hr@10']:.3f} on the same cases"
     assert by_knn.gate["reason"] == reason
     # Both baselines waived (and the floor at 0): the same model passes.
-    waived = run_training(casino, dataclasses.replace(loser, gate_popularity_margin=1.0))
+    waived = run_training(casino, loser.replace(gate_popularity_margin=1.0))
     assert waived.activated and waived.gate["reason"] == "no active version to compare with"
 
 
@@ -223,13 +221,37 @@ def test_the_baseline_checks_of_the_gate(settings, changes, reason):
     from recsys.worker import baseline_refusal
 
     metrics = {"hr@10": 0.60, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.65}
-    assert baseline_refusal(dataclasses.replace(settings, **changes), metrics) == reason
+    assert baseline_refusal(settings.replace(**changes).gate, metrics) == reason
     level = {"hr@10": 0.62, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.62}
-    assert baseline_refusal(dataclasses.replace(settings, **changes), level) is None  # level passes
+    assert baseline_refusal(settings.replace(**changes).gate, level) is None  # level passes
+
+
+def test_every_training_setting_reaches_every_stage_the_worker_trains():
+    """RECSYS_TRAIN_REG (and every other training setting named like an NCFConfig field) is that
+    hyperparameter of the GMF and the MLP stage, or of NeuMF trained from scratch."""
+    from recsys.ncf.config import NCFConfig
+    from recsys.worker import ncf_config
+
+    changed = Settings.from_env({}, train_reg=0.01, train_lr=0.005, train_optimizer="sgd", train_epochs=3,
+                                train_factors=8, train_mlp_layers=(16, 8), train_negatives=2, train_seed=7,
+                                train_threads=1, train_user_history="add", train_batch_size=512)
+    shared = {f.name for f in dataclasses.fields(changed.training)} & {f.name for f in dataclasses.fields(NCFConfig)}
+    assert shared == {"model", "factors", "mlp_layers", "epochs", "pretrain", "user_history", "negatives",
+                      "batch_size", "optimizer", "lr", "reg", "threads", "seed"}
+    for pretrain, stages in ((True, ("gmf", "mlp")), (False, ("neumf",))):
+        training = changed.replace(train_pretrain=pretrain).training
+        config = ncf_config(training, n_pairs=10**6)
+        for kind in stages:
+            stage = config.stage(kind)
+            assert (stage.reg, stage.lr, stage.optimizer, stage.epochs) == (0.01, 0.005, "sgd", 3), kind
+            for name in shared - {"model", "batch_size"}:
+                assert getattr(stage, name) == getattr(training, name), (kind, name)
+            assert stage.batch_size == 512  # 3,000,000 samples: the largest batch, 5,859 steps
+    assert ncf_config(changed.training, n_pairs=10_000).batch_size == 150  # 30,000 samples / 200 steps
 
 
 def test_the_gate_floor(casino, fast):
-    refused = run_training(casino, dataclasses.replace(fast, gate_min_hr=0.99, train_epochs=1))
+    refused = run_training(casino, fast.replace(gate_min_hr=0.99, train_epochs=1))
     assert not refused.activated and "below the floor" in refused.gate["reason"]
     assert versions.active_version(casino) is None
 
@@ -242,7 +264,7 @@ def test_a_crash_fails_the_version_and_activates_nothing(casino, fast, monkeypat
 
     monkeypatch.setattr(recsys.ncf.plots, "plot_training_curve", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        run_training(casino, dataclasses.replace(fast, train_epochs=1))
+        run_training(casino, fast.replace(train_epochs=1))
     (version,) = versions.list_versions(casino)
     assert (version.status, version.error) == ("failed", "RuntimeError: disk full")
     assert versions.active_version(casino) is None
@@ -255,7 +277,7 @@ def test_a_killed_run_leaves_nothing_active_and_the_next_run_cleans_up(casino, f
         "RECSYS_TRAIN_MODEL": "neumf",
         "RECSYS_TRAIN_EPOCHS": "200",
         "RECSYS_HOLDOUT_DAYS": "5",
-        "RECSYS_DATA_DIR": str(fast.data_dir),
+        "RECSYS_DATA_DIR": str(fast.database.data_dir),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "recsys", "train"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

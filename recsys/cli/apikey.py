@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"no active key with prefix {args.prefix}")
                 return 1
             print(f"revoked {args.prefix} (processes that cached it stop accepting it within "
-                  f"{settings.api_key_cache_seconds:g} s)")
+                  f"{settings.serving.api_key_cache_seconds:g} s)")
     finally:
         engine.dispose()
     return 0

@@ -18,16 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.db.consolidation import consolidate
     from recsys.db.engine import create_engine
-    from recsys.scoring import ScoreFormula
 
     engine = create_engine(settings)
     print("consolidating play sessions ...", flush=True)
-    result = consolidate(
-        engine,
-        ScoreFormula.from_settings(settings),
-        lookback_seconds=settings.consolidate_lookback_seconds,
-        full=args.full,
-    )
+    result = consolidate(engine, settings.scoring, full=args.full)
     kind = "full rebuild" if result.full else "incremental"
     days = f"{result.first_day} .. {result.last_day}" if result.first_day else "no sessions"
     print(

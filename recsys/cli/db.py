@@ -67,7 +67,7 @@ def run_connect(args: argparse.Namespace, settings: Settings) -> int:
     url = libpq_url(settings)
     if args.action == "url":
         print(url)
-        if not settings.database_url:
+        if not settings.database.url:
             print("(the embedded server stops when the last recsys process using it exits: keep `recsys serve` "
                   "running, or use `recsys db shell`)", file=sys.stderr)
         return 0

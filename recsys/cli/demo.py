@@ -49,7 +49,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.synth import SynthConfig
 
     url = libpq_url(settings)
-    where = settings.database_url and "RECSYS_DATABASE_URL" or f"the embedded PostgreSQL in {settings.data_dir}/pg"
+    data_dir = settings.database.data_dir
+    where = settings.database.url and "RECSYS_DATABASE_URL" or f"the embedded PostgreSQL in {data_dir}/pg"
     _step(f"1/5 database: {where}; migrating to head")
     migrations.upgrade(url)
     engine = create_engine(settings, url)
@@ -70,10 +71,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"    pipeline run {outcome.run_id} {outcome.status}: {outcome.message} ({outcome.seconds:.0f} s)")
     _print_verdict(engine, outcome.version_id)
 
-    key, reused = demo_key(engine, Path(settings.data_dir) / KEY_FILE)
-    print(f"    API key of the demo: {'reused from' if reused else 'new, kept in'} {settings.data_dir}/{KEY_FILE}")
+    key, reused = demo_key(engine, Path(data_dir) / KEY_FILE)
+    print(f"    API key of the demo: {'reused from' if reused else 'new, kept in'} {data_dir}/{KEY_FILE}")
     engine.dispose()
-    port, taken = choose_port("127.0.0.1", settings.serve_port if args.port is None else args.port)
+    port, taken = choose_port("127.0.0.1", settings.serving.port if args.port is None else args.port)
     if taken is not None:
         print(f"    port {taken} is taken (another `recsys serve` or demo still running?): using port {port} instead")
     base = f"http://127.0.0.1:{port}"

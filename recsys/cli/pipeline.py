@@ -94,7 +94,7 @@ def run_once(engine, settings: Settings, *, end_day: date | None = None, force: 
 def schedule(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.db.engine import libpq_url
 
-    at = args.at or _clock(settings.pipeline_at)
+    at = args.at or _clock(settings.pipeline.at)
     url = libpq_url(settings)  # the embedded server starts once and lives as long as the scheduler
     log.info("pipeline scheduled daily at %s UTC", f"{at:%H:%M}")
     first = args.now

@@ -43,10 +43,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         os.environ.setdefault(variable, value)
     from recsys.db.engine import libpq_url
 
-    host = args.host or settings.serve_host
-    port = args.port or settings.serve_port
-    server = args.server or settings.serve_server
-    workers = args.workers or settings.serve_workers
+    host = args.host or settings.serving.host
+    port = args.port or settings.serving.port
+    server = args.server or settings.serving.server
+    workers = args.workers or settings.serving.workers
     _check_port_free(host, port)
     url = libpq_url(settings)
     _check_schema(url)

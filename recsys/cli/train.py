@@ -42,7 +42,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    import dataclasses
     import sys
 
     from recsys.db.engine import create_engine
@@ -50,7 +49,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.worker import is_training_busy, run_training
 
     if args.epochs is not None:
-        settings = dataclasses.replace(settings, train_epochs=args.epochs)
+        settings = settings.replace(train_epochs=args.epochs)
     try:
         engine = create_engine(settings)
         try:

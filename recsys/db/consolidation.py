@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from recsys.scoring import ScoreFormula
+from recsys.settings import Scoring
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,12 @@ class ConsolidationResult:
 
 
 def consolidate(
-    engine: sa.Engine, formula: ScoreFormula, *, lookback_seconds: int = 300, full: bool = False
+    engine: sa.Engine, formula: Scoring, *, lookback_seconds: int | None = None, full: bool = False
 ) -> ConsolidationResult:
-    """Bring ``interactions`` up to date with ``play_sessions`` in one transaction."""
+    """Bring ``interactions`` up to date with ``play_sessions`` in one transaction.
+
+    ``lookback_seconds`` defaults to the formula's (``RECSYS_CONSOLIDATE_LOOKBACK_SECONDS``)."""
+    lookback_seconds = formula.lookback_seconds if lookback_seconds is None else lookback_seconds
     started = time.perf_counter()
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
@@ -133,7 +136,7 @@ def ensure_partitions(conn: sa.Connection, first_day: date, last_day: date) -> l
     return created
 
 
-def _params(formula: ScoreFormula) -> dict[str, float]:
+def _params(formula: Scoring) -> dict[str, float]:
     return {
         "time_weight": formula.time_weight,
         "spins_weight": formula.spins_weight,

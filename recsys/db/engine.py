@@ -16,9 +16,9 @@ from recsys.settings import Settings
 
 def libpq_url(settings: Settings) -> str:
     """The libpq URL (``postgresql://...``) of the configured database, starting the embedded one if needed."""
-    if settings.database_url:
-        return settings.database_url
-    return embedded_url(settings.data_dir)
+    if settings.database.url:
+        return settings.database.url
+    return embedded_url(settings.database.data_dir)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -52,13 +52,13 @@ def create_engine(
     options = {}
     if session_limits:
         options["options"] = (
-            f"-c lock_timeout={int(settings.api_lock_timeout_ms)} "
-            f"-c statement_timeout={int(settings.api_statement_timeout_ms)}"
+            f"-c lock_timeout={int(settings.serving.lock_timeout_ms)} "
+            f"-c statement_timeout={int(settings.serving.statement_timeout_ms)}"
         )
     engine = sa.create_engine(
         sqlalchemy_url(url),
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.pool_size,
         pool_pre_ping=True,
         connect_args=options,
     )

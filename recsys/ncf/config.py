@@ -22,8 +22,10 @@ class NCFConfig:
     ``epochs`` are that stage's).
 
     The defaults were tuned on MovieLens-1M under the NCF paper's protocol (leave-latest-out, 99
-    sampled negatives); the figures behind each choice are in the comments. Casino data reuses them
-    until it is tuned on its own hold-out.
+    sampled negatives); the figures behind each choice are in the comments. They are the research
+    CLI's (``recsys evaluate``). The training worker sets every field its settings group names
+    (``recsys.settings.Training``, for every stage it trains: ``recsys.worker.ncf_config``) and keeps
+    these defaults for the rest (initialisation, biases, ``alpha``, the weight floor, ...).
     """
 
     model: str = "neumf"

@@ -14,23 +14,12 @@ import numpy as np
 from recsys.ncf.vectors import normalize_rows
 from recsys.serving.catalogue import Catalogue, SlotStats
 from recsys.serving.model import ServingModel
+from recsys.settings import Ranking
 
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    exploration_share: float = 0.2
-    """Share of a list's places given to exploration (rounded to whole places)."""
-    provider_cap: int = 3
-    """At most this many slots of one provider in one list."""
-    blend_weight: float = 0.7
-    """Weight of the model's score against similarity in the ranking score."""
-    candidate_pool: int = 100
-    """Neighbours fetched from the index per list (before exclusions)."""
-    explore_max_impressions: int = 200
-    """Slots with fewer impressions than this (and new slots) form the exploration pool."""
-    explore_sample: int = 512
-    """Thompson sampling draws for a uniform sample of at most this many pool slots per list: a Beta
-    draw for each of 5,000 slots costs 0.6 ms, most of a list's CPU time (measured)."""
+EXPLORE_SAMPLE = 512
+"""Thompson sampling draws for a uniform sample of at most this many pool slots per list: a Beta draw
+for each of 5,000 slots costs 0.6 ms, most of a list's CPU time (measured). The ranking settings
+(``recsys.settings.Ranking``, ``settings.ranking``) are the rest of the policy's configuration."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +70,7 @@ def generate_candidates(
     recent_keys: np.ndarray,
     top_n_keys: np.ndarray,
     personalised: bool,
-    config: PolicyConfig,
+    config: Ranking,
     rng: np.random.Generator,
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
     pool: np.ndarray | None = None,
@@ -195,8 +184,8 @@ def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, con
         pool = pool[~np.isin(pool, np.fromiter(exclude, dtype=np.int64))]
     if pool.size == 0:
         return empty
-    if pool.size > config.explore_sample:
-        pool = np.sort(rng.choice(pool, config.explore_sample, replace=False))
+    if pool.size > EXPLORE_SAMPLE:
+        pool = np.sort(rng.choice(pool, EXPLORE_SAMPLE, replace=False))
     draws = thompson_draws(SlotStats.take(stats.successes, pool), SlotStats.take(stats.impressions, pool), rng)
     # Enough to survive the played-slot exclusion and the places exploitation takes first.
     keep = min(pool.size, k + 4 * n_explore + 8)

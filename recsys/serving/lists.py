@@ -30,7 +30,7 @@ from recsys.db import versions
 from recsys.db.catalogue import similar_by_pgvector
 from recsys.db.engine import connection
 from recsys.errors import NotFound, NotReady
-from recsys.serving.candidates import PolicyConfig, generate_candidates
+from recsys.serving.candidates import generate_candidates
 from recsys.serving.gate import Protection, protection_gate
 from recsys.serving.model import model_logits, towers_from_played
 from recsys.serving.ranking import RankedItem, rank
@@ -89,16 +89,6 @@ class MadeList:
     action: str | None
 
 
-def policy_config(settings) -> PolicyConfig:
-    return PolicyConfig(
-        exploration_share=settings.exploration_share,
-        provider_cap=settings.provider_cap,
-        blend_weight=settings.blend_weight,
-        candidate_pool=settings.candidate_pool,
-        explore_max_impressions=settings.explore_max_impressions,
-    )
-
-
 def recommend(
     serving: ServingState, player_id: str, *, k: int, context_slot: str | None = None, market: str | None = None
 ) -> RecommendationList:
@@ -142,7 +132,7 @@ def make_list(
     not offered there is never shown). A trigger passes its session (``session_key``,
     ``continuous_seconds``) and, past the session limit or in the night hours, the ``late_reason``
     and ``action`` that replace the games. ``synchronous_commit``: whether the log's commit waits
-    for the WAL flush; None: ``settings.log_synchronous_commit`` (a caller whose transaction holds
+    for the WAL flush; None: ``settings.serving.log_synchronous_commit`` (a caller whose transaction holds
     acknowledged events passes True).
     """
     snap = serving.snapshot
@@ -151,7 +141,7 @@ def make_list(
     model = snap.model
     version_id = model.version_id if model is not None else _active_version_id(serving)
     player = db.find_player(conn, player_id, version_id, market=market,
-                            played_days=serving.settings.exclude_played_days)
+                            played_days=serving.settings.ranking.exclude_played_days)
     market = player.market or market
     protection = Protection(player.self_excluded_until, player.cooling_off_until, player.marketing_consent,
                             player.risk_flag)
@@ -180,7 +170,7 @@ def make_list(
         session_key=session_key, action=None if gate is not None else action,
     )
     if synchronous_commit is None:
-        synchronous_commit = serving.settings.log_synchronous_commit
+        synchronous_commit = serving.settings.serving.log_synchronous_commit
     started = time.perf_counter()
     db.log_recommendation(conn, served, synchronous_commit=synchronous_commit)
     serving.metrics.observe_log_write(time.perf_counter() - started)
@@ -204,8 +194,7 @@ def _ranked_items(
     serving: ServingState, snap: Snapshot, player: db.PlayerRow, version_id, context_key, market, k
 ) -> tuple[list[RankedItem], dict]:
     """The policy's list for an allowed player, and the filters that made it."""
-    settings = serving.settings
-    config = policy_config(settings)
+    config = serving.settings.ranking
     model = snap.model
     towers = player.towers
     if towers is None and model is not None:
@@ -218,7 +207,7 @@ def _ranked_items(
         )
         search = "pgvector"
         serving.metrics.fallback("pgvector")
-    seed = None if settings.explore_seed is None else [settings.explore_seed, player.key]
+    seed = None if config.explore_seed is None else [config.explore_seed, player.key]
     candidates = generate_candidates(
         k=k,
         catalogue=snap.catalogue,
@@ -253,10 +242,10 @@ def list_filters(settings, k: int, market: str | None, *, gate: str) -> dict:
         "gate": gate,
         "k": k,
         "market": market,
-        "exclude_played": settings.exclude_played,
-        "exploration_share": settings.exploration_share,
-        "provider_cap": settings.provider_cap,
-        "blend_weight": settings.blend_weight,
+        "exclude_played": settings.ranking.exclude_played,
+        "exploration_share": settings.ranking.exploration_share,
+        "provider_cap": settings.ranking.provider_cap,
+        "blend_weight": settings.ranking.blend_weight,
     }
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.serving.candidates import Candidates, PolicyConfig, explore_count
+from recsys.serving.candidates import Candidates, explore_count
 from recsys.serving.catalogue import Catalogue, SlotStats
+from recsys.settings import Ranking
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def rank(
     k: int,
     catalogue: Catalogue,
     stats: SlotStats,
-    config: PolicyConfig,
+    config: Ranking,
     logits: np.ndarray | None = None,
 ) -> list[RankedItem]:
     """The list: exploited primary candidates by score, exploration at evenly spread places, the
@@ -84,7 +85,7 @@ def rank(
     return _interleave(exploit, explore)
 
 
-def _primary_scores(candidates: Candidates, stats: SlotStats, config: PolicyConfig, logits) -> np.ndarray:
+def _primary_scores(candidates: Candidates, stats: SlotStats, config: Ranking, logits) -> np.ndarray:
     """``w * sigmoid(logit) + (1 - w) * (1 + cos) / 2``; a missing term leaves the other alone."""
     n = candidates.primary.size
     similarity = (1.0 + candidates.cosine.astype(np.float64)) / 2.0

@@ -100,7 +100,7 @@ class ServingState:
             self._on_notifies,
             on_connect=lambda first: self.reload_all(),
             on_idle=self._on_idle,
-            idle_seconds=max(self.settings.serving_refresh_seconds, 0.5),
+            idle_seconds=max(self.settings.serving.refresh_seconds, 0.5),
             debounce_seconds=0.05,  # the statements of one import or activation: one reload
         ).start()
 
@@ -117,7 +117,7 @@ class ServingState:
 
     def _on_idle(self) -> None:
         self.refresh_catalogue()
-        if time.monotonic() - self._stats_at >= self.settings.stats_refresh_seconds:
+        if time.monotonic() - self._stats_at >= self.settings.serving.stats_refresh_seconds:
             self.refresh_stats()
         if self.snapshot.model is None:
             self.load_active_version()
@@ -151,7 +151,7 @@ class ServingState:
 
     def refresh_stats(self) -> None:
         self._stats_at = time.monotonic()
-        stats = SlotStats.from_counts(catalogue_db.load_counts(self.engine, self.settings.popularity_days))
+        stats = SlotStats.from_counts(catalogue_db.load_counts(self.engine, self.settings.serving.popularity_days))
         with self._swap:
             snap = self.snapshot
             self.snapshot = dataclasses.replace(snap, stats=stats, popular=popularity_order(snap.catalogue, stats))
@@ -196,14 +196,14 @@ class ServingState:
             log.info(
                 "serving version %d: %d slots (%d provisional) indexed with %r in %.2f s",
                 model.version_id, model.slot_keys.size, int(model.provisional.sum()),
-                self.settings.index_factory, seconds,
+                self.settings.serving.index_factory, seconds,
             )
 
     def _build(self, loaded: _Version, catalogue: Catalogue) -> ServingModel:
         v = loaded.vectors
         return build_serving_model(
             v.version_id, v.slot_keys, v.similarity, v.towers, v.provisional, loaded.weights, catalogue,
-            self.settings.index_factory,
+            self.settings.serving.index_factory,
         )
 
     def _rebuilt_for(self, catalogue: Catalogue) -> ServingModel | None:

@@ -6,7 +6,6 @@ known: ``s{i +- 1}``, then ``s{i +- 2}`` ... Five providers own four slots each 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -93,7 +92,7 @@ SERVING = {"exploration_share": 0.0, "provider_cap": 100, "explore_seed": 7, "se
 
 def start(settings, **changes) -> TestClient:
     """The app over ``settings`` (+ ``changes``), started, waiting until its index is loaded (or 5 s)."""
-    client = TestClient(create_app(dataclasses.replace(settings, **{**SERVING, **changes})))
+    client = TestClient(create_app(settings.replace(**{**SERVING, **changes})))
     client.__enter__()
     return client
 

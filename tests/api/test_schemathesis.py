@@ -7,7 +7,6 @@ headers, body schema). Issue 10: bodies, the bearer scheme and the problem respo
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 import time
@@ -46,7 +45,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_api(world, settings, keys):
-    app = create_app(dataclasses.replace(settings, **{**SERVING, "api_key_cache_seconds": 60.0}))
+    app = create_app(settings.replace(**{**SERVING, "api_key_cache_seconds": 60.0}))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

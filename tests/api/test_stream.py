@@ -28,7 +28,7 @@ def live(world, settings):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(dataclasses.replace(settings, **SERVING, stream_keepalive_seconds=KEEPALIVE))
+    app = create_app(settings.replace(**SERVING, stream_keepalive_seconds=KEEPALIVE))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -72,7 +72,7 @@ def test_a_version_the_gate_refused_needs_force(db, small_casino, caplog):
 def test_train_exits_4_while_a_pipeline_holds_the_lock(db, settings, monkeypatch, capsys):
     from recsys.cli import main
 
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     with pipeline_runs.pipeline_lock(db):
         assert main(["train"]) == 4
     err = capsys.readouterr().err.strip().splitlines()

@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from recsys.db.consolidation import consolidate
-from recsys.scoring import ScoreFormula
+from recsys.scoring import score_sessions
+from recsys.settings import Scoring
 from tests.factories import add_player, add_session, add_slot
 
-FORMULA = ScoreFormula(time_weight=1.0, spins_weight=0.5, stake_weight=0.25, bonus_weight=0.3)
+FORMULA = Scoring(time_weight=1.0, spins_weight=0.5, stake_weight=0.25, bonus_weight=0.3)
 DAY1 = datetime(2026, 1, 31, 22, 0, tzinfo=UTC)
 DAY2 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
 
@@ -67,7 +68,8 @@ def test_scores_on_a_hand_computed_example(casino, db):
 def test_sql_matches_the_reference_formula(casino, db):
     consolidate(db, FORMULA)
     got = _interactions(db)
-    expected = FORMULA.score(
+    expected = score_sessions(
+        FORMULA,
         seconds=np.array([600.0, 300.0]),
         spins=np.array([100, 60]),
         stake=np.array([50.0, 30.0]),
@@ -116,7 +118,7 @@ def test_late_session_updates_only_its_player(casino, db):
 def test_consolidate_command(casino, db, settings, monkeypatch, capsys):
     from recsys.cli import main
 
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     assert main(["consolidate"]) == 0
     assert "full rebuild: 2 players, 3 interactions (2026-01-31 .. 2026-02-01)" in capsys.readouterr().out
 

@@ -344,7 +344,7 @@ def test_cli_refuses_bad_input_with_exit_2_and_writes_nothing(db, settings, tmp_
     before = snapshot(db)
     kind, text, row, field, needle = BAD_FILES[case]
     path = write(tmp_path, "bad.csv", text)
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     assert main(["import", kind, str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     where = f"{path}, row {row}, field {field!r}" if row else f"{path}, field {field!r}"
@@ -355,7 +355,7 @@ def test_cli_refuses_bad_input_with_exit_2_and_writes_nothing(db, settings, tmp_
 
 
 def test_cli_imports_and_prints_a_summary(db, settings, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     for kind, text in (("players", PLAYERS_CSV), ("slots", SLOTS_CSV), ("sessions", SESSIONS_CSV)):
         assert main(["import", kind, str(write(tmp_path, f"{kind}.csv", text))]) == 0
     out = capsys.readouterr().out
@@ -366,7 +366,7 @@ def test_cli_imports_and_prints_a_summary(db, settings, tmp_path, monkeypatch, c
 
 
 def test_cli_missing_file(settings, monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     assert main(["import", "players", str(tmp_path / "nope.parquet")]) == 2
     assert "nope.parquet: no such file" in capsys.readouterr().err
 

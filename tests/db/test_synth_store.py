@@ -129,7 +129,7 @@ def test_a_failure_mid_way_leaves_nothing_behind(db, database_url):
 
 
 def test_cli_writes_refuses_and_resets(db, settings, monkeypatch, capsys):
-    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECSYS_DATABASE_URL", settings.database.url)
     args = ["synth", "--players", "300", "--slots", "30", "--days", "7", "--seed", "3", "--start", "2025-01-01"]
     assert main([*args, "--no-progress"]) == 0
     assert "wrote 300 players, 30 slots" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from recsys.ncf.config import NCFConfig
-from recsys.serving.candidates import PolicyConfig, explore_count, generate_candidates
+from recsys.serving.candidates import explore_count, generate_candidates
 from recsys.serving.catalogue import Catalogue, SlotInfo, SlotStats, popularity_order
 from recsys.serving.gate import Protection, protection_gate
 from recsys.serving.model import (
@@ -15,6 +15,7 @@ from recsys.serving.model import (
     towers_from_played,
 )
 from recsys.serving.ranking import rank
+from recsys.settings import Ranking
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
@@ -85,7 +86,7 @@ def _candidates(catalogue, model, *, k=3, context=1, config=None, stats=None, pe
         k=k, catalogue=catalogue, stats=stats, popular=popularity_order(catalogue, stats), model=model,
         market=kw.get("market"), context_key=context, recent_keys=kw.get("recent", np.zeros(0, np.int64)),
         top_n_keys=kw.get("top_n", np.zeros(0, np.int64)), personalised=personalised,
-        config=config or PolicyConfig(exploration_share=0.0, provider_cap=10), rng=np.random.default_rng(seed),
+        config=config or Ranking(exploration_share=0.0, provider_cap=10), rng=np.random.default_rng(seed),
     )
 
 
@@ -164,7 +165,7 @@ def test_the_context_neighbourhood_is_ranked_by_similarity():
     model = _model(catalogue)
     candidates = _candidates(catalogue, model, context=6)
     items = rank(candidates, _everything(candidates), k=4, catalogue=catalogue, stats=SlotStats(),
-                 config=PolicyConfig(exploration_share=0.0, provider_cap=10))
+                 config=Ranking(exploration_share=0.0, provider_cap=10))
     assert [i.slot_key for i in items][:2] in ([5, 7], [7, 5])
     assert {i.slot_key for i in items} == {4, 5, 7, 8}
     assert all(i.reason == "similar" and not i.explored for i in items)
@@ -178,7 +179,7 @@ def test_excluded_slots_never_appear():
     candidates = _candidates(catalogue, model, context=6)
     allowed = ~np.isin(candidates.all_keys(), [5, 7])  # the database said: played
     items = rank(candidates, allowed, k=4, catalogue=catalogue, stats=SlotStats(),
-                 config=PolicyConfig(exploration_share=0.0, provider_cap=10))
+                 config=Ranking(exploration_share=0.0, provider_cap=10))
     assert {i.slot_key for i in items} == {3, 4, 8, 9}
 
 
@@ -194,7 +195,7 @@ def test_disabled_slots_and_other_markets_are_not_candidates():
 def test_the_provider_cap_keeps_the_list_diverse():
     catalogue = _catalogue()
     model = _model(catalogue)
-    config = PolicyConfig(exploration_share=0.0, provider_cap=2)
+    config = Ranking(exploration_share=0.0, provider_cap=2)
     candidates = _candidates(catalogue, model, context=2, config=config)
     items = rank(candidates, _everything(candidates), k=6, catalogue=catalogue, stats=SlotStats(), config=config)
     providers = [PROVIDERS[i.slot_key - 1] for i in items]
@@ -209,7 +210,7 @@ def test_the_model_score_is_blended_with_similarity():
     gmf[8] = [4.0, 0.0]
     model = _model(catalogue, item_gmf=gmf)
     player = {"gmf": np.array([1.0, 0.0], dtype=np.float32)}
-    config = PolicyConfig(exploration_share=0.0, provider_cap=10, blend_weight=0.5)
+    config = Ranking(exploration_share=0.0, provider_cap=10, blend_weight=0.5)
     candidates = _candidates(catalogue, model, context=6, config=config, personalised=True)
     logits = model_logits(model, player, candidates.primary)
     items = rank(candidates, _everything(candidates), k=3, catalogue=catalogue, stats=SlotStats(), config=config,
@@ -222,7 +223,7 @@ def test_the_model_score_is_blended_with_similarity():
 def test_exploration_takes_its_share_and_favours_what_feedback_supports():
     catalogue = _catalogue()
     model = _model(catalogue)
-    config = PolicyConfig(exploration_share=0.25, provider_cap=10, explore_max_impressions=50)
+    config = Ranking(exploration_share=0.25, provider_cap=10, explore_max_impressions=50)
     assert explore_count(4, 0.25) == 1 and explore_count(10, 0.2) == 2 and explore_count(10, 0.0) == 0
     # Slots 1 and 12 are far from the context (6); everything else has plenty of impressions.
     impressions = {key: 1000 for key in range(1, 13)}
@@ -243,7 +244,7 @@ def test_the_backup_list_fills_what_the_neighbourhood_cannot():
     catalogue = _catalogue()
     model = _model(catalogue)
     stats = SlotStats(players=SlotStats.by_key({10: 50, 11: 40}))
-    config = PolicyConfig(exploration_share=0.0, provider_cap=10, candidate_pool=4)
+    config = Ranking(exploration_share=0.0, provider_cap=10, candidate_pool=4)
     candidates = _candidates(catalogue, model, context=6, stats=stats, config=config)
     assert set(candidates.primary.tolist()) == {4, 5, 7, 8}
     allowed = np.isin(candidates.all_keys(), [5, 10, 11])
@@ -257,7 +258,7 @@ def test_without_a_model_the_list_is_the_popular_one():
     candidates = _candidates(catalogue, None, context=None, stats=stats)
     assert candidates.source == "popular"
     items = rank(candidates, _everything(candidates), k=3, catalogue=catalogue, stats=stats,
-                 config=PolicyConfig(exploration_share=0.0, provider_cap=10))
+                 config=Ranking(exploration_share=0.0, provider_cap=10))
     assert [(i.slot_key, i.reason) for i in items] == [(8, "popular"), (11, "popular"), (3, "popular")]
 
 
