@@ -4,7 +4,11 @@
 0-2998 in the NCF split, see the data's PROVENANCE.md), take the item rated last in train (latest
 timestamp; among ties, the first such row in the file) and ask whether the user's test item (rated
 next) is among its 10 most similar items, for each vector kind of ``recsys.ncf.vectors`` taken from
-one trained NeuMF, against item-kNN cosine co-occurrence and against plain popularity. Two columns:
+one trained NeuMF, against item-kNN cosine co-occurrence and against plain popularity. The NeuMF is
+the one the worker trains and serves (``--ml1m-model worker``, the default: ``recsys.worker.ncf_config``
+at default settings, all epochs, no weights) or NCFConfig's ML-1M defaults (``--ml1m-model ncf``, the
+``recsys evaluate`` model). With players built from their items, the item-to-item scores of the
+played-item tables are measured too (``played_item_scores``). Two columns:
 
 - ``hit@10``: among the 10 nearest items of the whole catalogue (the query item excluded);
 - ``hit@10 unseen``: among the 10 nearest items the user has not rated in train, which is what a
@@ -26,7 +30,7 @@ players in training and the others (their vectors got few updates).
 Run (the ML-1M data stays in ../shared, nothing is copied; the casino lives in memory):
 
     python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N]
-        [--data ../shared/data/ml-1m-ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
+        [--data ../shared/data/ml-1m-ncf] [--ml1m-model worker|ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
         [--players 200000] [--slots 1000] [--days 90] [--seed 0]
 """
 
