@@ -5,6 +5,11 @@ fits a baseline (``recsys.baselines``: popularity, item-kNN, EASE), and ranks ea
 its 99 negatives (``recsys.evaluation``). Without ``--negatives``, 99 are drawn per test row with
 ``--seed`` from the items the user has neither trained nor is tested on. EASE's penalty is
 ``--ease-lambda`` or is chosen on one training pair per user held out, never on the test rows.
+The neural models start from ``--preset`` (``ncf``: NCFConfig's ML-1M defaults; ``worker``: what
+``recsys train`` trains) and take ``--set FIELD=VALUE`` for any NCFConfig field.
+
+``recsys split-plays`` (registered here too) writes such files from ``user item count`` play counts
+(``recsys.playsplit``): a test cut and a validation cut, one random pair per user each.
 
 ``torchrun --standalone --nproc-per-node 2 -m recsys evaluate ...`` trains the neural models with
 DDP over two processes (``recsys.ncf.distributed``).
