@@ -1,6 +1,6 @@
 """The Litestar application: ``create_app(settings)``.
 
-The lifespan opens the database engine and starts the :class:`~api.state.ServingState` (catalogue
+The lifespan opens the database engine and starts the :class:`~recsys.serving.state.ServingState` (catalogue
 now, the active version's index in the background, LISTEN for changes); handlers are grouped by
 domain, each module listing its ``ROUTES``.
 """
@@ -21,8 +21,8 @@ from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
 from api.openapi import render_plugins
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
-from api.state import ServingState
 from recsys.db.engine import create_engine, libpq_url
+from recsys.serving.state import ServingState
 from recsys.settings import Settings
 
 ROUTES = [*health.ROUTES, metrics_endpoint, *catalogue.ROUTES, *players.ROUTES, *recommendations.ROUTES,

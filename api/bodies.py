@@ -19,7 +19,7 @@ import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
 
-from recsys.db.schema import CONTROL_CHARACTERS
+from recsys.constants import CONTROL_CHARACTERS
 from recsys.errors import InputError
 
 T = TypeVar("T")

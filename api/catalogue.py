@@ -8,7 +8,6 @@ from typing import Annotated
 
 import anyio
 import msgspec
-import numpy as np
 from litestar import Response, get, put
 from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter, RawBody
@@ -16,81 +15,9 @@ from msgspec import UNSET, UnsetType
 
 from api.auth import INGEST, READ_FROM_MEMORY
 from api.bodies import decode, documented
-from api.errors import NotReady
 from api.ingest import PutResult, batch_records, path_record, put_records
-from api.state import ServingState
-from recsys.db import serving as db
-from recsys.db import versions
-from recsys.policy import similar_slots
-
-# --- similar slots --------------------------------------------------------------------------------
-
-
-class SimilarItem(msgspec.Struct):
-    slot_id: str
-    score: float  # cosine similarity in [-1, 1]
-
-
-class SimilarSlots(msgspec.Struct):
-    slot_id: str
-    model_version: int
-    items: list[SimilarItem]
-
-
-def slot_key(serving: ServingState, slot_id: str) -> int:
-    snap = serving.snapshot
-    if not snap.catalogue_loaded:
-        raise NotReady("the slot catalogue is not loaded yet")
-    key = snap.catalogue.key_of.get(slot_id)
-    if key is None:
-        raise db.NotFound("slot", slot_id)
-    return key
-
-
-def similar_in_memory(
-    serving: ServingState, slot_id: str, *, k: int, market: str | None, version: int | None
-) -> SimilarSlots | None:
-    """The ``k`` most similar slots from the in-memory FAISS index, or None when it cannot answer
-    (no index loaded yet, another ``version`` asked for, or a slot newer than the index)."""
-    key = slot_key(serving, slot_id)
-    snap = serving.snapshot
-    model = snap.model
-    if model is None or version not in (None, model.version_id) or model.rows(np.array([key]))[0] < 0:
-        return None  # the slot is newer than the index: pgvector answers (or says it has no vector)
-    keys, scores = similar_slots(model, snap.catalogue, key, k, market)
-    return _answer(snap.catalogue, slot_id, model.version_id, keys, scores)
-
-
-def similar_by_pgvector(
-    serving: ServingState, slot_id: str, *, k: int, market: str | None, version: int | None
-) -> SimilarSlots:
-    """The same answer from pgvector (``ORDER BY similarity <=> q``) for ``version`` or the active one."""
-    key = slot_key(serving, slot_id)
-    if version is None:
-        active = versions.active_version(serving.engine)
-        if active is None:
-            raise NotReady("no model version is active")
-        version = active.id
-    elif versions.get_version(serving.engine, version) is None:
-        raise db.NotFound("model version", version)
-    found = db.similar_by_pgvector(serving.engine, version, key, k, market, every_market=market is None)
-    if found is None:
-        raise db.NotFound("slot", slot_id, f"slot {slot_id!r} has no vector in model version {version}")
-    serving.metrics.fallback("pgvector")
-    return _answer(serving.snapshot.catalogue, slot_id, version, *found)
-
-
-def _answer(catalogue, slot_id: str, version: int, keys: np.ndarray, scores: np.ndarray) -> SimilarSlots:
-    slots = catalogue.slots
-    return SimilarSlots(
-        slot_id,
-        version,
-        [
-            SimilarItem(slots[key].slot_id, round(float(score), 6))
-            for key, score in zip(keys.tolist(), scores.tolist(), strict=True)
-            if key in slots
-        ],
-    )
+from recsys.serving.similar import SimilarSlots, similar_by_pgvector, similar_in_memory
+from recsys.serving.state import ServingState
 
 
 @get("/v1/slots/{slot_id:str}/similar", guards=[READ_FROM_MEMORY], tags=["catalogue"])

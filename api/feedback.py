@@ -16,9 +16,9 @@ from litestar.params import RawBody
 
 from api.auth import INGEST
 from api.bodies import decode, documented, validation_error
-from api.state import ServingState
 from recsys.db.feedback import Feedback, store_feedback
 from recsys.errors import InputError
+from recsys.serving.state import ServingState
 
 MAX_FEEDBACK = 1_000
 SOURCE = "POST /v1/feedback"

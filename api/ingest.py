@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from msgspec import UNSET
 
-from recsys.db import serving as db
+from recsys.db import records as db
 from recsys.db.imports import ImportResult
 from recsys.errors import InputError
 

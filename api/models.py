@@ -11,9 +11,9 @@ from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 
 from api.auth import ADMIN, READ
-from api.state import ServingState
 from recsys.db import versions
-from recsys.db.serving import NotFound
+from recsys.errors import NotFound
+from recsys.serving.state import ServingState
 
 
 class ModelVersion(msgspec.Struct):

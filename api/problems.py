@@ -14,13 +14,11 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from api.errors import NotReady
 from recsys.db.apikeys import ApiKeyError
 from recsys.db.engine import DatabaseUnavailable
 from recsys.db.experiments import ExperimentError, UnknownExperiment
-from recsys.db.serving import NotFound
 from recsys.db.versions import VersionError
-from recsys.errors import InputError
+from recsys.errors import InputError, NotFound, NotReady
 from recsys.logs import escape
 
 log = logging.getLogger(__name__)

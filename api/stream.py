@@ -31,11 +31,11 @@ from litestar.params import FromPath, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import READ
-from api.errors import NotReady
-from api.events import TriggeredList
-from api.recommendations import RecommendedItem, Suppression
 from recsys.db import push
-from recsys.db import serving as db
+from recsys.db.engine import connection
+from recsys.db.listener import Listener
+from recsys.errors import NotFound, NotReady
+from recsys.serving.lists import SESSION_THRESHOLD, RecommendedItem, Suppression, TriggeredList
 
 QUEUE_SIZE = 64
 """Lists waiting for one slow client; beyond, its stream ends and the client replays on reconnecting."""
@@ -78,22 +78,20 @@ class _Listener:
     """The LISTEN thread of one hub, from the first open stream until the last one closes."""
 
     def __init__(self, hub: PushHub) -> None:
-        self.stop = threading.Event()
         self.ready = threading.Event()
-        self.thread = threading.Thread(
-            target=push.listen,
-            kwargs={
-                "url": hub.url,
-                "on_connect": self._connected,
-                "on_disconnect": self.ready.clear,
-                "on_notices": hub.deliver,
-                "stop": self.stop,
-            },
-            name="recsys-push",
-            daemon=True,
-        )
         self.hub = hub
-        self.thread.start()
+        self.listener = Listener(
+            hub.url,
+            (push.CHANNEL,),
+            self._heard,
+            on_connect=self._connected,
+            on_disconnect=self.ready.clear,
+            debounce_seconds=0.005,  # a player waits for these: batch only what arrives at once
+            name="recsys-push",
+        ).start()
+
+    def _heard(self, notifies) -> None:
+        self.hub.deliver([n for n in map(push.notice, notifies) if n is not None])
 
     def _connected(self, first: bool) -> None:
         if not first:
@@ -130,7 +128,7 @@ class PushHub:
                 if not streams:
                     del self._streams[stream.player_id]
             if not any(self._streams.values()) and self._listener is not None:
-                self._listener.stop.set()
+                self._listener.listener.stop()
                 self._listener = None
 
     def deliver(self, notices: list[push.Notice]) -> None:
@@ -139,7 +137,7 @@ class PushHub:
             wanted = [n.recommendation_id for n in notices if self._streams.get(n.player_id)]
         if not wanted:
             return
-        with db.connection(self.engine) as conn:
+        with connection(self.engine) as conn:
             lists = push.load_pushed(conn, wanted)
         for pushed in lists:
             item = triggered_list(pushed)
@@ -169,7 +167,7 @@ def triggered_list(pushed: push.Pushed) -> TriggeredList:
         pushed.session_id,
         pushed.context_slot_id,
         pushed.version_id,
-        "session_threshold",
+        SESSION_THRESHOLD,
         pushed.action,
         [RecommendedItem(i.slot_id, round(i.score, 6), i.reason) for i in pushed.items],
         None if pushed.suppressed_reason is None else Suppression(pushed.suppressed_reason),
@@ -211,15 +209,15 @@ async def player_stream(
 
 
 def _start(engine, player_id: str) -> push.StreamStart:
-    with db.connection(engine) as conn:
+    with connection(engine) as conn:
         start = push.stream_start(conn, player_id)
     if start is None:
-        raise db.NotFound("player", player_id)
+        raise NotFound("player", player_id)
     return start
 
 
 def _replay(engine, player_key: int, after: uuid.UUID | None) -> list[TriggeredList] | None:
-    with db.connection(engine) as conn:
+    with connection(engine) as conn:
         lists = push.replay(conn, player_key, after, REPLAY_LIMIT)
     return None if lists is None else [triggered_list(p) for p in lists]
 

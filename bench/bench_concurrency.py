@@ -4,7 +4,7 @@ activations racing each other. Prints how many succeeded and what the others rai
     python bench/bench_concurrency.py [--writers 24] [--ids 300] [--activations 12] [--code PATH]
 
 Runs against an embedded PostgreSQL in a temporary folder, through the library calls the API's
-handlers make (``recsys.db.serving.put_records``, ``recsys.db.versions.activate``). ``--code`` runs
+handlers make (``recsys.db.records.put_records``, ``recsys.db.versions.activate``). ``--code`` runs
 another checkout (say an export of an older commit) to compare before and after a change.
 """
 
@@ -25,7 +25,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import sqlalchemy as sa
-from recsys.db import migrations, serving, versions
+from recsys.db import migrations, records, versions
 from recsys.db.embedded import embedded_url
 from recsys.db.engine import sqlalchemy_url
 from tests.api.conftest import write_version
@@ -40,7 +40,7 @@ ids = [f"player-{i:04d}" for i in range(n_ids)]
 def put(seed):
     order = random.Random(seed).sample(ids, len(ids))
     try:
-        serving.put_records(engine, "players", [{"player_id": p, "market": "GB"} for p in order], "bench")
+        records.put_records(engine, "players", [{"player_id": p, "market": "GB"} for p in order], "bench")
         return "ok"
     except Exception as exc:
         return type(exc).__name__ + ": " + str(getattr(exc, "orig", exc)).splitlines()[0][:60]

@@ -4,8 +4,8 @@
 
 Both answer the same queries (one slot at a time, as the API asks) over the same version's
 vectors in ``recsys_bench`` (seeded like bench/bench_api.py): FAISS through
-``recsys.policy.similar_slots`` (catalogue filter included), pgvector through
-``recsys.db.serving.similar_by_pgvector`` (``ORDER BY similarity <=> q``, the same filter in SQL).
+``recsys.serving.model.similar_slots`` (catalogue filter included), pgvector through
+``recsys.db.catalogue.similar_by_pgvector`` (``ORDER BY similarity <=> q``, the same filter in SQL).
 Prints per-query p50 / p99, the ratio, and how often the two top-k lists agree.
 """
 
@@ -32,10 +32,12 @@ def main() -> int:
     parser.add_argument("--factory", default="IDMap,Flat")
     args = parser.parse_args()
 
-    from recsys.db import serving, versions
+    from recsys.db import catalogue as catalogue_db
+    from recsys.db import versions
     from recsys.db.engine import create_engine
     from recsys.index import set_threads
-    from recsys.policy import build_serving_model, similar_slots
+    from recsys.serving.catalogue import Catalogue
+    from recsys.serving.model import build_serving_model, similar_slots
     from recsys.settings import Settings
 
     settings = Settings.from_env()
@@ -43,7 +45,7 @@ def main() -> int:
     engine = create_engine(settings, url)
     world = seed_casino(engine, slots=args.slots, players=200, sessions_per_player=1)
     set_threads(1)
-    catalogue = serving.load_catalogue(engine)
+    catalogue = Catalogue.from_rows(catalogue_db.load_slots(engine))
     vectors = versions.load_slot_vectors(engine, world["version"])
     started = time.perf_counter()
     model = build_serving_model(world["version"], vectors.slot_keys, vectors.similarity, vectors.towers,
@@ -64,7 +66,7 @@ def main() -> int:
             timings["faiss"].append(time.perf_counter() - t)
             answers["faiss"].append(found)
             t = time.perf_counter()
-            found, _ = serving.similar_by_pgvector(engine, world["version"], key, args.k, None, every_market=True)
+            found, _ = catalogue_db.similar_by_pgvector(engine, world["version"], key, args.k, None, every_market=True)
             timings["pgvector"].append(time.perf_counter() - t)
             answers["pgvector"].append(found)
     engine.dispose()

@@ -4,7 +4,11 @@
 0-2998 in the NCF split, see the data's PROVENANCE.md), take the item rated last in train (latest
 timestamp; among ties, the first such row in the file) and ask whether the user's test item (rated
 next) is among its 10 most similar items, for each vector kind of ``recsys.ncf.vectors`` taken from
-one trained NeuMF, against item-kNN cosine co-occurrence and against plain popularity. Two columns:
+one trained NeuMF, against item-kNN cosine co-occurrence and against plain popularity. The NeuMF is
+the one the worker trains and serves (``--ml1m-model worker``, the default: ``recsys.worker.ncf_config``
+at default settings, all epochs, no weights) or NCFConfig's ML-1M defaults (``--ml1m-model ncf``, the
+``recsys evaluate`` model). With players built from their items, the item-to-item scores of the
+played-item tables are measured too (``played_item_scores``). Two columns:
 
 - ``hit@10``: among the 10 nearest items of the whole catalogue (the query item excluded);
 - ``hit@10 unseen``: among the 10 nearest items the user has not rated in train, which is what a
@@ -26,7 +30,7 @@ players in training and the others (their vectors got few updates).
 Run (the ML-1M data stays in ../shared, nothing is copied; the casino lives in memory):
 
     python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N]
-        [--data ../shared/data/ml-1m-ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
+        [--data ../shared/data/ml-1m-ncf] [--ml1m-model worker|ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
         [--players 200000] [--slots 1000] [--days 90] [--seed 0]
 """
 
@@ -73,6 +77,34 @@ def ranking_from_similarity(sim_rows: np.ndarray, queries: np.ndarray) -> np.nda
     return np.argsort(-sim, axis=1, kind="stable")
 
 
+def played_item_scores(model) -> dict:
+    """Item-to-item scores of a model whose users are built from their played items (FISM; none
+    otherwise), each ``f(queries) -> (q, n_items)`` scores, not served (one vector per slot is):
+
+    - ``hist``: cosine of the played-item vectors ``y_j`` (``item_hist_gmf``), one vector per item;
+    - ``hist+gmf``: ``y_j`` and ``q_j`` normalised side by side, one vector per item;
+    - ``y_j . h q_i``: the GMF logit of a user who played only the query item, bias left out (asymmetric:
+      a query vector ``y_j`` searched against the item vectors ``h q_i``);
+    - ``y_j . h q_i + b_i``: the same with the item bias, i.e. the GMF part of the model's own score.
+    """
+    from recsys.ncf.vectors import normalize_rows
+
+    w = model.weights
+    if "item_hist_gmf.weight" not in w:
+        return {}
+    y = w["item_hist_gmf.weight"]
+    hq = w["item_gmf.weight"] * w["predict.weight"][0, : y.shape[1]]
+    bias = w["item_bias.weight"][:, 0] if "item_bias.weight" in w else np.zeros(y.shape[0], dtype=np.float32)
+    hist = normalize_rows(y)
+    both = normalize_rows(np.concatenate([hist, normalize_rows(w["item_gmf.weight"])], axis=1))
+    return {
+        "hist": lambda q: hist[q] @ hist.T,
+        "hist+gmf": lambda q: both[q] @ both.T,
+        "y_j . h q_i": lambda q: y[q] @ hq.T,
+        "y_j . h q_i + b_i": lambda q: y[q] @ hq.T + bias,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     only = parser.add_mutually_exclusive_group()
@@ -81,6 +113,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every training run")
     ml1m = parser.add_argument_group("MovieLens-1M")
     ml1m.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ml1m.add_argument(
+        "--ml1m-model", choices=("worker", "ncf"), default="worker",
+        help="worker: the model the worker trains and serves (recsys.worker.ncf_config at default settings); "
+        "ncf: NCFConfig's ML-1M defaults (the `recsys evaluate` model; --epochs etc. apply to it)",
+    )
     ml1m.add_argument("--epochs", type=int, help="NeuMF fine-tuning epochs after pre-training (default: NCFConfig's)")
     ml1m.add_argument("--gmf-epochs", type=int, help="GMF pre-training epochs (default: NCFConfig's)")
     ml1m.add_argument("--mlp-epochs", type=int, help="MLP pre-training epochs (default: NCFConfig's)")
@@ -108,6 +145,8 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
     from recsys.ncf.training import train
     from recsys.ncf.vectors import VECTOR_KINDS, item_vectors
     from recsys.ncf_files import read_ratings
+    from recsys.settings import Settings
+    from recsys.worker import ncf_config
 
     train_rows = read_ratings(args.data / "ml-1m.train.rating")
     test_rows = read_ratings(args.data / "ml-1m.test.rating")
@@ -123,26 +162,36 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
     bounds = np.searchsorted(train_rows.user_idx[order], np.stack([users, users + 1]))
     seen = [train_rows.item_idx[order[a:b]] for a, b in bounds.T]
 
-    changes = {"threads": args.threads}
-    if args.epochs is not None:
-        changes["finetune_epochs"] = args.epochs
-    if args.gmf_epochs is not None:
-        changes["gmf_epochs"] = args.gmf_epochs
-    if args.mlp_epochs is not None:
-        changes["mlp_epochs"] = args.mlp_epochs
-    config = NCFConfig().replace(**changes)
+    settings = Settings()
+    if args.ml1m_model == "worker":
+        config = ncf_config(settings, len(train_rows)).replace(threads=args.threads)
+        label = f"the worker's NeuMF (players from their items: {config.user_history}, {config.factors} factors)"
+    else:
+        changes = {"threads": args.threads}
+        if args.epochs is not None:
+            changes["finetune_epochs"] = args.epochs
+        if args.gmf_epochs is not None:
+            changes["gmf_epochs"] = args.gmf_epochs
+        if args.mlp_epochs is not None:
+            changes["mlp_epochs"] = args.mlp_epochs
+        config = NCFConfig().replace(**changes)
+        label = "NeuMF with the ML-1M defaults of NCFConfig"
     started = time.perf_counter()
     model = train(config, train_rows.user_idx, train_rows.item_idx, n_users, n_items)
-    print(f"NeuMF trained in {time.perf_counter() - started:.0f} s "
-          f"(GMF {config.gmf_epochs} + MLP {config.mlp_epochs} pre-training epochs, "
-          f"{config.finetune_epochs} fine-tuning)")
+    print(f"{label} trained in {time.perf_counter() - started:.0f} s "
+          f"(GMF {config.stage('gmf').epochs} + MLP {config.stage('mlp').epochs} pre-training epochs, "
+          f"{config.finetune_epochs} fine-tuning; served slot vector: {settings.similarity_vector})")
     print(f"{users.shape[0]} users with timestamps; query = item rated last in train, target = test item\n")
 
     rows = []
     for kind in VECTOR_KINDS:
         vectors = item_vectors(model, kind)
-        rows.append((f"neumf {kind}", *hits(lambda q, v=vectors: ranking_from_similarity(v[q] @ v.T, q),
+        served = " (served)" if kind == settings.similarity_vector else ""
+        rows.append((f"neumf {kind}{served}", *hits(lambda q, v=vectors: ranking_from_similarity(v[q] @ v.T, q),
                                             queries, targets, seen, n_items)))
+    for name, score_rows in played_item_scores(model).items():
+        rows.append((name, *hits(lambda q, f=score_rows: ranking_from_similarity(f(q), q),
+                                 queries, targets, seen, n_items)))
     knn = ItemKNN(train_rows.user_idx, train_rows.item_idx, n_users, n_items, neighbors=None, shrink=0.0)
     rows.append(("item-kNN cosine", *hits(lambda q: ranking_from_similarity(knn.similarity[q], q),
                                           queries, targets, seen, n_items)))

@@ -19,7 +19,9 @@ class ConfigError(RecsysError):
 
 class InputError(RecsysError):
     """Input data is invalid. ``source`` names the file or request; ``row`` is the 1-based data row
-    of a file, ``index`` the 0-based position of a record in a JSON array (docs/api.md)."""
+    of a file (the header does not count) or of the records handed to the import's validation,
+    ``index`` the 0-based position of a record in a JSON array (docs/api.md); the API never answers
+    with ``row``: :meth:`in_json_array` turns it into ``index``."""
 
     def __init__(self, source: str, message: str, *, row: int | None = None, index: int | None = None,
                  field: str | None = None) -> None:
@@ -44,3 +46,16 @@ class InputError(RecsysError):
             return self
         index = self.row - 1 if batch else None
         return InputError(self.source, self.message, index=index, field=self.field)
+
+
+class NotFound(RecsysError):
+    """A player, slot or model version the caller named does not exist."""
+
+    def __init__(self, entity: str, identifier: object, detail: str | None = None) -> None:
+        self.entity = entity
+        self.identifier = identifier
+        super().__init__(detail or f"no {entity} {identifier!r}")
+
+
+class NotReady(RecsysError):
+    """The process cannot answer this yet: no catalogue or model version in memory or in the database."""

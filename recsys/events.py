@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from recsys.db.schema import CONTROL_CHARACTERS, EVENT_TYPES, ID_LENGTH
+from recsys.constants import BET, CONTROL_CHARACTERS, EVENT_TYPES, ID_LENGTH, numeric_limit
 from recsys.errors import InputError
 
-AMOUNT_LIMIT = 1e10
+AMOUNT_LIMIT = numeric_limit(BET)
 """``bet`` and ``win`` are ``NUMERIC(12, 2)``: below 10^10 after rounding to cents."""
 _CONTROL = re.compile(CONTROL_CHARACTERS)
 

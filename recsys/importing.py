@@ -24,7 +24,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.db.schema import CONTROL_CHARACTERS, ID_LENGTH, VOLATILITIES, play_sessions, players, slots
+from recsys.constants import (
+    BET,
+    CONTROL_CHARACTERS,
+    ID_LENGTH,
+    MARKET_LENGTH,
+    SESSION_TOTAL,
+    VOLATILITIES,
+    numeric_limit,
+)
 from recsys.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,7 +44,6 @@ MARKETS_SEPARATOR = "|"
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 PROGRESS_ROWS = 100_000  # inputs at least this large log each step with its rows/s
 
-MARKET_LENGTH = players.c.market.type.length
 MARKET_PATTERN = rf"[A-Za-z0-9_-]{{1,{MARKET_LENGTH}}}"
 """A market code: ISO country codes (GB), regions (US-NJ, CA_ON); letters, digits, ``-`` and ``_``."""
 
@@ -87,11 +94,6 @@ class Format:
         return next(c for c in self.columns if c.name == name)
 
 
-def _numeric_limit(column) -> float:
-    """Values must round below 10^(precision - scale) to fit a ``NUMERIC(precision, scale)`` column."""
-    return float(10 ** (column.type.precision - column.type.scale))
-
-
 FORMATS: dict[str, Format] = {
     "players": Format(
         "players",
@@ -116,8 +118,8 @@ FORMATS: dict[str, Format] = {
             Column("theme", "text", required=True, nullable=False),
             Column("volatility", "volatility", required=True, nullable=False),
             Column("rtp", "percent", required=True, nullable=False),
-            Column("min_bet", "amount", required=True, nullable=False, limit=_numeric_limit(slots.c.min_bet)),
-            Column("max_bet", "amount", required=True, nullable=False, limit=_numeric_limit(slots.c.max_bet)),
+            Column("min_bet", "amount", required=True, nullable=False, limit=numeric_limit(BET)),
+            Column("max_bet", "amount", required=True, nullable=False, limit=numeric_limit(BET)),
             Column("release_date", "date"),
             Column("active", "bool", nullable=False),
             Column("markets", "markets"),
@@ -133,8 +135,8 @@ FORMATS: dict[str, Format] = {
             Column("started_at", "timestamp", required=True, nullable=False),
             Column("ended_at", "timestamp"),
             Column("spins", "count", nullable=False),
-            Column("total_bet", "amount", nullable=False, limit=_numeric_limit(play_sessions.c.total_bet)),
-            Column("total_win", "amount", nullable=False, limit=_numeric_limit(play_sessions.c.total_win)),
+            Column("total_bet", "amount", nullable=False, limit=numeric_limit(SESSION_TOTAL)),
+            Column("total_win", "amount", nullable=False, limit=numeric_limit(SESSION_TOTAL)),
             Column("bonus", "bool", nullable=False),
         ),
     ),

@@ -34,6 +34,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from recsys.constants import VOLATILITIES
 from recsys.errors import InputError
 
 THEMES = (
@@ -48,8 +49,6 @@ THEMES = (
     "fantasy",
     "irish",
 )
-# Same values as recsys.db.schema.VOLATILITIES (the check constraint); this module may not import recsys.db.
-VOLATILITIES = ("low", "medium", "high")
 
 # (market, share of players, UTC offset in hours of its evening peak): European-licensed casinos
 # with one North American market; offsets move the local-time diurnal curve to UTC.
@@ -117,8 +116,9 @@ _DAY = 86_400
 class SynthConfig:
     """Everything that decides the synthetic casino; the same config gives byte-identical data.
 
-    Orders of magnitude come from docs/PRODUCT.md's "What real casino data looks like"; each default
-    says why it was chosen. docs/synthetic-data.md lists the resulting figures at casino scale.
+    Orders of magnitude come from the product brief's "What real casino data looks like" (PRODUCT.md,
+    which is not in this repository); each default says why it was chosen. docs/synthetic-data.md
+    lists the resulting figures at casino scale against those orders of magnitude.
     """
 
     # --- size ------------------------------------------------------------------------------------
@@ -675,15 +675,42 @@ def generate_players(
 
 
 def _generate_stream(config: SynthConfig, cat: Catalogue, stream: int, first_session_key: int) -> PlayerBlock:
-    """Players ``[stream * PLAYERS_PER_STREAM, ...)`` from their own random stream, fully vectorized."""
+    """Players ``[stream * PLAYERS_PER_STREAM, ...)`` from their own random stream, fully vectorized.
+
+    The steps draw from ``rng`` in this order, which the byte-identical output depends on.
+    """
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(1, stream)))
     p0 = stream * PLAYERS_PER_STREAM
     n = min(PLAYERS_PER_STREAM, config.players - p0)
-    start, now = config.start_ts, config.now_ts
-    k = config.clusters
+    who = _who_they_are(config, cat, rng, n)
+    habits = _habits(config, rng, who)
+    visit_ts = _visits(rng, who, habits.n_visits)
+    sessions = _sessions(config, rng, who, habits, visit_ts)
+    slot, trial = _which_slot(config, cat, rng, who, habits, sessions)
+    money = _spins_and_money(config, cat, rng, habits, sessions, slot, trial)
+    return _frames(config, p0, first_session_key, who, habits, sessions, slot, money)
 
-    # --- who they are ---------------------------------------------------------------------------
-    cluster = rng.choice(k, size=n, p=cat.cluster_weights)
+
+@dataclass(frozen=True)
+class _Who:
+    """One stream's players as the casino knows them, arrays of shape (n,); times in epoch seconds."""
+
+    cluster: np.ndarray
+    market: np.ndarray  # index into config.markets
+    utc_offset: np.ndarray  # hours
+    registered: np.ndarray
+    consent: np.ndarray
+    self_excluded: np.ndarray
+    cooling: np.ndarray
+    excluded_until: np.ndarray
+    cooling_until: np.ndarray
+    window_start: np.ndarray  # the player can play from here ...
+    window_end: np.ndarray  # ... to here: now, or the start of their self-exclusion / cooling-off
+
+
+def _who_they_are(config: SynthConfig, cat: Catalogue, rng: np.random.Generator, n: int) -> _Who:
+    start, now = config.start_ts, config.now_ts
+    cluster = rng.choice(config.clusters, size=n, p=cat.cluster_weights)
     market_share = np.array([s for _, s, _ in config.markets], dtype=float)
     market = rng.choice(len(market_share), size=n, p=market_share / market_share.sum())
     utc_offset = np.array([o for _, _, o in config.markets], dtype=np.int64)[market]
@@ -709,8 +736,24 @@ def _generate_stream(config: SynthConfig, cat: Catalogue, stream: int, first_ses
     cooling_from = np.maximum(now - np.floor(rng.random(n) * 6 * _DAY).astype(np.int64), window_start + 3600)
     cooling_until = cooling_from + rng.choice([7, 14, 30, 42], size=n) * _DAY
     window_end = np.where(self_excluded, excluded_from, np.where(cooling, cooling_from, now))
+    return _Who(cluster, market, utc_offset, registered, consent, self_excluded, cooling, excluded_until,
+                cooling_until, window_start, window_end)
 
-    # --- habits -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Habits:
+    """How each player plays, arrays of shape (n,)."""
+
+    z_length: np.ndarray  # the player's session-length factor (standard normal)
+    risk_flag: np.ndarray
+    player_bet: np.ndarray
+    bonus_propensity: np.ndarray
+    n_sessions: np.ndarray
+    n_visits: np.ndarray
+
+
+def _habits(config: SynthConfig, rng: np.random.Generator, who: _Who) -> _Habits:
+    n = who.cluster.size
     z_activity = rng.standard_normal(n)
     z_length = rng.standard_normal(n)
     sigma = config.activity_sigma
@@ -721,15 +764,18 @@ def _generate_stream(config: SynthConfig, cat: Catalogue, stream: int, first_ses
     bonus_b = 0.5 * (1 - config.bonus_share) / config.bonus_share
     bonus_propensity = rng.beta(0.5, bonus_b, size=n)
 
-    present_days = (window_end - window_start) / _DAY
+    present_days = (who.window_end - who.window_start) / _DAY
     n_sessions = 1 + rng.poisson(rate * present_days)
     per_visit = 1 + rng.poisson(config.sessions_per_visit - 1, size=n)
     n_visits = np.ceil(n_sessions / per_visit).astype(np.int64)
+    return _Habits(z_length, risk_flag, player_bet, bonus_propensity, n_sessions, n_visits)
 
-    # --- visits: a day of the window and an hour of the local diurnal curve -------------------------
-    visit_owner = np.repeat(np.arange(n), n_visits)
-    first_day = window_start // _DAY
-    last_day = (window_end - 120) // _DAY
+
+def _visits(rng: np.random.Generator, who: _Who, n_visits: np.ndarray) -> np.ndarray:
+    """Each visit's time: a day of the player's window and an hour of the local diurnal curve."""
+    visit_owner = np.repeat(np.arange(n_visits.size), n_visits)
+    first_day = who.window_start // _DAY
+    last_day = (who.window_end - 120) // _DAY
     day = first_day[visit_owner] + np.floor(
         rng.random(len(visit_owner)) * (last_day - first_day + 1)[visit_owner]
     ).astype(np.int64)
@@ -737,17 +783,35 @@ def _generate_stream(config: SynthConfig, cat: Catalogue, stream: int, first_ses
     local_seconds = np.searchsorted(hourly, rng.random(len(visit_owner)), side="right") * 3600 + rng.integers(
         3600, size=len(visit_owner)
     )
-    visit_ts = day * _DAY + local_seconds - utc_offset[visit_owner] * 3600
-    visit_ts = np.clip(visit_ts, window_start[visit_owner], window_end[visit_owner] - 120)
+    visit_ts = day * _DAY + local_seconds - who.utc_offset[visit_owner] * 3600
+    return np.clip(visit_ts, who.window_start[visit_owner], who.window_end[visit_owner] - 120)
 
-    # --- sessions: durations, then one after the other within each visit ---------------------------
-    owner = np.repeat(np.arange(n), n_sessions)
+
+@dataclass(frozen=True)
+class _Sessions:
+    """The stream's sessions in (player, start) order, arrays of shape (s,)."""
+
+    owner: np.ndarray  # the player's index in the stream
+    started: np.ndarray
+    duration: np.ndarray  # seconds
+
+    @property
+    def ended(self) -> np.ndarray:
+        return self.started + self.duration
+
+
+def _sessions(
+    config: SynthConfig, rng: np.random.Generator, who: _Who, habits: _Habits, visit_ts: np.ndarray
+) -> _Sessions:
+    """Durations, then one session after the other within each visit, cut at the window's end."""
+    n_sessions, n_visits = habits.n_sessions, habits.n_visits
+    owner = np.repeat(np.arange(n_sessions.size), n_sessions)
     s = len(owner)
     visit_first = np.concatenate([[0], np.cumsum(n_visits)[:-1]])
     visit = visit_first[owner] + np.floor(rng.random(s) * n_visits[owner]).astype(np.int64)
     log_median = math.log(config.median_session_minutes * 60)
     duration = np.exp(
-        log_median + config.player_length_sigma * z_length[owner] + config.session_sigma * rng.standard_normal(s)
+        log_median + config.player_length_sigma * habits.z_length[owner] + config.session_sigma * rng.standard_normal(s)
     )
     duration = np.clip(np.rint(duration), config.min_session_seconds, config.max_session_hours * 3600).astype(np.int64)
     gap = 5 + np.rint(rng.exponential(40.0, size=s)).astype(np.int64)
@@ -755,20 +819,26 @@ def _generate_stream(config: SynthConfig, cat: Catalogue, stream: int, first_ses
     wanted, duration, gap = visit_ts[visit][order], duration[order], gap[order]
     started = _one_after_another(owner, wanted, duration + gap)
 
-    keep = started <= (window_end[owner] - 60)
+    keep = started <= (who.window_end[owner] - 60)
     session_first = np.concatenate([[0], np.cumsum(n_sessions)[:-1]])
     keep[session_first] = True  # a player's first session starts at a visit, inside the window
     owner, started, duration = owner[keep], started[keep], duration[keep]
-    ended = np.minimum(started + duration, window_end[owner])
-    duration = ended - started
-    s = len(owner)
+    ended = np.minimum(started + duration, who.window_end[owner])
+    return _Sessions(owner, started, ended - started)
 
-    # --- which slot ------------------------------------------------------------------------------
-    repertoire = np.minimum(np.ceil(n_sessions**config.repertoire_exponent), n_sessions).astype(np.int64)
+
+def _which_slot(
+    config: SynthConfig, cat: Catalogue, rng: np.random.Generator, who: _Who, habits: _Habits, sessions: _Sessions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each session's slot (0-based index into the catalogue) and whether it was a launch trial."""
+    start, k, n = config.start_ts, config.clusters, who.cluster.size
+    owner, started = sessions.owner, sessions.started
+    s = len(owner)
+    repertoire = np.minimum(np.ceil(habits.n_sessions**config.repertoire_exponent), habits.n_sessions).astype(np.int64)
     entry_owner = np.repeat(np.arange(n), repertoire)
     entry_first = np.concatenate([[0], np.cumsum(repertoire)[:-1]])
     own = rng.random(len(entry_owner)) < config.cluster_affinity
-    row = np.where(own, cluster[entry_owner], k)
+    row = np.where(own, who.cluster[entry_owner], k)
     entries = _draw_rows(cat.choice_cdf, row, rng.random(len(entry_owner)))
     favourite = _draw_rows(cat.safe_cdf, row[entry_first], rng.random(n))
     entries[entry_first] = favourite
@@ -784,55 +854,77 @@ def _generate_stream(config: SynthConfig, cat: Catalogue, stream: int, first_ses
     else:
         trial[:] = False
     # Not released yet, or not offered in the player's market: the player plays their favourite.
-    valid = (cat.release_ts[slot] <= started) & cat.available[slot, market[owner]]
+    valid = (cat.release_ts[slot] <= started) & cat.available[slot, who.market[owner]]
     slot = np.where(valid, slot, favourite[owner])
     trial &= valid
+    return slot, trial
 
-    # --- spins and money ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Money:
+    spins: np.ndarray
+    total_bet: np.ndarray  # cents
+    total_win: np.ndarray  # cents
+    bonus: np.ndarray
+
+
+def _spins_and_money(
+    config: SynthConfig, cat: Catalogue, rng: np.random.Generator, habits: _Habits, sessions: _Sessions,
+    slot: np.ndarray, trial: np.ndarray,
+) -> _Money:
+    owner, duration = sessions.owner, sessions.duration
+    s = len(owner)
     seconds_per_spin = config.mean_seconds_per_spin * rng.uniform(0.6, 1.4, size=s)
     spins = np.maximum(1, np.floor(duration / seconds_per_spin)).astype(np.int64)
-    bet = np.rint(player_bet[owner] * np.exp(0.25 * rng.standard_normal(s)) * 100)
+    bet = np.rint(habits.player_bet[owner] * np.exp(0.25 * rng.standard_normal(s)) * 100)
     bet = np.clip(bet, cat.min_bet_cents[slot], cat.max_bet_cents[slot]).astype(np.int64)
     total_bet = spins * bet
     cv = np.asarray(config.volatility_cv)[cat.volatility[slot]]
     shape = spins / cv**2
     total_win = np.rint(rng.gamma(shape, cat.rtp[slot] / 100 * total_bet / shape)).astype(np.int64)
-    bonus = rng.random(s) < np.where(trial, config.launch_bonus_share, bonus_propensity[owner])
+    bonus = rng.random(s) < np.where(trial, config.launch_bonus_share, habits.bonus_propensity[owner])
+    return _Money(spins, total_bet, total_win, bonus)
 
-    # --- frames -------------------------------------------------------------------------------------
+
+def _frames(
+    config: SynthConfig, p0: int, first_session_key: int, who: _Who, habits: _Habits, sessions: _Sessions,
+    slot: np.ndarray, money: _Money,
+) -> PlayerBlock:
+    n, s = who.cluster.size, len(sessions.owner)
     player_keys = np.arange(p0 + 1, p0 + n + 1, dtype=np.int64)
     codes = np.array([code for code, _, _ in config.markets], dtype=object)
     players = pd.DataFrame(
         {
             "id": player_keys,
             "player_id": [f"P{key:08d}" for key in player_keys],
-            "market": codes[market],
-            "registered_at": _timestamps(registered),
-            "self_excluded_until": _timestamps(excluded_until, self_excluded),
-            "cooling_off_until": _timestamps(cooling_until, cooling),
-            "marketing_consent": consent,
-            "risk_flag": risk_flag,
+            "market": codes[who.market],
+            "registered_at": _timestamps(who.registered),
+            "self_excluded_until": _timestamps(who.excluded_until, who.self_excluded),
+            "cooling_off_until": _timestamps(who.cooling_until, who.cooling),
+            "marketing_consent": who.consent,
+            "risk_flag": habits.risk_flag,
         }
     )
-    player_clusters = pd.DataFrame({"player_key": player_keys, "cluster": cluster.astype(np.int16)})
+    player_clusters = pd.DataFrame({"player_key": player_keys, "cluster": who.cluster.astype(np.int16)})
     session_keys = np.arange(first_session_key, first_session_key + s, dtype=np.int64)
-    sessions = pd.DataFrame(
+    ended = sessions.ended
+    sessions_frame = pd.DataFrame(
         {
             "id": session_keys,
             "session_id": session_ids(session_keys).astype(str),
-            "player_key": player_keys[owner],
+            "player_key": player_keys[sessions.owner],
             "slot_key": (slot + 1).astype(np.int32),
-            "started_at": _timestamps(started),
+            "started_at": _timestamps(sessions.started),
             "last_event_at": _timestamps(ended),
             "ended_at": _timestamps(ended),
-            "seconds": duration.astype(np.float64),
-            "spins": spins,
-            "total_bet": total_bet / 100,
-            "total_win": total_win / 100,
-            "bonus": bonus,
+            "seconds": sessions.duration.astype(np.float64),
+            "spins": money.spins,
+            "total_bet": money.total_bet / 100,
+            "total_win": money.total_win / 100,
+            "bonus": money.bonus,
         }
     )
-    return PlayerBlock(players=players, player_clusters=player_clusters, sessions=sessions)
+    return PlayerBlock(players=players, player_clusters=player_clusters, sessions=sessions_frame)
 
 
 def _one_after_another(owner: np.ndarray, wanted: np.ndarray, busy: np.ndarray) -> np.ndarray:

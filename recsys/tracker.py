@@ -9,8 +9,9 @@ One batch, one transaction (:func:`track`):
 3. attribute the batch's sessions to the recommendations they followed (``recsys.db.feedback``);
 4. decide what each claimed trigger gets (:func:`decide`): games, or, past the maximum session
    length or in the night hours, a reality check or silence;
-5. let ``respond`` gate, build and log the list (it needs the serving process's index, which
-   lives in ``api/``: ``recsys`` never imports it, so the caller passes the function in);
+5. make each claimed trigger's list with ``recsys.serving.lists.make_list``, the function every
+   list goes through (gate, candidates around the slot being played, SQL exclusions, ranking,
+   log, metrics), on the batch's connection;
 6. ``NOTIFY`` the lists the player should see (``recsys.db.push``);
 7. commit: the events, the claim, the list and the notification become visible together or not
    at all. A list is therefore logged and announced exactly once per session; a failure anywhere
@@ -20,19 +21,23 @@ One batch, one transaction (:func:`track`):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from recsys.db import push
 from recsys.db.events import TriggeredSession, store_events
 from recsys.db.feedback import attribute_sessions
 from recsys.events import PlayEvent, TimeBounds, validate_events
+from recsys.serving.lists import SESSION_THRESHOLD, Suppression, TriggeredList, make_list
+from recsys.serving.state import ServingState
 from recsys.settings import RealTime
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+TRIGGERED_K = 10
+"""Slots in a triggered list (the frontend's overlay shows a handful)."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +75,12 @@ def in_night_hours(ts: datetime, window: tuple[int, int] | None) -> bool:
 
 @dataclass(frozen=True)
 class Answer:
-    """What ``respond`` made of one trigger (already logged in the batch's transaction)."""
+    """The list one trigger got (already logged in the batch's transaction)."""
 
     recommendation_id: uuid.UUID
     player_id: str
     pushed: bool  # announce it to the player's streams: games or a reality check
-    body: Any  # the caller's representation, returned in :attr:`TrackedBatch.recommendations`
-
-
-Respond = Callable[["sa.Connection", TriggeredSession, Decision], Answer]
+    body: TriggeredList
 
 
 @dataclass(frozen=True)
@@ -86,22 +88,21 @@ class TrackedBatch:
     accepted: int
     duplicates: int
     attributed_sessions: int
-    recommendations: list  # ``Answer.body`` of each trigger the batch fired
+    recommendations: list[TriggeredList]  # the list of each trigger the batch fired
     pushed: list[uuid.UUID]  # the recommendations announced on ``recsys.db.push.CHANNEL``
 
 
 def track(
-    engine: sa.Engine,
+    serving: ServingState,
     events: list[PlayEvent],
     config: RealTime,
-    respond: Respond,
     *,
     source: str = "events",
 ) -> TrackedBatch:
     """Run one batch through the steps of the module docstring; returns after the commit.
 
-    Raises ``InputError`` (``row`` = 0-based index in the batch, ``field``) before anything is
-    written, and whatever ``respond`` raises (the batch is then rolled back).
+    Raises ``InputError`` (``index`` = 0-based position in the batch, ``field``) before anything is
+    written, and whatever making a list raises (the batch is then rolled back).
     """
     bounds = TimeBounds(
         max_future=timedelta(seconds=config.event_max_future_seconds),
@@ -109,24 +110,44 @@ def track(
     )
     window = bounds.window(datetime.now(UTC))
     validate_events(events, source, window=window)
-    with engine.begin() as conn:
-        return _track(conn, events, config, respond, source)
+    with serving.engine.begin() as conn:
+        return _track(serving, conn, events, config, source)
 
 
-def _track(conn: sa.Connection, events: list[PlayEvent], config: RealTime, respond: Respond,
+def _track(serving: ServingState, conn: sa.Connection, events: list[PlayEvent], config: RealTime,
            source: str) -> TrackedBatch:
     stored = store_events(
         conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds, source=source
     )
     attributed = 0
     if stored.accepted:
-        keys = push.session_keys(conn, list({e.session_id: None for e in events}))
-        if keys:
-            attributed = attribute_sessions(conn, window_seconds=config.attribution_window_seconds, session_keys=keys)
-    answers = [respond(conn, session, decide(session, config)) for session in stored.triggered]
+        attributed = attribute_sessions(conn, window_seconds=config.attribution_window_seconds,
+                                        session_ids=list({e.session_id: None for e in events}))
+    answers = [respond(serving, conn, session, decide(session, config)) for session in stored.triggered]
     # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.
     pushed = sorted((a for a in answers if a.pushed), key=lambda a: a.recommendation_id)
     for answer in pushed:
         push.notify(conn, answer.recommendation_id, answer.player_id)
     return TrackedBatch(stored.accepted, stored.duplicates, attributed, [a.body for a in answers],
                         [a.recommendation_id for a in pushed])
+
+
+def respond(serving: ServingState, conn: sa.Connection, session: TriggeredSession, decision: Decision) -> Answer:
+    """The list of one claimed trigger, made on the batch's ``conn``.
+
+    The gate comes first and fails closed (a stopped player gets nothing, and nothing is pushed);
+    then the late-session decision (no games: a reality check, pushed, or silence); else a list
+    around the slot being played, the played slots excluded by SQL (this session's too). The log
+    waits for the WAL flush: it commits with the events, whose durability it must keep.
+    """
+    made = make_list(
+        serving, conn, session.player_id, k=TRIGGERED_K, trigger=SESSION_THRESHOLD, context_key=session.slot_key,
+        session_key=session.session_key, continuous_seconds=session.continuous_seconds,
+        late_reason=decision.late_reason, action=decision.action, synchronous_commit=True,
+    )
+    body = TriggeredList(
+        made.recommendation_id, session.player_id, session.session_id, session.slot_id, made.version_id,
+        SESSION_THRESHOLD, made.action, made.items, None if made.suppressed is None else Suppression(made.suppressed),
+    )
+    pushed = made.gate is None and (made.suppressed is None or made.action is not None)
+    return Answer(made.recommendation_id, session.player_id, pushed, body)

@@ -5,6 +5,11 @@ fits a baseline (``recsys.baselines``: popularity, item-kNN, EASE), and ranks ea
 its 99 negatives (``recsys.evaluation``). Without ``--negatives``, 99 are drawn per test row with
 ``--seed`` from the items the user has neither trained nor is tested on. EASE's penalty is
 ``--ease-lambda`` or is chosen on one training pair per user held out, never on the test rows.
+The neural models start from ``--preset`` (``ncf``: NCFConfig's ML-1M defaults; ``worker``: what
+``recsys train`` trains) and take ``--set FIELD=VALUE`` for any NCFConfig field.
+
+``recsys split-plays`` (registered here too) writes such files from ``user item count`` play counts
+(``recsys.playsplit``): a test cut and a validation cut, one random pair per user each.
 
 ``torchrun --standalone --nproc-per-node 2 -m recsys evaluate ...`` trains the neural models with
 DDP over two processes (``recsys.ncf.distributed``).
@@ -24,6 +29,8 @@ from recsys.errors import InputError
 log = logging.getLogger("recsys.evaluate")
 
 NEURAL_MODELS = ("neumf", "gmf", "mlp")
+PRESETS = ("ncf", "worker")
+USER_HISTORY = ("none", "add", "only")
 MODELS = (*NEURAL_MODELS, "pop", "itemknn", "ease")
 TOP_K = 10
 
@@ -48,6 +55,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-pretrain", action="store_true", help="train NeuMF from scratch")
     parser.add_argument("--factors", type=int, help="GMF factors (default: tuned NCFConfig value)")
     parser.add_argument(
+        "--preset", choices=PRESETS, default="ncf",
+        help="starting configuration of the neural models: ncf, NCFConfig's ML-1M defaults; worker, what "
+        "`recsys train` trains at the current RECSYS_TRAIN_* settings (recsys.worker.ncf_config)",
+    )
+    parser.add_argument(
+        "--user-history", choices=USER_HISTORY,
+        help="a user's vector: none, a free row; add, the row plus their training items (SVD++); only, "
+        "their training items alone (FISM). Default: the preset's",
+    )
+    parser.add_argument("--history-alpha", type=float, help="exponent of the bag size of --user-history")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+        help="set any NCFConfig field (recsys/ncf/config.py), e.g. --set lr=0.002 --set mlp_layers=64,32,16; "
+        "applied after --preset, before the options above; repeatable",
+    )
+    parser.add_argument(
         "--ease-lambda", type=float, metavar="L2",
         help="EASE's L2 penalty (default: chosen from 10 .. 30000 on one training pair per user held out)",
     )
@@ -58,9 +81,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-every-epoch", action="store_true", help="log HR@10 after every epoch")
     parser.set_defaults(func=run)
 
+    split = subparsers.add_parser(
+        "split-plays",
+        help="hold out one random pair per user (test, then validation) as NCF files for evaluate",
+        description="Split user\\titem\\tcount play counts (e.g. Last.fm's user_artists.dat) into the NCF "
+        "files `recsys evaluate` reads: one random pair per user held out for test, one more carved from "
+        "the training pairs for validation, each with never-played negatives (recsys/playsplit.py).",
+    )
+    split.add_argument("plays", metavar="PATH", help="user\\titem\\tcount lines, an optional header")
+    split.add_argument("--out", required=True, metavar="DIR", help="folder the files are written to")
+    split.add_argument("--prefix", default="plays", help="file name prefix (default: plays)")
+    split.add_argument("--seed", type=int, default=0, help="seed of both cuts and their negatives")
+    split.add_argument("--negatives", type=int, default=99, help="never-played items per held-out pair")
+    split.set_defaults(func=run_split)
+
 
 def run(args: argparse.Namespace, settings: Any) -> int:
-    """Train and evaluate; print the figures. ``settings`` is unused: everything comes from ``args``.
+    """Train and evaluate; print the figures. ``settings`` only matter to ``--preset worker``.
 
     Under ``torchrun`` every rank reads the files and trains its share of each batch (DDP); rank 0
     evaluates and prints.
@@ -68,10 +105,29 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     from recsys.ncf import distributed
 
     distributed.init_from_env()
-    return _run(args)
+    return _run(args, settings)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_split(args: argparse.Namespace, settings: Any) -> int:
+    """``recsys split-plays``: write the test and validation cuts and print what they hold."""
+    from recsys.playsplit import read_plays, split_plays, write_split
+
+    if args.negatives < 1:
+        raise InputError("command line", f"must be at least 1, got {args.negatives}", field="--negatives")
+    plays = read_plays(args.plays)
+    split = split_plays(plays, args.seed, args.negatives)
+    paths = write_split(split, args.out, args.prefix)
+    print(
+        f"{plays.user_id.shape[0]:,} pairs of {split.user_ids.shape[0]:,} users x {split.item_ids.shape[0]:,} items "
+        f"(seed {args.seed}): test {split.test.test_user_idx.shape[0]:,} pairs held out, "
+        f"validation {split.valid.test_user_idx.shape[0]:,} more, {args.negatives} negatives each"
+    )
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Any) -> int:
     import numpy as np
 
     from recsys import evaluation
@@ -110,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
     config_dict = None
     extra: dict[str, Any] = {}
     if args.model in NEURAL_MODELS:
-        model, config = _train_ncf(args, train, n_users, n_items, test, negative_idx)
+        model, config = _train_ncf(args, settings, train, n_users, n_items, test, negative_idx)
         epochs = stage_epochs(config, model.history)
         pretrain_epochs = config.total_epochs - config.stage(config.model).epochs
         config_dict = config.to_dict()
@@ -248,15 +304,25 @@ def _first_mismatch(negatives: Any, test: Any) -> int:
     return n + 1
 
 
-def _train_ncf(args: argparse.Namespace, train: Any, n_users: int, n_items: int, test: Any, negative_idx: Any):
-    from recsys import evaluation
+def ncf_config_from_args(args: argparse.Namespace, settings: Any, n_pairs: int) -> Any:
+    """The NCFConfig a neural ``recsys evaluate`` run trains: ``--preset``, then ``--set``, then the
+    named options (``--model``, ``--seed``, ``--threads``, epochs, ``--factors``, ``--user-history``...)."""
     from recsys.ncf.config import NCFConfig
-    from recsys.ncf.training import train as train_ncf
 
+    if args.preset == "worker":
+        from recsys.worker import ncf_config
+
+        base = ncf_config(settings, n_pairs)
+    else:
+        base = NCFConfig()
+    try:
+        config = base.replace(**parse_overrides(args.overrides))
+    except ValueError as exc:
+        raise InputError("command line", str(exc), field="--set") from exc
     changes: dict[str, Any] = {"model": args.model, "seed": args.seed, "threads": args.threads}
     if args.epochs is not None:
         if args.model == "neumf":
-            changes["epochs" if args.no_pretrain else "finetune_epochs"] = args.epochs
+            changes["finetune_epochs" if config.pretrain and not args.no_pretrain else "epochs"] = args.epochs
         else:
             changes[f"{args.model}_epochs"] = args.epochs
     if args.gmf_epochs is not None:
@@ -267,10 +333,56 @@ def _train_ncf(args: argparse.Namespace, train: Any, n_users: int, n_items: int,
         changes["pretrain"] = False
     if args.factors is not None:
         changes["factors"] = args.factors
+    if args.user_history is not None:
+        changes["user_history"] = args.user_history
+    if args.history_alpha is not None:
+        changes["history_alpha"] = args.history_alpha
     try:
-        config = NCFConfig().replace(**changes)
+        return config.replace(**changes)
     except ValueError as exc:
         raise InputError("command line", str(exc)) from exc
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["lr=0.002", "mlp_layers=64,32,16", "pretrain=false"]`` as NCFConfig changes, each value read
+    as the type of the field's default (``extra`` cannot be set). Raises InputError naming the field."""
+    import dataclasses
+
+    from recsys.ncf.config import NCFConfig
+
+    defaults = {f.name: getattr(NCFConfig(), f.name) for f in dataclasses.fields(NCFConfig) if f.name != "extra"}
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or name not in defaults:
+            raise InputError("command line", f"expected FIELD=VALUE with FIELD an NCFConfig field, got {item!r}",
+                             field="--set")
+        default = defaults[name]
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"expected true or false, got {text!r}")
+                value: Any = text.lower() in ("true", "1")
+            elif isinstance(default, tuple):
+                value = tuple(int(part) for part in text.split(","))
+            elif name == "patience":
+                value = None if text.lower() == "none" else int(text)
+            else:
+                value = type(default)(text)
+        except ValueError as exc:
+            raise InputError("command line", f"{name}: {exc}", field="--set") from None
+        changes[name] = value
+    return changes
+
+
+def _train_ncf(
+    args: argparse.Namespace, settings: Any, train: Any, n_users: int, n_items: int, test: Any, negative_idx: Any
+):
+    from recsys import evaluation
+    from recsys.ncf.training import train as train_ncf
+
+    config = ncf_config_from_args(args, settings, len(train))
     hit_ratio = None
     if args.eval_every_epoch:
         hit_ratio = evaluation.hit_ratio_callback(test.user_idx, test.item_idx, negative_idx, TOP_K)

@@ -30,8 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # A request runs on one core. Multi-threaded BLAS and OpenMP pools (numpy's OpenBLAS, FAISS) spin
 # while waiting for work and take the CPU from the other requests and from PostgreSQL: a list took
-# 8.5 ms at p50 from a worker thread with them, 2.0 ms without (bench/bench_api.py machine). They
-# read these variables when they load, so they are set before anything imports numpy.
+# 8.5 ms at p50 from a worker thread with them, 2.0 ms without (bench/bench_api.py machine). The
+# pools size themselves from these variables when numpy and FAISS are first imported, so they go
+# into the environment before the server starts (its worker processes inherit them, and this
+# process has not imported numpy yet). They are defaults: a value already in the environment wins.
+# FAISS's own OpenMP count is set to 1 again when the serving state starts (``set_threads``).
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import psycopg
@@ -76,8 +78,27 @@ def _raise_unavailable(engine: sa.Engine, url: str) -> None:
     def unavailable(context: sa.engine.ExceptionContext) -> None:
         original = context.original_exception
         if context.is_disconnect or isinstance(original, psycopg.OperationalError):
-            reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-            raise DatabaseUnavailable(url, reason) from original
+            raise DatabaseUnavailable(url, _reason(original)) from original
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@contextmanager
+def driver(conn: sa.Connection) -> Iterator[psycopg.Connection]:
+    """The psycopg connection under ``conn``, for statements on the hot paths: run in ``conn``'s
+    transaction (or autocommit), prepared once per connection (``prepare=True``), without
+    SQLAlchemy's per-statement work. Its errors are raised as SQLAlchemy's would be: an
+    ``OperationalError`` (a lost server, a lock or statement timeout) as :class:`DatabaseUnavailable`,
+    and a broken connection is invalidated, never returned to the pool."""
+    raw = conn.connection.driver_connection
+    try:
+        yield raw
+    except psycopg.OperationalError as exc:
+        if raw.broken or raw.closed:
+            conn.invalidate()
+        raise DatabaseUnavailable(conn.engine.url.render_as_string(hide_password=True), _reason(exc)) from exc
 
 
 def _redact(url: str) -> str:
@@ -91,3 +112,19 @@ def with_database(url: str, database: str) -> str:
     """The same libpq URL pointing at another database on the same server."""
     parts = urlsplit(url)
     return parts._replace(path="/" + database).geturl()
+
+
+def connection(engine: sa.Engine):
+    """One pooled connection for one request, in autocommit: each statement is its own transaction,
+    so reads cost no BEGIN/ROLLBACK round trips (a list makes two statements in all)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def ping(engine: sa.Engine) -> bool:
+    """Whether the database answers."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except (sa.exc.DBAPIError, DatabaseUnavailable):
+        return False
+    return True

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from recsys.db.engine import driver
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 
@@ -57,9 +60,18 @@ def store_events(
     threshold_seconds: float,
     source: str = "events",
 ) -> IngestResult:
-    """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps."""
-    players = _keys(conn, "players", "player_id", {e.player_id for e in events})
-    slots = _keys(conn, "slots", "slot_id", {e.slot_id for e in events})
+    """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps.
+
+    Five round trips at most, each statement prepared once per connection: the keys, the sessions
+    (created, then locked: one pipeline), the events, the sessions' update with the trigger
+    candidates (one pipeline), and the claim when a session may have reached the threshold.
+    """
+    with driver(conn) as raw:
+        return _store(raw, events, pause_seconds, threshold_seconds, source)
+
+
+def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds: float, source: str) -> IngestResult:
+    players, slots = _keys(raw, {e.player_id for e in events}, {e.slot_id for e in events})
     for index, event in enumerate(events):
         if event.player_id not in players:
             raise InputError(source, f"unknown player {event.player_id!r}", index=index, field="player_id")
@@ -73,29 +85,16 @@ def store_events(
     # In session_id order: two batches creating the same sessions take the unique-index locks in the
     # same order and cannot deadlock.
     first_ts = dict(sorted(first_ts.items()))
-    conn.execute(
-        sa.text(
-            "INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at) "
-            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:players AS bigint[]), CAST(:slots AS int[]), "
-            "CAST(:ts AS timestamptz[]), CAST(:ts AS timestamptz[])) ON CONFLICT (session_id) DO NOTHING"
-        ),
-        {
-            "ids": list(first_ts),
-            "players": [v[1] for v in first_ts.values()],
-            "slots": [v[2] for v in first_ts.values()],
-            "ts": [v[0] for v in first_ts.values()],
-        },
-    )
-    sessions = {
-        row.session_id: row
-        for row in conn.execute(
-            sa.text(
-                "SELECT id, session_id, player_key, slot_key, last_event_at, total_bet, total_win FROM play_sessions "
-                "WHERE session_id = ANY(:ids) ORDER BY id FOR UPDATE"
-            ),
-            {"ids": list(first_ts)},
-        )
+    created = {
+        "ids": list(first_ts),
+        "players": [v[1] for v in first_ts.values()],
+        "slots": [v[2] for v in first_ts.values()],
+        "ts": [v[0] for v in first_ts.values()],
     }
+    with raw.pipeline():
+        raw.execute(_CREATE_SESSIONS, created, prepare=True)
+        locked = raw.execute(_LOCK_SESSIONS, {"ids": created["ids"]}, prepare=True)
+    sessions = {row.session_id: row for row in map(_SessionRow._make, locked.fetchall())}
     for index, event in enumerate(events):
         session = sessions[event.session_id]
         if (session.player_key, session.slot_key) != (players[event.player_id], slots[event.slot_id]):
@@ -106,15 +105,7 @@ def store_events(
 
     unique = list({e.event_id: e for e in events}.values())
     _check_totals(events, sessions, source)
-    inserted = conn.execute(
-        sa.text(
-            "INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) "
-            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:types AS text[]), "
-            "CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]), "
-            "CAST(:bonus AS boolean[])) ON CONFLICT (event_id) DO NOTHING RETURNING session_key, ts, event_id"
-        ),
-        _event_arrays(unique, sessions),
-    ).all()
+    inserted = raw.execute(_INSERT_EVENTS, _event_arrays(unique, sessions), prepare=True).fetchall()
     # A session whose new events all come after its latest stored one is updated from those events
     # alone (continuous seconds add up pair by pair); one that got an event in its past is recomputed.
     latest = {row.id: row.last_event_at for row in sessions.values()}
@@ -125,25 +116,56 @@ def store_events(
     in_order = [key for key in touched if earliest_new[key] >= latest[key]]
     past = [key for key in touched if earliest_new[key] < latest[key]]
     triggered: list[TriggeredSession] = []
-    if in_order:
-        appended = {event_id for key, _, event_id in inserted if key in set(in_order)}
-        new = [e for e in unique if e.event_id in appended]
-        conn.execute(sa.text(_APPEND), {**_event_arrays(new, sessions), "pause": pause_seconds})
-    if past:
-        conn.execute(sa.text(_RECOMPUTE), {"keys": past, "pause": pause_seconds})
     if touched:
-        # Only a session not yet fired whose whole span reaches the threshold can have reached it
-        # continuously: the others skip the window functions over their events.
-        candidates = (
-            conn.execute(sa.text(_CANDIDATES), {"keys": touched, "threshold": threshold_seconds}).scalars().all()
-        )
+        with raw.pipeline():
+            if in_order:
+                appended = {event_id for key, _, event_id in inserted if key in set(in_order)}
+                new = [e for e in unique if e.event_id in appended]
+                raw.execute(_APPEND, {**_event_arrays(new, sessions), "pause": pause_seconds}, prepare=True)
+            if past:
+                raw.execute(_RECOMPUTE, {"keys": past, "pause": pause_seconds}, prepare=True)
+            # Only a session not yet fired whose whole span reaches the threshold can have reached it
+            # continuously: the others skip the window functions over their events.
+            found = raw.execute(_CANDIDATES, {"keys": touched, "threshold": threshold_seconds}, prepare=True)
+        candidates = [row[0] for row in found.fetchall()]
         if candidates:
-            rows = conn.execute(
-                sa.text(_CLAIM_TRIGGER),
-                {"keys": list(candidates), "threshold": threshold_seconds, "pause": pause_seconds},
-            ).all()
+            rows = raw.execute(
+                _CLAIM_TRIGGER, {"keys": candidates, "threshold": threshold_seconds, "pause": pause_seconds},
+                prepare=True,
+            ).fetchall()
             triggered = [TriggeredSession(*row) for row in rows]
     return IngestResult(accepted=len(inserted), duplicates=len(events) - len(inserted), triggered=triggered)
+
+
+class _SessionRow(NamedTuple):
+    id: int
+    session_id: str
+    player_key: int
+    slot_key: int
+    last_event_at: datetime
+    total_bet: Decimal
+    total_win: Decimal
+
+
+_CREATE_SESSIONS = """
+INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at)
+SELECT * FROM unnest(CAST(%(ids)b AS text[]), CAST(%(players)b AS bigint[]), CAST(%(slots)b AS int[]),
+                     CAST(%(ts)b AS timestamptz[]), CAST(%(ts)b AS timestamptz[]))
+ON CONFLICT (session_id) DO NOTHING
+"""
+
+_LOCK_SESSIONS = """
+SELECT id, session_id, player_key, slot_key, last_event_at, total_bet, total_win FROM play_sessions
+WHERE session_id = ANY(CAST(%(ids)b AS text[])) ORDER BY id FOR UPDATE
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus)
+SELECT * FROM unnest(CAST(%(ids)b AS text[]), CAST(%(sessions)b AS bigint[]), CAST(%(types)b AS text[]),
+                     CAST(%(ts)b AS timestamptz[]), CAST(%(bets)b AS numeric[]), CAST(%(wins)b AS numeric[]),
+                     CAST(%(bonus)b AS boolean[]))
+ON CONFLICT (event_id) DO NOTHING RETURNING session_key, ts, event_id
+"""
 
 
 SESSION_TOTAL_LIMIT = 10**12
@@ -180,18 +202,26 @@ def _event_arrays(events: list[PlayEvent], sessions: dict) -> dict[str, list]:
     }
 
 
-def _keys(conn: sa.Connection, table: str, column: str, ids: set[str]) -> dict[str, int]:
-    rows = conn.execute(sa.text(f"SELECT {column}, id FROM {table} WHERE {column} = ANY(:ids)"), {"ids": list(ids)})
-    return dict(rows.all())
+def _keys(raw, player_ids: set[str], slot_ids: set[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """The keys of the named players and slots (those that exist), in one round trip."""
+    rows = raw.execute(_KEYS, {"players": list(player_ids), "slots": list(slot_ids)}, prepare=True).fetchall()
+    return ({i: key for kind, i, key in rows if kind == "p"}, {i: key for kind, i, key in rows if kind == "s"})
 
 
-# Continuous segments: a new segment starts at the first event and after every pause > :pause.
+_KEYS = """
+SELECT 'p', player_id, id FROM players WHERE player_id = ANY(CAST(%(players)b AS text[]))
+UNION ALL
+SELECT 's', slot_id, id FROM slots WHERE slot_id = ANY(CAST(%(slots)b AS text[]))
+"""
+
+
+# Continuous segments: a new segment starts at the first event and after every pause > pause seconds.
 _SEGMENTS = """
 SELECT session_key, ts,
-       sum(CASE WHEN prev IS NULL OR extract(epoch FROM ts - prev) > :pause THEN 1 ELSE 0 END)
+       sum(CASE WHEN prev IS NULL OR extract(epoch FROM ts - prev) > %(pause)s THEN 1 ELSE 0 END)
            OVER (PARTITION BY session_key ORDER BY ts, event_id) AS segment
 FROM (SELECT session_key, ts, event_id, lag(ts) OVER (PARTITION BY session_key ORDER BY ts, event_id) AS prev
-      FROM play_events WHERE session_key = ANY(:keys)) e
+      FROM play_events WHERE session_key = ANY(%(keys)b)) e
 """
 
 _RECOMPUTE = f"""
@@ -206,7 +236,7 @@ totals AS (
            count(*) FILTER (WHERE type = 'spin') AS spins,
            coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
            coalesce(bool_or(bonus), false) AS bonus
-    FROM play_events WHERE session_key = ANY(:keys) GROUP BY session_key
+    FROM play_events WHERE session_key = ANY(%(keys)b) GROUP BY session_key
 )
 UPDATE play_sessions s
 SET started_at = t.started_at, last_event_at = t.last_event_at, ended_at = t.ended_at,
@@ -219,9 +249,9 @@ FROM totals t WHERE s.id = t.session_key
 # predecessor is the stored latest) that are not pauses add to the continuous seconds.
 _APPEND = """
 WITH new AS (
-    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:sessions AS bigint[]), CAST(:types AS text[]),
-                         CAST(:ts AS timestamptz[]), CAST(:bets AS numeric[]), CAST(:wins AS numeric[]),
-                         CAST(:bonus AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
+    SELECT * FROM unnest(CAST(%(ids)b AS text[]), CAST(%(sessions)b AS bigint[]), CAST(%(types)b AS text[]),
+                         CAST(%(ts)b AS timestamptz[]), CAST(%(bets)b AS numeric[]), CAST(%(wins)b AS numeric[]),
+                         CAST(%(bonus)b AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
 ),
 gaps AS (
     SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, s.last_event_at)) AS gap
@@ -229,7 +259,7 @@ gaps AS (
     WINDOW w AS (PARTITION BY n.session_key ORDER BY n.ts, n.event_id)
 ),
 totals AS (
-    SELECT session_key, sum(CASE WHEN gap <= :pause THEN gap ELSE 0 END) AS seconds, max(ts) AS last_event_at,
+    SELECT session_key, sum(CASE WHEN gap <= %(pause)s THEN gap ELSE 0 END) AS seconds, max(ts) AS last_event_at,
            max(ts) FILTER (WHERE type = 'end') AS ended_at, count(*) FILTER (WHERE type = 'spin') AS spins,
            coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
            coalesce(bool_or(bonus), false) AS bonus
@@ -244,8 +274,8 @@ FROM totals t WHERE s.id = t.session_key
 
 _CANDIDATES = """
 SELECT id FROM play_sessions
-WHERE id = ANY(:keys) AND trigger_fired_at IS NULL
-  AND last_event_at - started_at >= make_interval(secs => :threshold)
+WHERE id = ANY(%(keys)b) AND trigger_fired_at IS NULL
+  AND last_event_at - started_at >= make_interval(secs => %(threshold)s)
 ORDER BY id
 """
 
@@ -260,7 +290,7 @@ continuous AS (
 )
 UPDATE play_sessions s SET trigger_fired_at = now()
 FROM continuous c, players p, slots sl
-WHERE s.id = c.session_key AND c.seconds >= :threshold AND s.trigger_fired_at IS NULL
+WHERE s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
   AND p.id = s.player_key AND sl.id = s.slot_key
 RETURNING s.id, s.session_id, s.player_key, p.player_id, s.slot_key, sl.slot_id, c.seconds::float8,
           s.started_at, s.last_event_at

@@ -96,12 +96,19 @@ def attribute_sessions(
     *,
     window_seconds: float,
     session_keys: list[int] | None = None,
+    session_ids: list[str] | None = None,
     recommendation_ids: list[uuid.UUID] | None = None,
 ) -> int:
-    """Attribute unattributed sessions (those given, or those matching the given recommendations)."""
-    if session_keys is None and recommendation_ids is None:
+    """Attribute unattributed sessions (those given by key or by ``session_id``, or those matching
+    the given recommendations)."""
+    if session_keys is not None:
+        scope = "s.id = ANY(:sessions)"
+    elif session_ids is not None:
+        scope = "s.session_id = ANY(:session_ids)"
+    elif recommendation_ids is not None:
+        scope = "f.recommendation_id = ANY(:recs)"
+    else:
         raise ValueError("name the sessions or the recommendations to attribute")
-    scope = "s.id = ANY(:sessions)" if session_keys is not None else "f.recommendation_id = ANY(:recs)"
     return conn.execute(
         sa.text(
             f"""
@@ -119,5 +126,5 @@ def attribute_sessions(
             WHERE target.id = pick.id
             """
         ),
-        {"sessions": session_keys, "recs": recommendation_ids, "window": window_seconds},
+        {"sessions": session_keys, "session_ids": session_ids, "recs": recommendation_ids, "window": window_seconds},
     ).rowcount

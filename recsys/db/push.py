@@ -11,21 +11,15 @@ replay reads (:func:`replay`).
 Notifications reach only the connections listening at that moment. What a stream missed (it was
 disconnected, or its replica's LISTEN connection was) is replayed from the table after the
 ``Last-Event-ID`` the client sends back; see docs/api.md.
-
-Also here: :func:`session_keys`, the keys of a batch's sessions, which the session tracker hands
-to ``recsys.db.feedback.attribute_sessions``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import psycopg
 import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
@@ -70,18 +64,6 @@ def notify(conn: sa.Connection, recommendation_id: uuid.UUID, player_id: str) ->
     """Announce a list in ``conn``'s transaction: delivered to the listeners when it commits."""
     payload = json.dumps({"recommendation_id": str(recommendation_id), "player_id": player_id})
     conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
-
-
-def session_keys(conn: sa.Connection, session_ids: list[str]) -> list[int]:
-    """Keys of the named sessions that no recommendation is attributed to yet, ascending."""
-    return list(
-        conn.execute(
-            sa.text(
-                "SELECT id FROM play_sessions WHERE session_id = ANY(:ids) AND recommendation_id IS NULL ORDER BY id"
-            ),
-            {"ids": session_ids},
-        ).scalars()
-    )
 
 
 # --- what a stream shows --------------------------------------------------------------------------
@@ -169,59 +151,11 @@ def replay(conn: sa.Connection, player_key: int, after: uuid.UUID | None, limit:
     return [_pushed(row) for row in reversed(rows)]
 
 
-# --- LISTEN ------------------------------------------------------------------------------------------
-
-
-def listen(
-    url: str,
-    *,
-    on_connect: Callable[[bool], None],
-    on_disconnect: Callable[[], None],
-    on_notices: Callable[[list[Notice]], None],
-    stop: threading.Event,
-) -> None:
-    """LISTEN on :data:`CHANNEL` until ``stop`` is set, reconnecting after a lost connection.
-
-    ``on_connect(first)`` runs once LISTEN is in place (``first``: the first connection; after a
-    reconnection notifications may have been missed), ``on_disconnect`` when the connection is lost,
-    ``on_notices`` with the notifications of a burst (those arriving within 5 ms of the first).
-    Meant for a thread of its own; ``recsys.db.serving.listen`` does the same for channel names only.
-    """
-    delay, first = 0.5, True
-    while not stop.is_set():
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"LISTEN {CHANNEL}")
-                delay = 0.5
-                _supervised(lambda first=first: on_connect(first))
-                first = False
-                while not stop.is_set():
-                    heard = list(conn.notifies(timeout=0.25, stop_after=1))
-                    if heard:
-                        heard += conn.notifies(timeout=0.005)
-                        notices = [n for n in map(_notice, heard) if n is not None]
-                        _supervised(lambda notices=notices: on_notices(notices))
-        except Exception as exc:  # any error: a listener that dies leaves its streams deaf for good
-            _supervised(on_disconnect)
-            log.warning("LISTEN %s connection lost (%s); reconnecting in %.1f s", CHANNEL, exc, delay,
-                        exc_info=not isinstance(exc, psycopg.OperationalError))
-            stop.wait(delay)
-            delay = min(delay * 2, 10.0)
-
-
-def _notice(notification) -> Notice | None:
+def notice(notification) -> Notice | None:
+    """The notice in a notification's payload; None (and a warning) for a malformed one."""
     try:
         payload = json.loads(notification.payload)
         return Notice(uuid.UUID(payload["recommendation_id"]), str(payload["player_id"]))
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring a malformed %s payload: %r", CHANNEL, notification.payload[:200])
         return None
-
-
-def _supervised(callback: Callable[[], None]) -> None:
-    # The listener outlives any one callback: a failure is logged with its traceback, and the
-    # streams it concerned recover through Last-Event-ID replay when they reconnect.
-    try:
-        callback()
-    except Exception:
-        log.exception("handling %s failed", CHANNEL)

@@ -11,6 +11,21 @@ import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 
+from recsys.constants import (
+    BET,
+    EVENT_TYPES,
+    FEEDBACK_ACTIONS,
+    ID_LENGTH,
+    MARKET_LENGTH,
+    MODEL_STATUSES,
+    REASONS,
+    SCOPES,
+    SESSION_TOTAL,
+    SUPPRESSION_REASONS,
+    TRIGGERS,
+    VOLATILITIES,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -21,18 +36,6 @@ NAMING_CONVENTION = {
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
-ID_LENGTH = 128
-CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
-"""A regular expression: no id or text may hold these (PostgreSQL refuses NUL in text; the others
-forge log lines and break CSV exports)."""
-VOLATILITIES = ("low", "medium", "high")
-EVENT_TYPES = ("start", "heartbeat", "spin", "end")
-MODEL_STATUSES = ("training", "ready", "active", "retired", "failed")
-TRIGGERS = ("api", "session_threshold")
-REASONS = ("similar", "personal", "explore", "popular", "cold_start")
-SUPPRESSION_REASONS = ("self_excluded", "cooling_off", "no_consent", "risk_flag", "session_limit", "night_hours")
-FEEDBACK_ACTIONS = ("impression", "click", "play", "dismiss")
-SCOPES = ("read", "ingest", "admin")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -51,7 +54,7 @@ players = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("player_id", sa.String(ID_LENGTH), nullable=False, unique=True),
-    sa.Column("market", sa.String(16)),
+    sa.Column("market", sa.String(MARKET_LENGTH)),
     sa.Column("registered_at", sa.DateTime(timezone=True)),
     sa.Column("self_excluded_until", sa.DateTime(timezone=True)),
     sa.Column("cooling_off_until", sa.DateTime(timezone=True)),
@@ -72,16 +75,23 @@ slots = sa.Table(
     sa.Column("theme", sa.Text, nullable=False),
     sa.Column("volatility", sa.String(8), nullable=False),
     sa.Column("rtp", sa.Numeric(5, 2), nullable=False, comment="return to player, percent"),
-    sa.Column("min_bet", sa.Numeric(12, 2), nullable=False),
-    sa.Column("max_bet", sa.Numeric(12, 2), nullable=False),
+    sa.Column("min_bet", sa.Numeric(*BET), nullable=False),
+    sa.Column("max_bet", sa.Numeric(*BET), nullable=False),
     sa.Column("release_date", sa.Date),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
-    sa.Column("markets", ARRAY(sa.String(16)), comment="markets where it may be offered; NULL = every market"),
+    sa.Column(
+        "markets", ARRAY(sa.String(MARKET_LENGTH)), comment="markets where it may be offered; NULL = every market"
+    ),
     *_timestamps(),
     sa.CheckConstraint("slot_id <> ''", name="slot_id_not_empty"),
     sa.CheckConstraint(_in("volatility", VOLATILITIES), name="volatility"),
     sa.CheckConstraint("rtp > 0 AND rtp <= 100", name="rtp_percent"),
     sa.CheckConstraint("min_bet >= 0 AND max_bet >= min_bet", name="bet_range"),
+    # The slots a list may have to leave out (recsys.db.lists.find_player reads them per list).
+    sa.Index(
+        "ix_slots_hidden", "id", postgresql_include=["active", "markets"],
+        postgresql_where=sa.text("NOT active OR markets IS NOT NULL"),
+    ),
 )
 
 play_sessions = sa.Table(
@@ -96,8 +106,8 @@ play_sessions = sa.Table(
     sa.Column("ended_at", sa.DateTime(timezone=True)),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0", comment="continuous play time"),
     sa.Column("spins", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("total_bet", sa.Numeric(14, 2), nullable=False, server_default="0"),
-    sa.Column("total_win", sa.Numeric(14, 2), nullable=False, server_default="0"),
+    sa.Column("total_bet", sa.Numeric(*SESSION_TOTAL), nullable=False, server_default="0"),
+    sa.Column("total_win", sa.Numeric(*SESSION_TOTAL), nullable=False, server_default="0"),
     sa.Column("bonus", sa.Boolean, nullable=False, server_default=sa.false(), comment="bonus/promotion play"),
     # No foreign key: recommendations is partitioned (its key includes created_at); attribution
     # only ever names a logged list (migration 0006).
@@ -120,8 +130,8 @@ play_events = sa.Table(
     sa.Column("session_key", sa.BigInteger, sa.ForeignKey("play_sessions.id"), nullable=False),
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False, comment="event time"),
-    sa.Column("bet", sa.Numeric(12, 2)),
-    sa.Column("win", sa.Numeric(12, 2)),
+    sa.Column("bet", sa.Numeric(*BET)),
+    sa.Column("win", sa.Numeric(*BET)),
     sa.Column("bonus", sa.Boolean),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint(_in("type", EVENT_TYPES), name="type"),
@@ -239,7 +249,7 @@ recommendations = sa.Table(
     sa.Column("trigger", sa.String(32), nullable=False),
     sa.Column("context_slot_key", sa.Integer, sa.ForeignKey("slots.id")),
     sa.Column("session_key", sa.BigInteger, comment="play session that fired a session_threshold trigger"),
-    sa.Column("market", sa.String(16)),
+    sa.Column("market", sa.String(MARKET_LENGTH)),
     sa.Column("suppressed_reason", sa.String(32), comment="NULL when the gate allowed it"),
     sa.Column("action", sa.String(32), comment="e.g. reality_check instead of games"),
     sa.Column(

@@ -23,7 +23,8 @@ for ``concat_h``, 0.767 for ``concat`` and 0.582 for ``mlp``; so ``gmf`` is the 
 (``RECSYS_SIMILARITY_VECTOR``). Item-kNN co-occurrence beat every kind on both (0.117 / 0.151 and
 0.922) with players as free rows; with players built from their slots (``NCFConfig.user_history``)
 the ``gmf`` vectors beat it on the demo casino (0.850 / 0.834 against 0.797 / 0.747, two seeds,
-``bench/bench_casino_quality.py``).
+``bench/bench_casino_quality.py``) but not on ML-1M (0.090 against 0.117, the worker's model; every
+other kind of that model is below item-kNN there too, docs/training.md).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from recsys.db.serving import load_stats
+from recsys.db.catalogue import load_counts
+from recsys.serving.catalogue import SlotStats
 from tests.api.conftest import assert_problem, count
 from tests.api.test_events import heartbeats, post
 
@@ -73,7 +74,7 @@ def test_feedback_is_idempotent_and_feeds_the_exploration_counts(client, keys, s
     feedback(client, keys, {"feedback": [{**one, "action": "impression"}, {**one, "action": "play"},
                                          {**one, "slot_id": slots[3], "action": "impression"}]})
     assert count(db, "feedback") == 4
-    stats = load_stats(db, 30)  # what the serving API's Thompson sampling reads
+    stats = SlotStats.from_counts(load_counts(db, 30))  # what the serving API's Thompson sampling reads
     key, other = world.slots[slots[2]], world.slots[slots[3]]
     assert (stats.impressions[key], stats.successes[key]) == (1, 1)  # click + play of one list: one success
     assert (stats.impressions[other], stats.successes[other]) == (1, 0)

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from recsys.db import pipeline_runs, serving, versions
+from recsys.db import pipeline_runs, versions
+from recsys.db.records import put_records
 from tests.api.conftest import count, write_version
 from tests.factories import add_player, add_slot
 
@@ -22,7 +23,7 @@ def test_put_batches_with_the_same_new_ids_in_different_orders_all_succeed(db):
     def put(seed: int):
         order = random.Random(seed).sample(ids, len(ids))
         records = [{"player_id": pid, "market": "GB" if seed % 2 else "SE"} for pid in order]
-        return serving.put_records(db, "players", records, f"writer {seed}")
+        return put_records(db, "players", records, f"writer {seed}")
 
     with ThreadPoolExecutor(N_WRITERS) as pool:
         results = list(pool.map(put, range(N_WRITERS)))

@@ -1,12 +1,12 @@
-"""Both LISTEN loops survive whatever happens to their connection: killed by the server
-(``pg_terminate_backend``) or any other error, they reconnect with backoff and go on."""
-
-import threading
+"""The LISTEN loop (``recsys.db.listener.Listener``), as the serving state and the push hub use it,
+survives whatever happens to its connection: killed by the server (``pg_terminate_backend``) or
+any other error, it reconnects with backoff and goes on."""
 
 import psycopg
 import pytest
 
-from recsys.db import push, serving
+from recsys.db import push
+from recsys.db.listener import Listener
 from tests.api.conftest import wait_until
 
 
@@ -38,22 +38,14 @@ class FlakyConnect:
         return self.real(*args, **kwargs)
 
 
-def run_serving_listener(url: str, connects: list) -> tuple[threading.Thread, threading.Event]:
-    stop = threading.Event()
-    thread = threading.Thread(target=serving.listen, args=(url,), daemon=True, kwargs=dict(
-        on_connect=lambda: connects.append(1), on_notify=lambda heard: None, on_idle=lambda: None, stop=stop,
-        idle_seconds=60.0, channels=("recsys_test_listener",)))
-    thread.start()
-    return thread, stop
+def run_serving_listener(url: str, connects: list) -> Listener:
+    return Listener(url, ("recsys_test_listener",), lambda heard: None, on_connect=lambda first: connects.append(1),
+                    on_idle=lambda: None, idle_seconds=60.0).start()
 
 
-def run_push_listener(url: str, connects: list) -> tuple[threading.Thread, threading.Event]:
-    stop = threading.Event()
-    thread = threading.Thread(target=push.listen, args=(url,), daemon=True, kwargs=dict(
-        on_connect=lambda first: connects.append(first), on_disconnect=lambda: None,
-        on_notices=lambda notices: None, stop=stop))
-    thread.start()
-    return thread, stop
+def run_push_listener(url: str, connects: list) -> Listener:
+    return Listener(url, (push.CHANNEL,), lambda notices: None, on_connect=connects.append,
+                    on_disconnect=lambda: None, debounce_seconds=0.005).start()
 
 
 @pytest.mark.parametrize(("run", "query"), [
@@ -64,7 +56,7 @@ def test_a_listener_survives_any_error_and_a_terminated_connection(database_url,
     flaky = FlakyConnect()
     monkeypatch.setattr(psycopg, "connect", flaky)
     connects: list = []
-    thread, stop = run(database_url, connects)
+    listener = run(database_url, connects)
     try:
         assert wait_until(lambda: len(connects) == 1, timeout=10), "the first error killed the listener"
         assert flaky.calls == 2
@@ -72,9 +64,8 @@ def test_a_listener_survives_any_error_and_a_terminated_connection(database_url,
         assert len(pids) == 1
         terminate(database_url, pids)
         assert wait_until(lambda: len(connects) == 2, timeout=10)
-        assert thread.is_alive()
+        assert listener.is_alive()
         new = listener_pids(database_url, query)
         assert len(new) == 1 and new != pids
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        listener.stop(timeout=5)

@@ -94,6 +94,25 @@ def test_ease_on_a_larger_random_matrix_and_the_gram_in_chunks(monkeypatch) -> N
     np.testing.assert_allclose(model.score(u, i), (x @ _dense_ease(x, 7.5))[u, i], rtol=1e-4, atol=1e-5)
 
 
+def test_ease_with_fewer_users_than_items_equals_the_dense_closed_form() -> None:
+    # 6 users x 25 items (item 24 nobody's, user 5 without items): the Woodbury path, the same B.
+    from recsys.baselines import EASESolver, ease_on_grid
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((6, 25)) < 0.3).astype(np.float64)
+    x[:, 24] = 0.0
+    x[5] = 0.0
+    users, items = np.nonzero(x)
+    assert EASESolver(TrainItems(users, items, 6, 25)).dual
+    for l2 in (0.5, 4.0):
+        model = EASE(users, items, 6, 25, l2=l2)
+        np.testing.assert_allclose(model.weights, _dense_ease(x, l2), rtol=1e-5, atol=1e-6)
+    assert np.all(model.weights[:, 24] == 0.0) and np.all(np.diag(model.weights) == 0.0)
+    best, _ = ease_on_grid(users, items, 6, 25, judge=lambda m: -abs(m.l2 - 4.0), grid=(0.5, 4.0, 40.0))
+    np.testing.assert_allclose(best.weights, _dense_ease(x, 4.0), rtol=1e-5, atol=1e-6)
+    assert not EASESolver(TrainItems(users, items % 4, 6, 4)).dual  # more users than items: XᵀX
+
+
 def test_ease_on_grid_keeps_the_best_judged_l2() -> None:
     rng = np.random.default_rng(4)
     x = (rng.random((100, 20)) < 0.2).astype(np.float64)

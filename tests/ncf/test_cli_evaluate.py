@@ -189,3 +189,66 @@ def test_one_training_pair_per_user_is_held_out() -> None:
     assert len(rest_u) == 6  # 9 distinct pairs (the duplicate counts once), 3 held out
     draws = {tuple(hold_out_one_per_user(users, items, 10, seed=s)[3].tolist()) for s in range(20)}
     assert len(draws) > 1  # the held-out pair is random, not always the first
+
+
+def test_user_history_and_set_reach_the_trained_config(tmp_path, planted_factory, capsys) -> None:
+    args = write_files(tmp_path, planted_factory, with_negatives=True)
+    code, out = run_direct([*args, "--model", "gmf", "--json", "--epochs", "2", "--factors", "8", "--threads", "1",
+                            "--user-history", "only", "--history-alpha", "1.0", "--set", "gmf_lr=0.02",
+                            "--set", "negatives=3", "--set", "item_bias=false"], capsys)
+    assert code == 0
+    config = json.loads(out)["config"]
+    assert (config["user_history"], config["history_alpha"], config["gmf_lr"]) == ("only", 1.0, 0.02)
+    assert (config["negatives"], config["item_bias"], config["factors"], config["gmf_epochs"]) == (3, False, 8, 2)
+
+
+def test_the_worker_preset_is_the_model_recsys_train_trains(tmp_path, planted_factory, capsys) -> None:
+    from recsys.settings import Settings
+    from recsys.worker import ncf_config
+
+    args = write_files(tmp_path, planted_factory, with_negatives=True)
+    import argparse
+
+    from recsys.cli import evaluate
+
+    parser = argparse.ArgumentParser()
+    evaluate.register(parser.add_subparsers())
+    parsed = parser.parse_args(["evaluate", *args, "--preset", "worker", "--json", "--gmf-epochs", "1",
+                                "--mlp-epochs", "1", "--threads", "1", "--seed", "4"])
+    settings = Settings()
+    assert parsed.func(parsed, settings) == 0
+    result = json.loads(capsys.readouterr().out)
+    n_pairs = len(Path(args[1]).read_text().splitlines())
+    expected = ncf_config(settings, n_pairs).replace(seed=4, threads=1, gmf_epochs=1, mlp_epochs=1).to_dict()
+    assert result["config"] == expected
+    assert result["config"]["user_history"] == settings.train_user_history
+    assert result["epochs"] == {"gmf": {"trained": 1, "kept": 1}, "mlp": {"trained": 1, "kept": 1},
+                                "neumf": {"trained": 0, "kept": 0}}
+
+
+def test_set_values_are_read_as_their_fields_types() -> None:
+    from recsys.cli.evaluate import parse_overrides
+
+    assert parse_overrides(["lr=0.5", "mlp_layers=16,8", "pretrain=False", "patience=none", "factors= 12",
+                            "user_history=add"]) == {
+        "lr": 0.5, "mlp_layers": (16, 8), "pretrain": False, "patience": None, "factors": 12, "user_history": "add"
+    }
+    assert parse_overrides(["patience=3"]) == {"patience": 3}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("nosuch=1", "expected FIELD=VALUE with FIELD an NCFConfig field, got 'nosuch=1'"),
+        ("lr", "expected FIELD=VALUE with FIELD an NCFConfig field, got 'lr'"),
+        ("extra=1", "expected FIELD=VALUE with FIELD an NCFConfig field, got 'extra=1'"),
+        ("factors=many", "factors: invalid literal for int() with base 10: 'many'"),
+        ("pretrain=yes", "pretrain: expected true or false, got 'yes'"),
+        ("user_history=maybe", "user_history must be one of ('none', 'add', 'only'), not 'maybe'"),
+    ],
+)
+def test_a_bad_set_is_a_one_line_error_naming_it(tmp_path, planted_factory, override: str, message: str) -> None:
+    args = write_files(tmp_path, planted_factory, with_negatives=True)
+    done = run_cli([*args, "--model", "gmf", "--set", override])
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"recsys evaluate: error: command line, field '--set': {message}"

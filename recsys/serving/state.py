@@ -14,15 +14,20 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from recsys.db import serving, versions
+from recsys.db import catalogue as catalogue_db
+from recsys.db import versions
+from recsys.db.engine import ping
+from recsys.db.listener import Listener
 from recsys.db.versions import SlotVectors
 from recsys.errors import RecsysError
 from recsys.index import set_threads
-from recsys.policy import Catalogue, ServingModel, SlotStats, build_serving_model, popularity_order
+from recsys.serving.candidates import explore_pool
+from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
+from recsys.serving.model import ServingModel, build_serving_model
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,16 @@ class Snapshot:
     popular: np.ndarray  # active keys, most played first
     model: ServingModel | None  # None: no active version, or not loaded yet
     catalogue_loaded: bool
+    # Per-snapshot work that lists would otherwise repeat, made on first use (by market).
+    _explore_pools: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def explore_pool(self, market: str | None, max_impressions: int) -> np.ndarray:
+        """``recsys.serving.candidates.explore_pool`` of this snapshot, made once per market."""
+        pool = self._explore_pools.get((market, max_impressions))
+        if pool is None:
+            pool = explore_pool(self.catalogue, self.stats, market, max_impressions)
+            self._explore_pools[(market, max_impressions)] = pool
+        return pool
 
 
 @dataclass(frozen=True)
@@ -58,12 +73,14 @@ class ServingState:
         self.snapshot = Snapshot(empty, SlotStats(), np.zeros(0, dtype=np.int64), None, False)
         self.last_error: str | None = None
         self._version: _Version | None = None
-        self._swap = threading.Lock()  # guards read-modify-write of ``snapshot`` (held for microseconds)
+        # Guards read-modify-write of ``snapshot``. Requests never take it (they read the reference
+        # once); a catalogue change holds it while it rebuilds the model's provisional rows and FAISS
+        # index (milliseconds for a few hundred slots, seconds at 10^4), which only delays other reloads.
+        self._swap = threading.Lock()
         self._catalogue_lock = threading.Lock()  # one catalogue load at a time: the last load is the newest
         self._version_lock = threading.Lock()  # one version load at a time
         self._stats_at = float("-inf")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._listener: Listener | None = None
         set_threads(1)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -77,26 +94,23 @@ class ServingState:
             # The database may be down at start: the API starts anyway (readyz says why) and the
             # listener loads everything again on each (re)connection.
             self._failed("catalogue", exc)
-        self._thread = threading.Thread(target=self._listen, name="recsys-listener", daemon=True)
-        self._thread.start()
+        self._listener = Listener(
+            self.url,
+            (versions.CHANNEL, catalogue_db.CHANNEL),
+            self._on_notifies,
+            on_connect=lambda first: self.reload_all(),
+            on_idle=self._on_idle,
+            idle_seconds=max(self.settings.serving.refresh_seconds, 0.5),
+            debounce_seconds=0.05,  # the statements of one import or activation: one reload
+        ).start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._listener is not None:
+            self._listener.stop(timeout=5)
 
-    def _listen(self) -> None:
-        serving.listen(
-            self.url,
-            on_connect=self.reload_all,
-            on_notify=self._on_notify,
-            on_idle=self._on_idle,
-            stop=self._stop,
-            idle_seconds=max(self.settings.serving.refresh_seconds, 0.5),
-        )
-
-    def _on_notify(self, channels: set[str]) -> None:
-        if serving.CATALOGUE_CHANNEL in channels:
+    def _on_notifies(self, notifies) -> None:
+        channels = {n.channel for n in notifies}
+        if catalogue_db.CHANNEL in channels:
             self.refresh_catalogue()
         if versions.CHANNEL in channels:
             self.load_active_version()
@@ -121,7 +135,7 @@ class ServingState:
 
     def refresh_catalogue(self) -> None:
         with self._catalogue_lock:
-            catalogue = serving.load_catalogue(self.engine)
+            catalogue = Catalogue.from_rows(catalogue_db.load_slots(self.engine))
             with self._swap:
                 model = self._rebuilt_for(catalogue)
                 snap = self.snapshot
@@ -137,7 +151,7 @@ class ServingState:
 
     def refresh_stats(self) -> None:
         self._stats_at = time.monotonic()
-        stats = serving.load_stats(self.engine, self.settings.serving.popularity_days)
+        stats = SlotStats.from_counts(catalogue_db.load_counts(self.engine, self.settings.serving.popularity_days))
         with self._swap:
             snap = self.snapshot
             self.snapshot = dataclasses.replace(snap, stats=stats, popular=popularity_order(snap.catalogue, stats))
@@ -207,7 +221,7 @@ class ServingState:
 
     def ready(self) -> tuple[bool, str]:
         """(ready, why): the database answers and a version's index is in memory."""
-        if not serving.ping(self.engine):
+        if not ping(self.engine):
             return False, "the database does not answer"
         snap = self.snapshot
         if not snap.catalogue_loaded:

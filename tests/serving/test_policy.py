@@ -4,22 +4,17 @@ import numpy as np
 import pytest
 
 from recsys.ncf.config import NCFConfig
-from recsys.policy import (
-    Catalogue,
-    Protection,
-    SlotInfo,
-    SlotStats,
+from recsys.serving.candidates import explore_count, generate_candidates
+from recsys.serving.catalogue import Catalogue, SlotInfo, SlotStats, popularity_order
+from recsys.serving.gate import Protection, protection_gate
+from recsys.serving.model import (
     build_serving_model,
-    explore_count,
-    generate_candidates,
     model_logits,
-    popularity_order,
-    protection_gate,
     provisional_vectors,
-    rank,
     similar_slots,
     towers_from_played,
 )
+from recsys.serving.ranking import rank
 from recsys.settings import Ranking
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)

@@ -1,0 +1,143 @@
+"""Where one recommendation's time goes, in-process: Python, each SQL round trip, the log and its commit.
+
+    python bench/bench_list.py [--lists 2000] [--slots 5000] [--players 20000]
+
+Seeds ``recsys_bench`` with bench_api.py's casino (an active NeuMF-shaped version), loads a
+``ServingState`` as the API does, and makes ``--lists`` lists with
+``recsys.serving.lists.make_list`` one after another on one connection (half with a context slot,
+as bench_api.py asks), timing each stage with the stages wrapped: the statements of
+``recsys.db.lists`` (their time includes the round trip, and the log's its commit), the policy's
+Python steps, and the rest of ``make_list`` (the whole minus the stages). No HTTP: bench_api.py
+measures the server around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.cli.serve import SINGLE_THREADED  # noqa: E402
+
+# As in the server: BLAS and OpenMP pools that spin after each call would take the CPU from
+# PostgreSQL and double the statements' times (measured); they read these when numpy loads.
+for variable, value in SINGLE_THREADED.items():
+    os.environ.setdefault(variable, value)
+
+import bench_api  # noqa: E402  (bench/ is the script's folder)
+import numpy as np  # noqa: E402
+
+
+class NoMetrics:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def timed(module, name: str, spent: dict[str, list[float]], cpu: dict[str, list[float]], label: str) -> None:
+    """Replace ``module.name`` by a wrapper adding its duration to ``spent[label]`` and the CPU time
+    this process spent in it to ``cpu[label]``."""
+    inner = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[label][-1] += time.perf_counter() - started
+            cpu[label][-1] += time.thread_time() - started_cpu
+
+    setattr(module, name, wrapper)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lists", type=int, default=2000)
+    parser.add_argument("--slots", type=int, default=5000)
+    parser.add_argument("--players", type=int, default=20000)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="then profile the lists with cProfile and print the N costliest functions")
+    args = parser.parse_args()
+
+    from recsys.db.engine import connection, create_engine
+    from recsys.index import set_threads
+    from recsys.serving import lists
+    from recsys.serving.state import ServingState
+    from recsys.settings import Settings
+
+    settings = Settings.from_env()
+    url = bench_api.bench_database(settings)
+    engine = create_engine(settings, url)
+    world = bench_api.seed_casino(engine, slots=args.slots, players=args.players, sessions_per_player=5)
+    set_threads(1)
+    state = ServingState(settings, engine, url, NoMetrics())
+    state.reload_all()
+
+    spent: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
+    stages = {
+        "SQL: the player and the exclusions": (lists.db, "find_player"),
+        "SQL: the log and its commit": (lists.db, "log_recommendation"),
+        "Python: candidates": (lists, "generate_candidates"),
+        "Python: model logits": (lists, "model_logits"),
+        "Python: ranking": (lists, "rank"),
+    }
+    for label, (module, name) in stages.items():
+        timed(module, name, spent, cpu, label)
+
+    rng = random.Random(0)
+    slot_keys = [state.snapshot.catalogue.key_of[s] for s in world["slot_ids"]]
+    requests = [(rng.choice(world["player_ids"]), rng.choice(slot_keys) if rng.random() < 0.5 else None)
+                for _ in range(args.lists)]
+    with connection(engine) as conn:
+        for round_ in ("warm-up", "measured"):
+            spent.clear()
+            cpu.clear()
+            for player_id, context_key in requests if round_ == "measured" else requests[:200]:
+                for label in (*stages, "whole list"):
+                    spent[label].append(0.0)
+                    cpu[label].append(0.0)
+                started, started_cpu = time.perf_counter(), time.thread_time()
+                lists.make_list(state, conn, player_id, k=10, trigger=lists.API, context_key=context_key)
+                spent["whole list"][-1] = time.perf_counter() - started
+                cpu["whole list"][-1] = time.thread_time() - started_cpu
+
+    def ms(table: dict[str, list[float]], label: str) -> np.ndarray:
+        return np.array(table[label]) * 1000
+
+    rows = [(label, ms(spent, label), ms(cpu, label)) for label in stages]
+    rows.append(("Python: the rest of make_list", ms(spent, "whole list") - sum(r[1] for r in rows),
+                 ms(cpu, "whole list") - sum(r[2] for r in rows)))
+    rows.append(("whole list", ms(spent, "whole list"), ms(cpu, "whole list")))
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.lists:,} lists, one connection, "
+          f"{args.slots:,} slots, {args.players:,} players. Wall time, and the CPU time of this process (the "
+          "part that other processes' load does not inflate; a statement's wall time is mostly PostgreSQL's)\n")
+    print(f"{'stage':<36} {'mean ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'share':>7}   {'CPU mean ms':>11} {'share':>7}")
+    whole, whole_cpu = rows[-1][1].mean(), rows[-1][2].mean()
+    for label, wall, used in rows:
+        print(f"{label:<36} {wall.mean():>8.3f} {np.percentile(wall, 50):>8.3f} {np.percentile(wall, 99):>8.3f} "
+              f"{wall.mean() / whole:>7.0%}   {used.mean():>11.3f} {used.mean() / whole_cpu:>7.0%}")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        with connection(engine) as conn:
+            profiler.enable()
+            for player_id, context_key in requests:
+                lists.make_list(state, conn, player_id, k=10, trigger=lists.API, context_key=context_key)
+            profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+    state.stop()
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

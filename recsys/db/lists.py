@@ -1,0 +1,207 @@
+"""The statements one served list makes: two round trips, both prepared.
+
+The serving process keeps the slow-changing state in memory (``recsys.serving.state``) and asks
+the database per list only what must be exact at that moment:
+
+- :func:`find_player`: the player's protection fields, vector, precomputed top-N, the slots they
+  played (the latest seed candidates; those in the exclusion window are never shown), and the
+  slots disabled or not offered in their market right now (one query);
+- :func:`log_recommendation`: the served list and its items (one statement, one transaction).
+
+Functions return rows as plain dataclasses and numpy arrays; ``recsys.serving`` builds its objects
+from them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from recsys.db.engine import driver
+from recsys.errors import NotFound
+
+RECENT_SLOTS = 5
+"""Latest distinct slots of a player whose mean vector seeds candidates when there is no context."""
+
+
+# --- the player and what they may be shown ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlayerRow:
+    key: int
+    player_id: str
+    market: str | None
+    self_excluded_until: datetime | None
+    cooling_off_until: datetime | None
+    marketing_consent: bool | None
+    risk_flag: bool | None
+    towers: dict[str, np.ndarray] | None  # the version's vectors: {"gmf": (f,), "mlp": (f',)}; None: none
+    recent_keys: np.ndarray  # (r,) int64, latest first
+    top_n_keys: np.ndarray  # (n,) int64, the version's precomputed list, best first
+    played_keys: np.ndarray  # (p,) int64: slots the player may not be shown again (ever, or within the window)
+    hidden_keys: np.ndarray  # (h,) int64: slots disabled now, or not offered in the player's market
+
+    def allowed(self, keys: np.ndarray) -> np.ndarray:
+        """Mask of ``keys`` neither played (as the exclusion setting counts it) nor hidden. Shape (len(keys),)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        return ~(np.isin(keys, self.played_keys) | np.isin(keys, self.hidden_keys))
+
+
+# One statement, one round trip: the player, their version vectors and top-N, the slots they played
+# (latest first: the recent ones seed candidates; those inside the exclusion window are excluded),
+# and the slots nobody may be shown in their market right now (disabled, or restricted to other
+# markets: a player with no market sees only slots offered everywhere). The last reads the partial
+# index ``ix_slots_hidden`` (migration 0007), so its cost does not grow with the catalogue.
+_PLAYER = """
+    SELECT p.id, p.market, p.self_excluded_until, p.cooling_off_until, p.marketing_consent, p.risk_flag,
+           CAST(e.gmf AS real[]), CAST(e.mlp AS real[]), e.player_key IS NOT NULL, o.slot_keys,
+           pl.keys, pl.excluded,
+           ARRAY(
+               SELECT s.id FROM slots s
+               WHERE (NOT s.active OR s.markets IS NOT NULL)
+                 AND (NOT s.active OR NOT coalesce(coalesce(p.market, CAST(%(market)s AS varchar)) = ANY(s.markets),
+                                                   false))
+           )
+    FROM players p
+    LEFT JOIN player_embeddings e ON e.version_id = %(version)s AND e.player_key = p.id
+    LEFT JOIN offline_recommendations o ON o.version_id = %(version)s AND o.player_key = p.id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(t.slot_key ORDER BY t.last DESC, t.slot_key) AS keys,
+               array_agg(t.slot_key) FILTER (
+                   WHERE CAST(%(days)s AS integer) IS NULL OR t.last >= now() - make_interval(days => %(days)s)
+               ) AS excluded
+        FROM (SELECT ps.slot_key, max(ps.started_at) AS last FROM play_sessions ps
+              WHERE ps.player_key = p.id GROUP BY ps.slot_key) t
+    ) pl ON true
+    WHERE p.player_id = %(player_id)s
+"""
+
+
+def find_player(
+    conn: sa.Connection, player_id: str, version_id: int | None, *, market: str | None, played_days: int | None
+) -> PlayerRow:
+    """The player with everything one list needs from the database, in one prepared statement;
+    raises :class:`NotFound` for an unknown ``player_id``.
+
+    ``market``: the market of a player who has none stored; ``played_days``: the exclusion window
+    (None: a slot once played is never shown again).
+    """
+    params = {"player_id": player_id, "version": version_id, "market": market, "days": played_days}
+    with driver(conn) as raw:
+        row = raw.execute(_PLAYER, params, prepare=True).fetchone()
+    if row is None:
+        raise NotFound("player", player_id)
+    (key, stored_market, self_excluded_until, cooling_off_until, consent, risk_flag, gmf, mlp, has_vector, top_n,
+     played, excluded, hidden) = row
+    towers = None
+    if has_vector:
+        vectors = (("gmf", gmf), ("mlp", mlp))
+        towers = {name: np.asarray(value, dtype=np.float32) for name, value in vectors if value is not None}
+    played = played or []
+    return PlayerRow(
+        key=key,
+        player_id=player_id,
+        market=stored_market,
+        self_excluded_until=self_excluded_until,
+        cooling_off_until=cooling_off_until,
+        marketing_consent=consent,
+        risk_flag=risk_flag,
+        towers=towers,
+        recent_keys=np.asarray(played[:RECENT_SLOTS], dtype=np.int64),
+        top_n_keys=np.asarray(top_n or [], dtype=np.int64),
+        played_keys=np.asarray(excluded or [], dtype=np.int64),
+        hidden_keys=np.asarray(hidden or [], dtype=np.int64),
+    )
+
+
+# --- logging what was served ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedItem:
+    slot_key: int
+    score: float
+    reason: str
+    explored: bool
+
+
+@dataclass(frozen=True)
+class ServedList:
+    """One served (or suppressed) list, as ``recommendations`` + ``recommendation_items`` store it."""
+
+    id: uuid.UUID
+    player_key: int
+    version_id: int | None
+    trigger: str
+    context_slot_key: int | None
+    market: str | None
+    suppressed_reason: str | None
+    filters: Mapping[str, Any]
+    items: tuple[ServedItem, ...]
+    session_key: int | None = None  # the play session whose long-session trigger produced it
+    action: str | None = None  # e.g. ``reality_check``: what the frontend shows instead of games
+
+
+# One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
+# ``synchronous_commit`` for this transaction only; the first INSERT reads the CTE, which makes
+# PostgreSQL evaluate it before anything is written.
+_LOG = """
+    WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode),
+    served AS (
+        INSERT INTO recommendations
+            (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
+             session_key, action)
+        SELECT %(id)s, %(player)s, %(version)s, %(trigger)s, %(context)s, %(market)s, %(suppressed)s,
+               CAST(%(filters)s AS jsonb), %(session)s, %(action)s
+        FROM commit_mode
+        RETURNING id, created_at
+    )
+    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
+    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
+    FROM served, unnest(
+        CAST(%(ranks)b AS smallint[]), CAST(%(keys)b AS integer[]), CAST(%(scores)b AS float8[]),
+        CAST(%(reasons)b AS varchar[]), CAST(%(explored)b AS boolean[])
+    ) AS i(rank, slot_key, score, reason, explored)
+"""
+
+
+def log_recommendation(conn: sa.Connection, served: ServedList, *, synchronous_commit: bool = False) -> None:
+    """Write the list and its items in one prepared statement (one transaction): both or neither.
+
+    ``conn`` is in autocommit (:func:`connection`), or in a transaction of the caller's (the session
+    tracker logs a triggered list with the events that fired it): then the setting applies to that
+    whole transaction, so such a caller passes ``synchronous_commit=True``. ``synchronous_commit=False``
+    commits without waiting for the WAL flush (``synchronous_commit = off`` for this transaction
+    only): the write is atomic and survives a crash of the API, but a crash of PostgreSQL itself may
+    lose the last ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync
+    per request (bench/bench_api.py measures both).
+    """
+    items = served.items
+    params = {
+        "commit_mode": "on" if synchronous_commit else "off",
+        "id": served.id,
+        "player": served.player_key,
+        "version": served.version_id,
+        "trigger": served.trigger,
+        "context": served.context_slot_key,
+        "market": served.market,
+        "suppressed": served.suppressed_reason,
+        "filters": json.dumps(served.filters),
+        "session": served.session_key,
+        "action": served.action,
+        "ranks": list(range(1, len(items) + 1)),
+        "keys": [i.slot_key for i in items],
+        "scores": [i.score for i in items],
+        "reasons": [i.reason for i in items],
+        "explored": [i.explored for i in items],
+    }
+    with driver(conn) as raw:
+        raw.execute(_LOG, params, prepare=True)

@@ -1,0 +1,16 @@
+"""The serving domain: what an API process holds in memory and how it makes a list. No HTTP here.
+
+- ``state``: the snapshot (catalogue, counts, the version in memory) and the thread that keeps it
+  fresh;
+- ``gate``: player protection, first and fail-closed;
+- ``catalogue``: the catalogue and its statistics as arrays by slot key;
+- ``model``: the version in memory (FAISS index, provisional rows for new slots, a player's logits);
+- ``candidates`` and ``ranking``: the recommendation policy, pure (arrays in, arrays out);
+- ``lists``: :func:`~recsys.serving.lists.make_list`, the one function that makes, logs and counts
+  every list, for ``GET .../recommendations`` and for the long-session trigger (``recsys.tracker``);
+- ``similar``: similar slots, from the index or from pgvector.
+
+``api/`` calls in; this package calls ``recsys.db``, which returns rows and arrays. The pure
+modules (``gate``, ``catalogue``, ``model``, ``candidates``, ``ranking``) import no database code
+(the import contracts in pyproject.toml).
+"""

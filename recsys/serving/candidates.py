@@ -1,0 +1,195 @@
+"""Candidates for one list: the FAISS neighbourhood of the context slot (or of the player's recent
+slots), the player's precomputed top-N, the popularity list as a back-up, and an exploration pool
+drawn by Thompson sampling on feedback counts. The database then removes what the player has
+played and what is disabled or not offered in the market (``recsys.db.lists.find_player``
+reads them with the player; ``PlayerRow.allowed`` applies them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.ncf.vectors import normalize_rows
+from recsys.serving.catalogue import Catalogue, SlotStats
+from recsys.serving.model import ServingModel
+from recsys.settings import Ranking
+
+EXPLORE_SAMPLE = 512
+"""Thompson sampling draws for a uniform sample of at most this many pool slots per list: a Beta draw
+for each of 5,000 slots costs 0.6 ms, most of a list's CPU time (measured). The ranking settings
+(``recsys.settings.Ranking``, ``settings.ranking``) are the rest of the policy's configuration."""
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Everything one list may be made from; ``all_keys()`` is what the database must vet.
+
+    ``primary`` keys come with their ``reason`` and cosine to the query (``nan`` without a query);
+    ``backup`` (popularity order) fills a list that the primary tier cannot; ``explore`` is the
+    Thompson draw's order with its ``draws``.
+    """
+
+    source: str  # context, recent, top_n, popular: what the primary tier came from
+    primary: np.ndarray
+    primary_reason: tuple[str, ...]
+    cosine: np.ndarray
+    backup: np.ndarray
+    backup_reason: str
+    explore: np.ndarray
+    draws: np.ndarray
+
+    def all_keys(self) -> np.ndarray:
+        """Every candidate key once, in the order listed (int64)."""
+        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64)
+        _, first = np.unique(everything, return_index=True)
+        return everything[np.sort(first)]
+
+
+def explore_count(k: int, share: float) -> int:
+    """Places of a ``k``-list that exploration gets: ``round(k * share)``, half up."""
+    return int(math.floor(k * share + 0.5))
+
+
+def thompson_draws(successes: np.ndarray, impressions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per slot from its Beta(1 + successes, 1 + impressions - successes) posterior."""
+    failures = np.maximum(impressions - successes, 0)
+    return rng.beta(1.0 + successes, 1.0 + failures)
+
+
+def generate_candidates(
+    *,
+    k: int,
+    catalogue: Catalogue,
+    stats: SlotStats,
+    popular: np.ndarray,
+    model: ServingModel | None,
+    market: str | None,
+    context_key: int | None,
+    recent_keys: np.ndarray,
+    top_n_keys: np.ndarray,
+    personalised: bool,
+    config: Ranking,
+    rng: np.random.Generator,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    pool: np.ndarray | None = None,
+) -> Candidates:
+    """Candidates for one list.
+
+    Parameters
+    ----------
+    popular : np.ndarray
+        Active keys by popularity (:func:`popularity_order`).
+    model : ServingModel, optional
+        The version in memory; without it the primary tier is ``neighbours`` (from pgvector) or
+        the popularity list.
+    context_key : int, optional
+        The slot being played or looked at; its neighbourhood is the primary tier.
+    recent_keys : np.ndarray
+        The player's latest slots, latest first; their mean vector's neighbourhood is the primary
+        tier when there is no context.
+    top_n_keys : np.ndarray
+        The player's precomputed top-N for this version (``personal``), added after the
+        neighbourhood.
+    personalised : bool
+        Whether the player has a vector in this version, stored or built from their played slots
+        (:func:`towers_from_played`); else reasons become ``cold_start``.
+    neighbours : (keys, cosines), optional
+        A neighbourhood already searched elsewhere (pgvector), used when ``model`` is None.
+    pool : np.ndarray, optional
+        :func:`explore_pool` for this market, made once per snapshot (None: made here).
+    """
+    # Played slots (recent ones included) are the database's to exclude: the window is its setting.
+    exclude = set() if context_key is None else {int(context_key)}
+    source = "popular"
+    parts: list[tuple[np.ndarray, str, np.ndarray]] = []
+    query = _query_vector(model, context_key, recent_keys) if model is not None else None
+    if query is not None:
+        keys, cosines = model.index.search(query, config.candidate_pool + len(exclude))
+        keys, cosines = keys[0], cosines[0]
+        parts.append((keys[keys >= 0], "similar", cosines[keys >= 0]))
+        source = "context" if context_key is not None and model.rows(np.array([context_key]))[0] >= 0 else "recent"
+    elif neighbours is not None:
+        parts.append((np.asarray(neighbours[0], dtype=np.int64), "similar", np.asarray(neighbours[1])))
+        source = "context"
+    if top_n_keys.size:
+        parts.append((np.asarray(top_n_keys, dtype=np.int64), "personal", np.full(top_n_keys.size, np.nan)))
+        if source == "popular":
+            source = "top_n"
+    if not parts:
+        reason = "personal" if personalised else ("cold_start" if model is not None else "popular")
+        head = popular[: config.candidate_pool]
+        parts.append((head, reason, np.full(head.size, np.nan)))
+    primary, reasons, cosine = _merge(parts, exclude, catalogue, market)
+
+    backup_reason = "cold_start" if model is not None and not personalised else "popular"
+    taken = set(primary.tolist()) | exclude
+    head = popular[: 2 * k + len(taken)]
+    head = head[catalogue.allowed(head, market)]
+    backup = np.array([key for key in head.tolist() if key not in taken], dtype=np.int64)
+
+    n_explore = explore_count(k, config.exploration_share)
+    explore, draws = _explore_pool(catalogue, stats, market, exclude, k, n_explore, config, rng, pool)
+    return Candidates(source, primary, reasons, cosine, backup, backup_reason, explore, draws)
+
+
+def _query_vector(model: ServingModel, context_key: int | None, recent_keys: np.ndarray) -> np.ndarray | None:
+    """Unit vector of the context slot, else of the mean of the recent slots; None when neither has a row."""
+    if context_key is not None:
+        row = model.rows(np.array([context_key]))[0]
+        if row >= 0:
+            return model.similarity[row]
+    rows = model.rows(recent_keys)
+    rows = rows[rows >= 0]
+    if rows.size == 0:
+        return None
+    return normalize_rows(model.similarity[rows].mean(axis=0, keepdims=True))[0]
+
+
+def _merge(parts, exclude: set[int], catalogue: Catalogue, market: str | None):
+    seen = set(exclude)
+    keys: list[int] = []
+    reasons: list[str] = []
+    cosines: list[float] = []
+    for part_keys, reason, part_cosines in parts:
+        allowed = catalogue.allowed(part_keys, market)
+        for key, ok, cos in zip(part_keys.tolist(), allowed.tolist(), np.asarray(part_cosines).tolist(), strict=True):
+            if ok and key not in seen:
+                seen.add(key)
+                keys.append(key)
+                reasons.append(reason)
+                cosines.append(cos)
+    return np.array(keys, dtype=np.int64), tuple(reasons), np.array(cosines, dtype=np.float32)
+
+
+def explore_pool(catalogue: Catalogue, stats: SlotStats, market: str | None, max_impressions: int) -> np.ndarray:
+    """The slots exploration draws from in ``market``: offered there, with fewer than
+    ``max_impressions`` impressions. Shape (p,), int64, ascending. It depends on the snapshot only,
+    so the serving state keeps one per market (``Snapshot.explore_pool``)."""
+    keys = catalogue.keys
+    impressions = SlotStats.take(stats.impressions, keys)
+    return keys[(impressions < max_impressions) & catalogue.allowed(keys, market)]
+
+
+def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, config, rng, pool):
+    """The Thompson draw's best low-evidence slots; they may also be primary candidates, and
+    :func:`rank` skips any that exploitation already placed."""
+    empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    if n_explore == 0 or catalogue.keys.size == 0:
+        return empty
+    if pool is None:
+        pool = explore_pool(catalogue, stats, market, config.explore_max_impressions)
+    if exclude:
+        pool = pool[~np.isin(pool, np.fromiter(exclude, dtype=np.int64))]
+    if pool.size == 0:
+        return empty
+    if pool.size > EXPLORE_SAMPLE:
+        pool = np.sort(rng.choice(pool, EXPLORE_SAMPLE, replace=False))
+    draws = thompson_draws(SlotStats.take(stats.successes, pool), SlotStats.take(stats.impressions, pool), rng)
+    # Enough to survive the played-slot exclusion and the places exploitation takes first.
+    keep = min(pool.size, k + 4 * n_explore + 8)
+    best = np.argpartition(-draws, keep - 1)[:keep] if keep < pool.size else np.arange(pool.size)
+    best = best[np.argsort(-draws[best], kind="stable")]
+    return pool[best], draws[best]

@@ -1,0 +1,255 @@
+"""Making a list: the one place where a served list is gated, built, logged and counted.
+
+:func:`make_list` is called for every list, whatever asked for it: ``GET .../recommendations``
+(through :func:`recommend`, on a connection of its own) and the long-session trigger
+(``recsys.tracker``, on the connection and inside the transaction that stores the events). Its
+steps, in order:
+
+1. the protection gate (``recsys.serving.gate``), fail-closed: a stopped player gets nothing;
+2. for a trigger past the session limit or in the night hours, no games (the tracker's decision);
+3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
+   disabled and out-of-market slots removed as the player's query found them
+   (``recsys.db.lists.find_player``), ranking (``recsys.serving.ranking``);
+4. the log: the list and its items in one statement (``recsys.db.lists.log_recommendation``);
+5. the metrics: served or suppressed, the fallbacks taken, the log write's duration.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from recsys.db import lists as db
+from recsys.db import versions
+from recsys.db.catalogue import similar_by_pgvector
+from recsys.db.engine import connection
+from recsys.errors import NotFound, NotReady
+from recsys.serving.candidates import generate_candidates
+from recsys.serving.gate import Protection, protection_gate
+from recsys.serving.model import model_logits, towers_from_played
+from recsys.serving.ranking import RankedItem, rank
+from recsys.serving.state import ServingState, Snapshot
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+API = "api"
+SESSION_THRESHOLD = "session_threshold"
+"""The triggers (``recommendations.trigger``): a request, and the long-session trigger."""
+
+
+class RecommendedItem(msgspec.Struct):
+    slot_id: str
+    score: float
+    reason: str  # similar, personal, explore, popular, cold_start
+
+
+class Suppression(msgspec.Struct):
+    reason: str  # self_excluded, cooling_off, no_consent, risk_flag (and for triggers session_limit, night_hours)
+
+
+class RecommendationList(msgspec.Struct):
+    recommendation_id: uuid.UUID
+    player_id: str
+    model_version: int | None
+    items: list[RecommendedItem]
+    suppressed: Suppression | None
+
+
+class TriggeredList(msgspec.Struct):
+    """A list the long-session trigger produced: in the events answer and on the player's stream."""
+
+    recommendation_id: uuid.UUID
+    player_id: str
+    session_id: str | None
+    context_slot: str | None  # the slot being played
+    model_version: int | None
+    trigger: str
+    action: str | None  # reality_check: show that instead of games
+    items: list[RecommendedItem]
+    suppressed: Suppression | None  # why no games: a gate reason, session_limit or night_hours
+
+
+@dataclass(frozen=True)
+class MadeList:
+    """One list as made and logged."""
+
+    recommendation_id: uuid.UUID
+    player_id: str
+    version_id: int | None
+    items: list[RecommendedItem]
+    gate: str | None  # the protection gate's reason, None: allowed
+    suppressed: str | None  # the gate's reason, or a late-session reason; None: games
+    action: str | None
+
+
+def recommend(
+    serving: ServingState, player_id: str, *, k: int, context_slot: str | None = None, market: str | None = None
+) -> RecommendationList:
+    """A list asked for by ``GET .../recommendations``, on a connection of its own.
+
+    ``market`` serves a player without one stored. Raises ``NotFound`` for an unknown player or
+    context slot before anything is written.
+    """
+    context_key = None
+    if context_slot is not None:
+        context_key = serving.snapshot.catalogue.key_of.get(context_slot)
+        if context_key is None:
+            raise NotFound("slot", context_slot)
+    with connection(serving.engine) as conn:
+        made = make_list(serving, conn, player_id, k=k, trigger=API, context_key=context_key, market=market)
+    suppression = None if made.suppressed is None else Suppression(made.suppressed)
+    return RecommendationList(made.recommendation_id, made.player_id, made.version_id, made.items, suppression)
+
+
+def make_list(
+    serving: ServingState,
+    conn: sa.Connection,
+    player_id: str,
+    *,
+    k: int,
+    trigger: str,
+    context_key: int | None = None,
+    market: str | None = None,
+    session_key: int | None = None,
+    continuous_seconds: float | None = None,
+    late_reason: str | None = None,
+    action: str | None = None,
+    synchronous_commit: bool | None = None,
+) -> MadeList:
+    """Gate, build, log and count one list for ``player_id`` on ``conn`` (the steps of the module
+    docstring); raises ``NotReady`` before the catalogue is loaded and ``NotFound`` for an unknown
+    player, before anything is written.
+
+    ``context_key``: the slot being played or looked at (None: the player's recent slots seed the
+    list). ``market``: for a player without one stored (a player's own market always wins: a slot
+    not offered there is never shown). A trigger passes its session (``session_key``,
+    ``continuous_seconds``) and, past the session limit or in the night hours, the ``late_reason``
+    and ``action`` that replace the games. ``synchronous_commit``: whether the log's commit waits
+    for the WAL flush; None: ``settings.serving.log_synchronous_commit`` (a caller whose transaction holds
+    acknowledged events passes True).
+    """
+    snap = serving.snapshot
+    if not snap.catalogue_loaded:
+        raise NotReady("the slot catalogue is not loaded yet")
+    model = snap.model
+    version_id = model.version_id if model is not None else _active_version_id(serving)
+    player = db.find_player(conn, player_id, version_id, market=market,
+                            played_days=serving.settings.ranking.exclude_played_days)
+    market = player.market or market
+    protection = Protection(player.self_excluded_until, player.cooling_off_until, player.marketing_consent,
+                            player.risk_flag)
+    gate = protection_gate(protection, datetime.now(UTC))
+    items: list[RankedItem] = []
+    logged_context = context_key  # as asked, even a slot this process does not know yet
+    filters = list_filters(serving.settings, k, market, gate=gate or "allowed")
+    if gate is not None:
+        suppressed = gate
+    elif late_reason is not None:
+        suppressed = late_reason
+    else:
+        suppressed = None
+        # A slot added a moment ago may not be in this process's catalogue yet: then the player's
+        # recent slots seed the list instead.
+        if context_key is not None and context_key not in snap.catalogue.slots:
+            context_key = None
+        items, chosen = _ranked_items(serving, snap, player, version_id, context_key, market, k)
+        filters.update(chosen)
+    if continuous_seconds is not None:
+        filters["continuous_seconds"] = continuous_seconds
+    recommendation_id = uuid.uuid4()
+    served = db.ServedList(
+        recommendation_id, player.key, version_id, trigger, logged_context, market, suppressed, filters,
+        tuple(db.ServedItem(i.slot_key, i.score, i.reason, i.explored) for i in items),
+        session_key=session_key, action=None if gate is not None else action,
+    )
+    if synchronous_commit is None:
+        synchronous_commit = serving.settings.serving.log_synchronous_commit
+    started = time.perf_counter()
+    db.log_recommendation(conn, served, synchronous_commit=synchronous_commit)
+    serving.metrics.observe_log_write(time.perf_counter() - started)
+    if suppressed is not None:
+        serving.metrics.suppressed(suppressed)
+    else:
+        serving.metrics.served(filters["candidate_source"])
+    slots = snap.catalogue.slots
+    return MadeList(
+        recommendation_id,
+        player_id,
+        version_id,
+        [RecommendedItem(slots[i.slot_key].slot_id, round(i.score, 6), i.reason) for i in items],
+        gate,
+        suppressed,
+        served.action,
+    )
+
+
+def _ranked_items(
+    serving: ServingState, snap: Snapshot, player: db.PlayerRow, version_id, context_key, market, k
+) -> tuple[list[RankedItem], dict]:
+    """The policy's list for an allowed player, and the filters that made it."""
+    config = serving.settings.ranking
+    model = snap.model
+    towers = player.towers
+    if towers is None and model is not None:
+        towers = towers_from_played(model, player.recent_keys)
+    personalised = model is not None and model.model is not None and towers is not None
+    neighbours, search = None, ("faiss" if model is not None else None)
+    if model is None and version_id is not None and context_key is not None:
+        neighbours = similar_by_pgvector(
+            serving.engine, version_id, context_key, config.candidate_pool, market, every_market=False
+        )
+        search = "pgvector"
+        serving.metrics.fallback("pgvector")
+    seed = None if config.explore_seed is None else [config.explore_seed, player.key]
+    candidates = generate_candidates(
+        k=k,
+        catalogue=snap.catalogue,
+        stats=snap.stats,
+        popular=snap.popular,
+        model=model,
+        market=market,
+        context_key=context_key,
+        recent_keys=player.recent_keys,
+        top_n_keys=player.top_n_keys,
+        personalised=personalised,
+        config=config,
+        rng=np.random.default_rng(seed),
+        neighbours=neighbours,
+        pool=snap.explore_pool(market, config.explore_max_impressions),
+    )
+    if candidates.source == "popular":
+        serving.metrics.fallback("popularity" if personalised or model is None else "cold_start")
+    allowed = player.allowed(candidates.all_keys())
+    logits = model_logits(model, towers, candidates.primary) if personalised else None
+    items = rank(candidates, allowed, k=k, catalogue=snap.catalogue, stats=snap.stats, config=config, logits=logits)
+    return items, {
+        "candidate_source": candidates.source,
+        "search": search,
+        "personalised": personalised,
+        "explored": sum(item.explored for item in items),
+    }
+
+
+def list_filters(settings, k: int, market: str | None, *, gate: str) -> dict:
+    return {
+        "gate": gate,
+        "k": k,
+        "market": market,
+        "exclude_played": settings.ranking.exclude_played,
+        "exploration_share": settings.ranking.exploration_share,
+        "provider_cap": settings.ranking.provider_cap,
+        "blend_weight": settings.ranking.blend_weight,
+    }
+
+
+def _active_version_id(serving: ServingState) -> int | None:
+    """The active version when none is in memory yet (the pgvector fallback serves it)."""
+    active = versions.active_version(serving.engine)
+    return None if active is None else active.id
