@@ -33,7 +33,7 @@ from recsys.db import pipeline_runs, versions
 from recsys.db.apikeys import find_key
 from recsys.db.experiments import ExperimentError
 from recsys.db.versions import VersionError
-from recsys.errors import InputError
+from recsys.errors import InputError, NotFound
 from recsys.experiments import parse_arm
 
 Session = NamedDependency[store.DashboardSession]
@@ -256,7 +256,7 @@ def start_form(request: Request, state: State, data: Form) -> Response:
     source = "start experiment"
     try:
         arms = [parse_arm(text, source) for text in data.get("arms", "").split()]
-        start_experiment(state.serving.engine, data.get("name", "").strip(),
+        start_experiment(state.serving, data.get("name", "").strip(),
                          [(a.name, a.version_label, a.weight) for a in arms], source)
     except InputError as exc:
         return _experiments(state, session, 422, str(exc), data)
@@ -274,6 +274,8 @@ def stop_form(request: Request, state: State, name: FromPath[str], data: Form) -
         stop_experiment(state.serving, name, data.get("promote") or None, data.get("force") == "on")
     except InputError as exc:
         return _experiments(state, session, 422, str(exc))
+    except NotFound as exc:
+        return _experiments(state, session, 404, str(exc))
     except (ExperimentError, VersionError) as exc:
         return _experiments(state, session, 409, str(exc))
     return Redirect("/dashboard/experiments", status_code=303)

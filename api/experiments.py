@@ -76,10 +76,13 @@ def experiment_out(engine, experiment: domain.Experiment) -> ExperimentOut:
                          experiment.promoted_arm, experiment.control.name, arms)
 
 
-def start_experiment(engine, name: str, arms: list[tuple[str, str | int, str | int]], source: str):
-    """Check the name and arms (``(name, version, weight)``) and start the experiment."""
+def start_experiment(serving, name: str, arms: list[tuple[str, str | int, str | int]], source: str):
+    """Check the name and arms (``(name, version, weight)``) and start the experiment; this process
+    loads it at once (the others on the NOTIFY)."""
     checked = domain.check_arms([domain.make_arm(n, v, w, source) for n, v, w in arms], source)
-    return store.start(engine, domain.check_name(name, source, "name"), checked)
+    started = store.start(serving.engine, domain.check_name(name, source, "name"), checked)
+    serving.load_experiment()
+    return started
 
 
 def stop_experiment(serving, name: str, promote: str | None, force: bool):
@@ -87,6 +90,7 @@ def stop_experiment(serving, name: str, promote: str | None, force: bool):
     stopped = store.stop(serving.engine, name, promote=promote, force=force)
     if promote is not None:
         serving.load_active_version()
+    serving.load_experiment()
     return stopped
 
 
@@ -108,9 +112,8 @@ def get_experiment(state: State, name: FromPath[str]) -> ExperimentOut:
 def post_experiment(state: State, body: RawBody) -> ExperimentOut:
     """Start an experiment: ``{"name": ..., "arms": [{"name", "version", "weight"}, ...]}``, control first."""
     data = decode(body, ExperimentIn, SOURCE)
-    engine = state.serving.engine
-    started = start_experiment(engine, data.name, [(a.name, a.version, a.weight) for a in data.arms], SOURCE)
-    return experiment_out(engine, started)
+    started = start_experiment(state.serving, data.name, [(a.name, a.version, a.weight) for a in data.arms], SOURCE)
+    return experiment_out(state.serving.engine, started)
 
 
 documented("post_experiment", "The experiment's name and arms (the first is the control).", ExperimentIn)

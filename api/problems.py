@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from recsys.db.apikeys import ApiKeyError
 from recsys.db.engine import DatabaseUnavailable
-from recsys.db.experiments import ExperimentError, UnknownExperiment
+from recsys.db.experiments import ExperimentError
 from recsys.db.versions import VersionError
 from recsys.errors import InputError, NotFound, NotReady
 from recsys.logs import escape
@@ -56,9 +56,6 @@ def version_conflict(exc: VersionError) -> ProblemDetailsException:
 
 
 def experiment_conflict(exc: ExperimentError) -> ProblemDetailsException:
-    if isinstance(exc, UnknownExperiment):
-        return ProblemDetailsException(status_code=404, type_=TYPE_BASE + "not-found", title="Unknown experiment",
-                                       detail=str(exc), extra={"experiment": exc.name})
     return ProblemDetailsException(
         status_code=409,
         type_=TYPE_BASE + "experiment-conflict",

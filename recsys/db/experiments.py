@@ -10,7 +10,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from recsys.db import versions
-from recsys.errors import InputError, RecsysError
+from recsys.errors import InputError, NotFound, RecsysError
 from recsys.experiments import Arm, ArmOutcome, Experiment
 
 CHANNEL = "recsys_experiments"
@@ -25,9 +25,10 @@ class ExperimentError(RecsysError):
         super().__init__(f"experiment {name!r}: {message}" if name else message)
 
 
-class UnknownExperiment(ExperimentError):
+class UnknownExperiment(NotFound):
     def __init__(self, name: str) -> None:
-        super().__init__(name, "does not exist")
+        self.name = name
+        super().__init__("experiment", name, f"experiment {name!r}: does not exist")
 
 
 def _arms(conn: sa.Connection, experiment_ids: list[int]) -> dict[int, tuple[Arm, ...]]:

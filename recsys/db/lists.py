@@ -148,6 +148,8 @@ class ServedList:
     items: tuple[ServedItem, ...]
     session_key: int | None = None  # the play session whose long-session trigger produced it
     action: str | None = None  # e.g. ``reality_check``: what the frontend shows instead of games
+    experiment_id: int | None = None  # the experiment that split the player (recsys.experiments)
+    arm: str | None = None  # its arm that made the list
 
 
 # One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
@@ -158,9 +160,9 @@ _LOG = """
     served AS (
         INSERT INTO recommendations
             (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
-             session_key, action)
+             session_key, action, experiment_id, arm)
         SELECT %(id)s, %(player)s, %(version)s, %(trigger)s, %(context)s, %(market)s, %(suppressed)s,
-               CAST(%(filters)s AS jsonb), %(session)s, %(action)s
+               CAST(%(filters)s AS jsonb), %(session)s, %(action)s, %(experiment)s, %(arm)s
         FROM commit_mode
         RETURNING id, created_at
     )
@@ -197,6 +199,8 @@ def log_recommendation(conn: sa.Connection, served: ServedList, *, synchronous_c
         "filters": json.dumps(served.filters),
         "session": served.session_key,
         "action": served.action,
+        "experiment": served.experiment_id,
+        "arm": served.arm,
         "ranks": list(range(1, len(items) + 1)),
         "keys": [i.slot_key for i in items],
         "scores": [i.score for i in items],

@@ -6,6 +6,8 @@
 steps, in order:
 
 1. the protection gate (``recsys.serving.gate``), fail-closed: a stopped player gets nothing;
+   a player it allows, while an experiment runs, gets the model version of the arm the
+   experiment assigns (``recsys.experiments.assign``), and everything else stays the same;
 2. for a trigger past the session limit or in the night hours, no games (the tracker's decision);
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
    disabled and out-of-market slots removed as the player's query found them
@@ -30,9 +32,10 @@ from recsys.db import versions
 from recsys.db.catalogue import similar_by_pgvector
 from recsys.db.engine import connection
 from recsys.errors import NotFound, NotReady
+from recsys.experiments import Arm, assign
 from recsys.serving.candidates import generate_candidates
 from recsys.serving.gate import Protection, protection_gate
-from recsys.serving.model import model_logits, towers_from_played
+from recsys.serving.model import ServingModel, model_logits, towers_from_played
 from recsys.serving.ranking import RankedItem, rank
 from recsys.serving.state import ServingState, Snapshot
 
@@ -140,7 +143,10 @@ def make_list(
         raise NotReady("the slot catalogue is not loaded yet")
     model = snap.model
     version_id = model.version_id if model is not None else _active_version_id(serving)
-    player = db.find_player(conn, player_id, version_id, market=market,
+    arm, arm_model = _arm(snap, player_id)
+    # The arm is a hash of the player id, known before the player is read: read the arm version's
+    # player vector and top-N (the gate below decides whether the arm is used at all).
+    player = db.find_player(conn, player_id, version_id if arm is None else arm.version_id, market=market,
                             played_days=serving.settings.ranking.exclude_played_days)
     market = player.market or market
     protection = Protection(player.self_excluded_until, player.cooling_off_until, player.marketing_consent,
@@ -149,17 +155,17 @@ def make_list(
     items: list[RankedItem] = []
     logged_context = context_key  # as asked, even a slot this process does not know yet
     filters = list_filters(serving.settings, k, market, gate=gate or "allowed")
-    if gate is not None:
-        suppressed = gate
-    elif late_reason is not None:
-        suppressed = late_reason
+    if gate is not None or late_reason is not None:
+        suppressed, arm = gate or late_reason, None  # only lists with games are split
     else:
         suppressed = None
+        if arm is not None:
+            model, version_id = arm_model, arm.version_id
         # A slot added a moment ago may not be in this process's catalogue yet: then the player's
         # recent slots seed the list instead.
         if context_key is not None and context_key not in snap.catalogue.slots:
             context_key = None
-        items, chosen = _ranked_items(serving, snap, player, version_id, context_key, market, k)
+        items, chosen = _ranked_items(serving, snap, model, player, version_id, context_key, market, k)
         filters.update(chosen)
     if continuous_seconds is not None:
         filters["continuous_seconds"] = continuous_seconds
@@ -168,6 +174,7 @@ def make_list(
         recommendation_id, player.key, version_id, trigger, logged_context, market, suppressed, filters,
         tuple(db.ServedItem(i.slot_key, i.score, i.reason, i.explored) for i in items),
         session_key=session_key, action=None if gate is not None else action,
+        experiment_id=None if arm is None else snap.experiment.id, arm=None if arm is None else arm.name,
     )
     if synchronous_commit is None:
         synchronous_commit = serving.settings.serving.log_synchronous_commit
@@ -190,12 +197,26 @@ def make_list(
     )
 
 
+def _arm(snap: Snapshot, player_id: str) -> tuple[Arm | None, ServingModel | None]:
+    """The running experiment's arm for this player and the model it ranks with (None for a
+    popularity arm); no arm when no experiment runs or this process has not loaded its version."""
+    experiment = snap.experiment
+    if experiment is None:
+        return None, None
+    arm = assign(experiment, player_id)
+    if arm.version_id is None:
+        return arm, None
+    model = snap.model_of(arm.version_id)
+    return (arm, model) if model is not None else (None, None)
+
+
 def _ranked_items(
-    serving: ServingState, snap: Snapshot, player: db.PlayerRow, version_id, context_key, market, k
+    serving: ServingState, snap: Snapshot, model: ServingModel | None, player: db.PlayerRow, version_id,
+    context_key, market, k,
 ) -> tuple[list[RankedItem], dict]:
-    """The policy's list for an allowed player, and the filters that made it."""
+    """The policy's list for an allowed player ranked by ``model`` (the active version's, or an
+    experiment arm's), and the filters that made it."""
     config = serving.settings.ranking
-    model = snap.model
     towers = player.towers
     if towers is None and model is not None:
         towers = towers_from_played(model, player.recent_keys)

@@ -3,8 +3,9 @@
 One immutable :class:`Snapshot` (catalogue, play and feedback counts, the popularity list, the
 version in memory) sits behind one reference. A request reads the reference once and works on
 that snapshot; a change builds a new snapshot and swaps the reference. A background thread
-LISTENs on ``recsys_versions`` (a version was activated) and ``recsys_catalogue`` (a statement
-changed ``slots``), reloads off the request path, and every ``serving_refresh_seconds`` refreshes
+LISTENs on ``recsys_versions`` (a version was activated), ``recsys_catalogue`` (a statement
+changed ``slots``) and ``recsys_experiments`` (an experiment started or stopped), reloads off the
+request path, and every ``serving_refresh_seconds`` refreshes
 catalogue and counts in case a notification was lost.
 """
 
@@ -14,16 +15,19 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from recsys.db import catalogue as catalogue_db
+from recsys.db import experiments as experiments_db
 from recsys.db import versions
 from recsys.db.engine import ping
 from recsys.db.listener import Listener
 from recsys.db.versions import SlotVectors
 from recsys.errors import RecsysError
+from recsys.experiments import Experiment
 from recsys.index import set_threads
 from recsys.serving.candidates import explore_pool
 from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
@@ -40,8 +44,17 @@ class Snapshot:
     popular: np.ndarray  # active keys, most played first
     model: ServingModel | None  # None: no active version, or not loaded yet
     catalogue_loaded: bool
+    experiment: Experiment | None = None  # the running experiment, once its arms' versions are loaded
+    arm_models: Mapping[int, ServingModel] = field(default_factory=dict)
+    """The versions the experiment's arms rank with, other than the active one (``model``), by id."""
     # Per-snapshot work that lists would otherwise repeat, made on first use (by market).
     _explore_pools: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def model_of(self, version_id: int) -> ServingModel | None:
+        """The version's model in this snapshot (the active one or an arm's), or None."""
+        if self.model is not None and self.model.version_id == version_id:
+            return self.model
+        return self.arm_models.get(version_id)
 
     def explore_pool(self, market: str | None, max_impressions: int) -> np.ndarray:
         """``recsys.serving.candidates.explore_pool`` of this snapshot, made once per market."""
@@ -73,6 +86,7 @@ class ServingState:
         self.snapshot = Snapshot(empty, SlotStats(), np.zeros(0, dtype=np.int64), None, False)
         self.last_error: str | None = None
         self._version: _Version | None = None
+        self._arms: dict[int, _Version] = {}  # the rows of ``snapshot.arm_models``, by version
         # Guards read-modify-write of ``snapshot``. Requests never take it (they read the reference
         # once); a catalogue change holds it while it rebuilds the model's provisional rows and FAISS
         # index (milliseconds for a few hundred slots, seconds at 10^4), which only delays other reloads.
@@ -96,7 +110,7 @@ class ServingState:
             self._failed("catalogue", exc)
         self._listener = Listener(
             self.url,
-            (versions.CHANNEL, catalogue_db.CHANNEL),
+            (versions.CHANNEL, catalogue_db.CHANNEL, experiments_db.CHANNEL),
             self._on_notifies,
             on_connect=lambda first: self.reload_all(),
             on_idle=self._on_idle,
@@ -114,6 +128,8 @@ class ServingState:
             self.refresh_catalogue()
         if versions.CHANNEL in channels:
             self.load_active_version()
+        if versions.CHANNEL in channels or experiments_db.CHANNEL in channels:
+            self.load_experiment()
 
     def _on_idle(self) -> None:
         self.refresh_catalogue()
@@ -121,11 +137,13 @@ class ServingState:
             self.refresh_stats()
         if self.snapshot.model is None:
             self.load_active_version()
+        self.load_experiment()  # one query when nothing changed: a lost notification costs one refresh
 
     def reload_all(self) -> None:
         self.refresh_catalogue()
         self.refresh_stats()
         self.load_active_version()
+        self.load_experiment()
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.last_error = f"loading the {what} failed: {exc}"
@@ -139,11 +157,16 @@ class ServingState:
             with self._swap:
                 model = self._rebuilt_for(catalogue)
                 snap = self.snapshot
+                arm_models = {}
+                for version_id, model_of_arm in snap.arm_models.items():
+                    self._arms[version_id], arm_models[version_id] = self._rebuilt(
+                        self._arms[version_id], model_of_arm, catalogue)
                 self.snapshot = dataclasses.replace(
                     snap,
                     catalogue=catalogue,
                     popular=popularity_order(catalogue, snap.stats),
                     model=model,
+                    arm_models=arm_models,
                     catalogue_loaded=True,
                 )
             if model is not None and model is not snap.model:  # provisional rows for new slots
@@ -172,22 +195,15 @@ class ServingState:
                 return
             started = time.perf_counter()
             try:
-                vectors = versions.load_slot_vectors(self.engine, active.id)
-                try:
-                    weights = versions.load_weights(self.engine, active.id)
-                except versions.VersionError:
-                    weights = None  # lists are ranked by similarity alone
                 catalogue = self.snapshot.catalogue
-                loaded = _Version(vectors, weights, _new_slots(catalogue, vectors))
+                loaded = self._load(active.id, catalogue)
                 model = self._build(loaded, catalogue)
             except (RecsysError, ValueError) as exc:  # ValueError: a stored config this code cannot read
                 self._failed(f"active version {active.id}", exc)
                 return
             with self._swap:
                 if self.snapshot.catalogue is not catalogue:  # changed while building: rows for new slots
-                    catalogue = self.snapshot.catalogue
-                    loaded = dataclasses.replace(loaded, new_slots=_new_slots(catalogue, vectors))
-                    model = self._build(loaded, catalogue)
+                    loaded, model = self._rebuilt(loaded, model, self.snapshot.catalogue)
                 self._version = loaded
                 self.snapshot = dataclasses.replace(self.snapshot, model=model)
             seconds = time.perf_counter() - started
@@ -198,6 +214,50 @@ class ServingState:
                 model.version_id, model.slot_keys.size, int(model.provisional.sum()),
                 self.settings.serving.index_factory, seconds,
             )
+
+    def load_experiment(self) -> None:
+        """Load the running experiment and the versions its arms need besides the active one, and
+        swap them in together; a version already in memory is reused. When an arm's version cannot
+        be loaded, this process serves without the experiment (every list as without one) and
+        ``last_error`` says why, rather than serve half an experiment."""
+        with self._version_lock:
+            experiment = experiments_db.running(self.engine)
+            snap = self.snapshot
+            catalogue = snap.catalogue
+            active = None if snap.model is None else snap.model.version_id
+            wanted = set() if experiment is None else experiment.version_ids() - {active}
+            if experiment == snap.experiment and wanted == set(snap.arm_models):
+                return
+            loaded, models = {}, {}
+            try:
+                for version_id in sorted(wanted):
+                    if version_id in snap.arm_models:
+                        loaded[version_id], models[version_id] = self._arms[version_id], snap.arm_models[version_id]
+                    else:
+                        loaded[version_id] = self._load(version_id, catalogue)
+                        models[version_id] = self._build(loaded[version_id], catalogue)
+            except (RecsysError, ValueError) as exc:
+                self._failed(f"versions of experiment {experiment.name!r}", exc)
+                experiment, loaded, models = None, {}, {}
+            with self._swap:
+                if self.snapshot.catalogue is not catalogue:  # changed while building: rows for new slots
+                    catalogue = self.snapshot.catalogue
+                    for version_id in loaded:
+                        loaded[version_id], models[version_id] = self._rebuilt(
+                            loaded[version_id], models[version_id], catalogue)
+                self._arms = loaded
+                self.snapshot = dataclasses.replace(self.snapshot, experiment=experiment, arm_models=models)
+            if experiment is not None:
+                log.info("experiment %r: arms %s; %d version(s) in memory besides the active one", experiment.name,
+                         ", ".join(f"{a.name}={a.version_label}:{a.weight}" for a in experiment.arms), len(models))
+
+    def _load(self, version_id: int, catalogue: Catalogue) -> _Version:
+        vectors = versions.load_slot_vectors(self.engine, version_id)
+        try:
+            weights = versions.load_weights(self.engine, version_id)
+        except versions.VersionError:
+            weights = None  # lists are ranked by similarity alone
+        return _Version(vectors, weights, _new_slots(catalogue, vectors))
 
     def _build(self, loaded: _Version, catalogue: Catalogue) -> ServingModel:
         v = loaded.vectors
@@ -211,11 +271,16 @@ class ServingState:
         loaded, model = self._version, self.snapshot.model
         if loaded is None or model is None or model.version_id != loaded.vectors.version_id:
             return model
+        self._version, model = self._rebuilt(loaded, model, catalogue)
+        return model
+
+    def _rebuilt(self, loaded: _Version, model: ServingModel, catalogue: Catalogue) -> tuple[_Version, ServingModel]:
+        """A version and its model, rebuilt when the catalogue's slots without a trained row changed."""
         new_slots = _new_slots(catalogue, loaded.vectors)
         if new_slots == loaded.new_slots:
-            return model
-        self._version = dataclasses.replace(loaded, new_slots=new_slots)
-        return self._build(self._version, catalogue)
+            return loaded, model
+        loaded = dataclasses.replace(loaded, new_slots=new_slots)
+        return loaded, self._build(loaded, catalogue)
 
     # --- what requests ask -----------------------------------------------------------------------
 

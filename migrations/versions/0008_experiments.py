@@ -5,16 +5,16 @@ An experiment splits the players who pass the protection gate between arms, each
 arm that made it next to its model version. ``v_experiment_items`` / ``v_experiment_outcomes`` give
 analysts the per-arm outcomes `recsys experiment report` computes its intervals from.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
