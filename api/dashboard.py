@@ -239,8 +239,11 @@ def _experiments(state: State, session, status: int = 200, error: str | None = N
         }
         shown.append((experiment, out, charts_by_metric))
     candidates = [v for v in versions.list_versions(engine, 100) if v.status in experiment_store.SERVABLE]
+    control = next((v.id for v in candidates if v.status == "active"), None)
+    challenger = next((v.id for v in candidates if v.id != control), None)
+    example = f"control={control or 12}:50 candidate={challenger or 13}:50"
     return page("experiments", status, session=session, experiments=shown, metrics=domain.METRICS,
-                shown=domain.shown, candidates=candidates, error=error, form=form or {},
+                shown=domain.shown, candidates=candidates, example=example, error=error, form=form or {},
                 running=any(e.status == "running" for e, _, _ in shown))
 
 
