@@ -45,24 +45,23 @@ def invalid_input(exc: InputError) -> ProblemDetailsException:
     )
 
 
-def version_conflict(exc: VersionError) -> ProblemDetailsException:
+def _conflict(kind: str, exc: Exception, key: str, value: object) -> ProblemDetailsException:
+    """409: the named ``kind`` (``model version``, ``experiment``) cannot do what was asked now."""
     return ProblemDetailsException(
         status_code=409,
-        type_=TYPE_BASE + "version-conflict",
-        title="The model version cannot do that",
+        type_=TYPE_BASE + f"{kind.split()[-1]}-conflict",
+        title=f"The {kind} cannot do that",
         detail=str(exc),
-        extra={"version": exc.version_id},
+        extra={key: value},
     )
+
+
+def version_conflict(exc: VersionError) -> ProblemDetailsException:
+    return _conflict("model version", exc, "version", exc.version_id)
 
 
 def experiment_conflict(exc: ExperimentError) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        status_code=409,
-        type_=TYPE_BASE + "experiment-conflict",
-        title="The experiment cannot do that",
-        detail=str(exc),
-        extra={"experiment": exc.name},
-    )
+    return _conflict("experiment", exc, "experiment", exc.name)
 
 
 def api_key_error(exc: ApiKeyError) -> ProblemDetailsException:
