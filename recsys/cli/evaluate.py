@@ -312,7 +312,7 @@ def ncf_config_from_args(args: argparse.Namespace, settings: Any, n_pairs: int) 
     if args.preset == "worker":
         from recsys.worker import ncf_config
 
-        base = ncf_config(settings, n_pairs)
+        base = ncf_config(settings.training, n_pairs)
     else:
         base = NCFConfig()
     try:

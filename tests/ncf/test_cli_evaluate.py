@@ -219,9 +219,9 @@ def test_the_worker_preset_is_the_model_recsys_train_trains(tmp_path, planted_fa
     assert parsed.func(parsed, settings) == 0
     result = json.loads(capsys.readouterr().out)
     n_pairs = len(Path(args[1]).read_text().splitlines())
-    expected = ncf_config(settings, n_pairs).replace(seed=4, threads=1, gmf_epochs=1, mlp_epochs=1).to_dict()
+    expected = ncf_config(settings.training, n_pairs).replace(seed=4, threads=1, gmf_epochs=1, mlp_epochs=1).to_dict()
     assert result["config"] == expected
-    assert result["config"]["user_history"] == settings.train_user_history
+    assert result["config"]["user_history"] == settings.training.user_history
     assert result["epochs"] == {"gmf": {"trained": 1, "kept": 1}, "mlp": {"trained": 1, "kept": 1},
                                 "neumf": {"trained": 0, "kept": 0}}
 
