@@ -27,9 +27,15 @@ cluster with ``n_c`` of the ``N`` slots expects ``(n_c - 1) / (N - 1)``, average
 Columns: every slot with training pairs, then the slots played by at least ``--well-played``
 players in training and the others (their vectors got few updates).
 
+**Co-occurrence vectors.** Both parts also measure ``recsys.baselines.spectral_item_vectors`` on
+the same training pairs: the worker's kind ``cooc`` (served by default), each of its two bands alone
+and plain truncations (``spectral_variants``); the casino part adds item-kNN with shrink 10 and 50
+neighbours (``bench/bench_casino_quality.py``'s). ``--skip-models`` trains no NCF model and prints
+these rows only.
+
 Run (the ML-1M data stays in ../shared, nothing is copied; the casino lives in memory):
 
-    python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N]
+    python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N] [--skip-models]
         [--data ../shared/data/ml-1m-ncf] [--ml1m-model worker|ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
         [--players 200000] [--slots 1000] [--days 90] [--seed 0]
 """

@@ -218,9 +218,9 @@ class ItemKNN:
 # ``(weight, dim, power)`` of :func:`spectral_item_vectors`. One band keeps 256 directions with
 # their square-root eigenvalues (fine detail: MovieLens-1M's next item), the other the 32 leading
 # ones weighted by ``w^1.5`` (the broad groups: a casino's taste clusters). Measured on both in
-# bench/bench_similarity.py (docs/training.md): 0.119 / 0.151 (among unseen) on the ML-1M proxy
-# against item-kNN's 0.117 / 0.151, 0.895 / 0.860 of a slot's neighbours in its cluster on the
-# demo casinos against item-kNN's 0.797 / 0.747.
+# bench/bench_similarity.py (docs/training.md): 0.1194 / 0.1511 (among unseen) on the ML-1M proxy
+# against item-kNN's 0.1170 / 0.1507, 0.877 / 0.831 of a slot's neighbours in its cluster on the
+# two demo casinos against item-kNN's 0.799 / 0.744.
 SPECTRAL_ALPHA = 0.3
 SPECTRAL_BANDS = ((0.6, 256, 0.5), (0.4, 32, 1.5))
 
