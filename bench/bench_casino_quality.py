@@ -50,8 +50,8 @@ def main() -> None:
     from recsys.baselines import ItemKNN
     from recsys.evaluation import evaluate_sampled, hit_ratio_callback
     from recsys.ncf.training import train
-    from recsys.ncf.vectors import item_vectors, most_similar, usable_kind
-    from recsys.worker import _kept_epochs, baseline_metrics, evaluation_cases, ncf_config
+    from recsys.ncf.vectors import most_similar
+    from recsys.worker import _kept_epochs, baseline_metrics, evaluation_cases, ncf_config, slot_similarity_vectors
 
     players, slots, days = SCALES[args.scale]
     rows = []
@@ -83,8 +83,8 @@ def main() -> None:
 
         slot_cluster = casino.slot_clusters.set_index("slot_key")["cluster"].reindex(data.slot_keys).to_numpy()
         played = np.unique(train_i)
-        kind = usable_kind(model, settings.training.similarity_vector)
-        served = cluster_share(most_similar(item_vectors(model, kind), played), played, slot_cluster)
+        kind, vectors = slot_similarity_vectors(model, settings.training, train_u, train_i, n_players, n_slots)
+        served = cluster_share(most_similar(vectors, played), played, slot_cluster)
         knn = ItemKNN(train_u, train_i, n_players, n_slots)
         co = cluster_share(np.stack([knn.similar_items(int(i))[0] for i in played]), played, slot_cluster)
         rows.append((seed, figures, ranked, train_seconds, baseline_seconds, kind, served, co, config,

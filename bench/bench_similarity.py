@@ -27,9 +27,15 @@ cluster with ``n_c`` of the ``N`` slots expects ``(n_c - 1) / (N - 1)``, average
 Columns: every slot with training pairs, then the slots played by at least ``--well-played``
 players in training and the others (their vectors got few updates).
 
+**Co-occurrence vectors.** Both parts also measure ``recsys.baselines.spectral_item_vectors`` on
+the same training pairs: the worker's kind ``cooc`` (served by default), each of its two bands alone
+and plain truncations (``spectral_variants``); the casino part adds item-kNN with shrink 10 and 50
+neighbours (``bench/bench_casino_quality.py``'s). ``--skip-models`` trains no NCF model and prints
+these rows only.
+
 Run (the ML-1M data stays in ../shared, nothing is copied; the casino lives in memory):
 
-    python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N]
+    python bench/bench_similarity.py [--ml1m-only | --synthetic-only] [--threads N] [--skip-models]
         [--data ../shared/data/ml-1m-ncf] [--ml1m-model worker|ncf] [--epochs N] [--gmf-epochs N] [--mlp-epochs N]
         [--players 200000] [--slots 1000] [--days 90] [--seed 0]
 """
@@ -105,12 +111,31 @@ def played_item_scores(model) -> dict:
     }
 
 
+def spectral_variants(
+    user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, served_kind: str
+) -> dict:
+    """Co-occurrence vectors (``recsys.baselines.spectral_item_vectors``): the worker's kind ``cooc``
+    and each of its two bands alone, plus the plain truncations it was chosen against."""
+    from recsys.baselines import SPECTRAL_ALPHA, SPECTRAL_BANDS, spectral_item_vectors
+
+    variants = {"cooc (served)" if served_kind == "cooc" else "cooc": SPECTRAL_BANDS}
+    for _, dim, power in SPECTRAL_BANDS:
+        variants[f"cooc d{dim} p{power}"] = ((1.0, dim, power),)
+    for dim in (64, 128):
+        variants[f"cooc d{dim} p0.5"] = ((1.0, dim, 0.5),)
+    return {
+        name: spectral_item_vectors(user_idx, item_idx, n_users, n_items, bands=bands, alpha=SPECTRAL_ALPHA)
+        for name, bands in variants.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--ml1m-only", action="store_true", help="run the MovieLens-1M part only")
     only.add_argument("--synthetic-only", action="store_true", help="run the synthetic-casino part only")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every training run")
+    parser.add_argument("--skip-models", action="store_true", help="train no NCF model: co-occurrence rows only")
     ml1m = parser.add_argument_group("MovieLens-1M")
     ml1m.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ml1m.add_argument(
@@ -141,12 +166,8 @@ def main() -> None:
 
 def next_item_on_ml1m(args: argparse.Namespace) -> None:
     from recsys.baselines import ItemKNN, Popularity
-    from recsys.ncf.config import NCFConfig
-    from recsys.ncf.training import train
-    from recsys.ncf.vectors import VECTOR_KINDS, item_vectors
     from recsys.ncf_files import read_ratings
     from recsys.settings import Settings
-    from recsys.worker import ncf_config
 
     train_rows = read_ratings(args.data / "ml-1m.train.rating")
     test_rows = read_ratings(args.data / "ml-1m.test.rating")
@@ -163,6 +184,35 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
     seen = [train_rows.item_idx[order[a:b]] for a, b in bounds.T]
 
     settings = Settings()
+    rows = []
+    if not args.skip_models:
+        rows = neumf_rows(args, settings, train_rows, n_users, n_items, queries, targets, seen)
+    print(f"{users.shape[0]} users with timestamps; query = item rated last in train, target = test item\n")
+
+    for name, vectors in spectral_variants(
+        train_rows.user_idx, train_rows.item_idx, n_users, n_items, settings.training.similarity_vector
+    ).items():
+        rows.append((name, *hits(lambda q, v=vectors: ranking_from_similarity(v[q] @ v.T, q),
+                                 queries, targets, seen, n_items)))
+    knn = ItemKNN(train_rows.user_idx, train_rows.item_idx, n_users, n_items, neighbors=None, shrink=0.0)
+    rows.append(("item-kNN cosine", *hits(lambda q: ranking_from_similarity(knn.similarity[q], q),
+                                          queries, targets, seen, n_items)))
+    counts = Popularity(train_rows.user_idx, train_rows.item_idx, n_items).counts
+    rows.append(("popularity", *hits(lambda q: ranking_from_similarity(np.tile(counts, (q.shape[0], 1)), q),
+                                     queries, targets, seen, n_items)))
+
+    print(f"{'vectors':<20}{'hit@10':>8}{'hit@10 unseen':>15}")
+    for name, raw, unseen in rows:
+        print(f"{name:<20}{raw:>8.4f}{unseen:>15.4f}")
+
+
+def neumf_rows(args, settings, train_rows, n_users: int, n_items: int, queries, targets, seen) -> list:
+    """Train the ML-1M NeuMF (``--ml1m-model``) and measure each vector kind and played-item score of it."""
+    from recsys.ncf.config import NCFConfig
+    from recsys.ncf.training import train
+    from recsys.ncf.vectors import VECTOR_KINDS, item_vectors
+    from recsys.worker import ncf_config
+
     if args.ml1m_model == "worker":
         config = ncf_config(settings, len(train_rows)).replace(threads=args.threads)
         label = f"the worker's NeuMF (players from their items: {config.user_history}, {config.factors} factors)"
@@ -181,8 +231,6 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
     print(f"{label} trained in {time.perf_counter() - started:.0f} s "
           f"(GMF {config.stage('gmf').epochs} + MLP {config.stage('mlp').epochs} pre-training epochs, "
           f"{config.finetune_epochs} fine-tuning; served slot vector: {settings.similarity_vector})")
-    print(f"{users.shape[0]} users with timestamps; query = item rated last in train, target = test item\n")
-
     rows = []
     for kind in VECTOR_KINDS:
         vectors = item_vectors(model, kind)
@@ -192,16 +240,7 @@ def next_item_on_ml1m(args: argparse.Namespace) -> None:
     for name, score_rows in played_item_scores(model).items():
         rows.append((name, *hits(lambda q, f=score_rows: ranking_from_similarity(f(q), q),
                                  queries, targets, seen, n_items)))
-    knn = ItemKNN(train_rows.user_idx, train_rows.item_idx, n_users, n_items, neighbors=None, shrink=0.0)
-    rows.append(("item-kNN cosine", *hits(lambda q: ranking_from_similarity(knn.similarity[q], q),
-                                          queries, targets, seen, n_items)))
-    counts = Popularity(train_rows.user_idx, train_rows.item_idx, n_items).counts
-    rows.append(("popularity", *hits(lambda q: ranking_from_similarity(np.tile(counts, (q.shape[0], 1)), q),
-                                     queries, targets, seen, n_items)))
-
-    print(f"{'vectors':<20}{'hit@10':>8}{'hit@10 unseen':>15}")
-    for name, raw, unseen in rows:
-        print(f"{name:<20}{raw:>8.4f}{unseen:>15.4f}")
+    return rows
 
 
 def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
@@ -242,7 +281,7 @@ def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
         same = (cluster[neighbours] == cluster[:, None]).mean(axis=1)
         rows.append((name, [float(same[mask].mean()) if mask.any() else float("nan") for mask in groups.values()]))
 
-    for model_kind in ("neumf", "gmf", "mlp"):
+    for model_kind in () if args.skip_models else ("neumf", "gmf", "mlp"):
         config = ncf_config(settings.replace(train_model=model_kind).training, data.n_pairs)
         config = config.replace(threads=args.threads)
         t = time.perf_counter()
@@ -259,8 +298,13 @@ def clusters_on_synthetic_casino(args: argparse.Namespace) -> None:
             if usable_kind(model, kind) == kind:
                 add(f"{model_kind} {kind}", most_similar(item_vectors(model, kind), slots, K))
 
+    served_kind = settings.training.similarity_vector
+    for name, vectors in spectral_variants(train_u, train_i, n_players, n_slots, served_kind).items():
+        add(name, most_similar(vectors, slots, K))
     knn = ItemKNN(train_u, train_i, n_players, n_slots, neighbors=None, shrink=0.0)
     add("item-kNN cosine", ranking_from_similarity(knn.similarity, slots)[:, :K])
+    knn = ItemKNN(train_u, train_i, n_players, n_slots)  # bench_casino_quality's: shrink 10, 50 neighbours
+    add("item-kNN s10 n50", ranking_from_similarity(knn.similarity, slots)[:, :K])
     counts = Popularity(train_u, train_i, n_slots).counts
     add("popularity", ranking_from_similarity(np.tile(counts, (n_slots, 1)), slots)[:, :K])
     sizes = np.bincount(cluster)

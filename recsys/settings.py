@@ -211,8 +211,9 @@ class Training(Group):
         "RECSYS_EVAL_MAX_PLAYERS", 20000, "At most this many holdout players are evaluated (sampled).", at_least=1
     )
     similarity_vector: str = setting(
-        "RECSYS_SIMILARITY_VECTOR", "gmf",
-        "Slot vector FAISS indexes (docs/training.md; an MLP-only model uses mlp).", choices=("gmf", "concat", "mlp"),
+        "RECSYS_SIMILARITY_VECTOR", "cooc",
+        "Slot vector FAISS indexes: cooc (co-occurrence of the training pairs) or the model's gmf, concat, mlp "
+        "(docs/training.md; an MLP-only model uses mlp).", choices=("cooc", "gmf", "concat", "mlp"),
     )
     keep_versions: int = setting(
         "RECSYS_KEEP_VERSIONS", 3, "Finished non-active versions whose embeddings are kept.", at_least=0

@@ -229,7 +229,6 @@ def _train_and_publish(
     from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback
     from recsys.ncf.plots import plot_training_curve
     from recsys.ncf.training import train
-    from recsys.ncf.vectors import item_vectors, usable_kind
     from recsys.offline import top_n
 
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
@@ -308,8 +307,7 @@ def _train_and_publish(
 
     t = time.perf_counter()
     state = model.state()
-    vector_kind = usable_kind(model, settings.training.similarity_vector)
-    similarity = item_vectors(model, vector_kind)
+    vector_kind, similarity = slot_similarity_vectors(model, settings.training, train_u, train_i, n_players, n_slots)
     versions.write_embeddings(
         engine, version_id, data.player_keys, model.user_factors, data.slot_keys, model.item_factors, similarity
     )
@@ -452,6 +450,23 @@ def baseline_refusal(gate: Gate, metrics: dict[str, Any]) -> str | None:
                 + (f" by more than the margin {margin:g}" if margin else "")
             )
     return None
+
+
+def slot_similarity_vectors(model, training: Training, train_u, train_i, n_players: int, n_slots: int):
+    """The slot vectors a version indexes for similar slots: ``(kind, vectors)``, unit-norm rows.
+
+    ``cooc``: the co-occurrence vectors of the training pairs (``recsys.baselines.spectral_item_vectors``);
+    any other kind: that vector of the trained model (``recsys.ncf.vectors``; a model lacking the
+    tower falls back to its own).
+    """
+    if training.similarity_vector == "cooc":
+        from recsys.baselines import spectral_item_vectors
+
+        return "cooc", spectral_item_vectors(train_u, train_i, n_players, n_slots)
+    from recsys.ncf.vectors import item_vectors, usable_kind
+
+    kind = usable_kind(model, training.similarity_vector)
+    return kind, item_vectors(model, kind)
 
 
 def evaluation_cases(data: InteractionData, holdout: Holdout, training: Training):

@@ -19,12 +19,14 @@ Every kind is returned L2-normalised, so inner product is cosine similarity (FAI
 top 10 of the previous one?) ``concat`` did best of the kinds by a little (0.108, or 0.130 among
 unseen items, against 0.104 / 0.113 for ``gmf``). On a synthetic casino (the share of a slot's 10
 nearest slots in its latent cluster, random 0.105) ``gmf`` did best by a lot: 0.816 against 0.793
-for ``concat_h``, 0.767 for ``concat`` and 0.582 for ``mlp``; so ``gmf`` is the worker's default
-(``RECSYS_SIMILARITY_VECTOR``). Item-kNN co-occurrence beat every kind on both (0.117 / 0.151 and
+for ``concat_h``, 0.767 for ``concat`` and 0.582 for ``mlp``; so ``gmf`` is the best model vector
+(``RECSYS_SIMILARITY_VECTOR=gmf``). Item-kNN co-occurrence beat every kind on both (0.117 / 0.151 and
 0.922) with players as free rows; with players built from their slots (``NCFConfig.user_history``)
 the ``gmf`` vectors beat it on the demo casino (0.850 / 0.834 against 0.797 / 0.747, two seeds,
 ``bench/bench_casino_quality.py``) but not on ML-1M (0.090 against 0.117, the worker's model; every
-other kind of that model is below item-kNN there too, docs/training.md).
+other kind of that model is below item-kNN there too, docs/training.md). So the worker's default is
+``cooc``, co-occurrence vectors of the training pairs (``recsys.baselines.spectral_item_vectors``),
+which match or beat item-kNN on both.
 """
 
 from __future__ import annotations

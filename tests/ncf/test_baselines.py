@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.baselines import EASE, ItemKNN, Popularity, TrainItems, ease_on_grid
+from recsys.baselines import EASE, ItemKNN, Popularity, TrainItems, ease_on_grid, spectral_item_vectors
 from recsys.evaluation import evaluate_sampled
+from recsys.ncf.vectors import most_similar
 
 
 def test_popularity_counts_distinct_users() -> None:
@@ -28,6 +29,54 @@ def test_item_knn_cosine_on_a_hand_example() -> None:
     np.testing.assert_allclose(model.score_all(np.array([2]))[0], model.score(np.full(4, 2), np.arange(4)), rtol=1e-6)
     ids, sims = model.similar_items(1, k=2)
     assert ids.tolist() == [0, 2]
+
+
+def test_spectral_vectors_keep_two_disjoint_blocks_apart() -> None:
+    # Users 0-3 play slots {0, 1, 2} (each a different pair or all three), users 4-6 slots {3, 4}; slot 5 unplayed.
+    users = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6])
+    items = np.array([0, 1, 1, 2, 0, 2, 0, 1, 2, 3, 4, 3, 4, 3])
+    vectors = spectral_item_vectors(users, items, n_users=7, n_items=6, bands=[(1.0, 2, 0.5)])
+    assert vectors.shape == (6, 3)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    assert vectors[5].tolist() == [0, 0, 1] and vectors[:5, 2].tolist() == [0] * 5  # the unplayed slot
+    assert [sorted(row) for row in most_similar(vectors, np.arange(3), k=2).tolist()] == [[1, 2], [0, 2], [0, 1]]
+    assert most_similar(vectors, np.array([3, 4]), k=1).tolist() == [[4], [3]]
+
+
+def dense_spectral(x: np.ndarray, alpha: float, dim: int, power: float) -> np.ndarray:
+    """One band of spectral_item_vectors computed directly from a dense 0/1 matrix."""
+    gram = x.T @ x
+    d = np.diag(gram).copy()
+    d[d == 0] = 1.0
+    w, v = np.linalg.eigh(gram / np.outer(d, d) ** alpha)
+    top = np.argsort(-w)[:dim]
+    out = v[:, top] * np.clip(w[top], 0, None) ** power
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-300)
+
+
+def test_spectral_vectors_equal_a_dense_computation_and_item_knn_at_full_rank() -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.random((40, 12)) < 0.3).astype(np.float64)
+    x[:, 11] = 0.0  # an item nobody has
+    users, items = np.nonzero(x)
+    for alpha, power, dim in ((0.3, 0.5, 5), (0.5, 1.0, 4), (0.5, 0.5, 12)):
+        vectors = spectral_item_vectors(users, items, 40, 12, bands=[(1.0, dim, power)], alpha=alpha)
+        expected = dense_spectral(x, alpha, dim, power)[:11]
+        # Eigenvectors are defined up to sign: compare in absolute value, and the cosines.
+        np.testing.assert_allclose(np.abs(vectors[:11, :-1]), np.abs(expected), atol=1e-5)
+        assert vectors[11].tolist() == [0] * dim + [1] and not vectors[:11, -1].any()
+        np.testing.assert_allclose(vectors[:11] @ vectors[:11].T, expected @ expected.T, atol=1e-5)
+    # alpha 0.5, power 0.5, full rank: the cosines are item-kNN's (shrink 0).
+    knn = ItemKNN(users, items, 40, 12, neighbors=None, shrink=0.0)
+    cosines = vectors[:11] @ vectors[:11].T
+    np.fill_diagonal(cosines, 0.0)
+    np.testing.assert_allclose(cosines, knn.similarity[:11, :11], atol=1e-5)
+    # Two bands (weights 0.25 and 0.75): their cosines averaged with those weights.
+    two = spectral_item_vectors(users, items, 40, 12, bands=[(0.25, 6, 0.5), (0.75, 3, 1.5)], alpha=0.3)
+    assert two.shape == (12, 10)
+    a, b = dense_spectral(x, 0.3, 6, 0.5), dense_spectral(x, 0.3, 3, 1.5)
+    np.testing.assert_allclose(two[:11] @ two[:11].T, (0.25 * a @ a.T + 0.75 * b @ b.T)[:11, :11], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(two, axis=1), 1.0, atol=1e-6)
 
 
 def test_neighbour_pruning_keeps_the_top_rows() -> None:
