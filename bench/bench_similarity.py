@@ -214,7 +214,7 @@ def neumf_rows(args, settings, train_rows, n_users: int, n_items: int, queries, 
     from recsys.worker import ncf_config
 
     if args.ml1m_model == "worker":
-        config = ncf_config(settings, len(train_rows)).replace(threads=args.threads)
+        config = ncf_config(settings.training, len(train_rows)).replace(threads=args.threads)
         label = f"the worker's NeuMF (players from their items: {config.user_history}, {config.factors} factors)"
     else:
         changes = {"threads": args.threads}
@@ -230,11 +230,11 @@ def neumf_rows(args, settings, train_rows, n_users: int, n_items: int, queries, 
     model = train(config, train_rows.user_idx, train_rows.item_idx, n_users, n_items)
     print(f"{label} trained in {time.perf_counter() - started:.0f} s "
           f"(GMF {config.stage('gmf').epochs} + MLP {config.stage('mlp').epochs} pre-training epochs, "
-          f"{config.finetune_epochs} fine-tuning; served slot vector: {settings.similarity_vector})")
+          f"{config.finetune_epochs} fine-tuning; served slot vector: {settings.training.similarity_vector})")
     rows = []
     for kind in VECTOR_KINDS:
         vectors = item_vectors(model, kind)
-        served = " (served)" if kind == settings.similarity_vector else ""
+        served = " (served)" if kind == settings.training.similarity_vector else ""
         rows.append((f"neumf {kind}{served}", *hits(lambda q, v=vectors: ranking_from_similarity(v[q] @ v.T, q),
                                             queries, targets, seen, n_items)))
     for name, score_rows in played_item_scores(model).items():
