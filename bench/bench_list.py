@@ -65,6 +65,7 @@ def main() -> int:
                         help="then profile the lists with cProfile and print the N costliest functions")
     args = parser.parse_args()
 
+    from recsys.db import engine as engine_module
     from recsys.db.engine import connection, create_engine
     from recsys.index import set_threads
     from recsys.serving import lists
@@ -81,15 +82,28 @@ def main() -> int:
 
     spent: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, list[float]] = defaultdict(list)
+    statements = {lists.db._PLAYER: "SQL: the player and the exclusions", lists.db._LOG: "SQL: the log and its commit"}
+    execute = engine_module.execute
+
+    def timed_statement(raw, statement):  # the statements of one list, told apart by their SQL
+        label = statements[statement.sql]
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        try:
+            return execute(raw, statement)
+        finally:
+            spent[label][-1] += time.perf_counter() - started
+            cpu[label][-1] += time.thread_time() - started_cpu
+
+    engine_module.execute = timed_statement
     stages = {
-        "SQL: the player and the exclusions": (lists.db, "find_player"),
-        "SQL: the log and its commit": (lists.db, "log_recommendation"),
+        **{label: None for label in statements.values()},
         "Python: candidates": (lists, "generate_candidates"),
         "Python: model logits": (lists, "model_logits"),
         "Python: ranking": (lists, "rank"),
     }
-    for label, (module, name) in stages.items():
-        timed(module, name, spent, cpu, label)
+    for label, stage in stages.items():
+        if stage is not None:
+            timed(*stage, spent, cpu, label)
 
     rng = random.Random(0)
     slot_keys = [state.snapshot.catalogue.key_of[s] for s in world["slot_ids"]]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -49,12 +51,7 @@ def create_engine(
     ``statement_timeout`` on each connection, so a request never waits behind a long lock.
     """
     url = url or libpq_url(settings)
-    options = {}
-    if session_limits:
-        options["options"] = (
-            f"-c lock_timeout={int(settings.serving.lock_timeout_ms)} "
-            f"-c statement_timeout={int(settings.serving.statement_timeout_ms)}"
-        )
+    options = {"options": session_limit_options(settings)} if session_limits else {}
     engine = sa.create_engine(
         sqlalchemy_url(url),
         pool_size=settings.database.pool_size,
@@ -73,12 +70,24 @@ def create_engine(
     return engine
 
 
+def session_limit_options(settings: Settings) -> str:
+    """libpq ``options`` that give every API connection its ``lock_timeout`` and ``statement_timeout``."""
+    return (
+        f"-c lock_timeout={int(settings.serving.lock_timeout_ms)} "
+        f"-c statement_timeout={int(settings.serving.statement_timeout_ms)}"
+    )
+
+
 def _raise_unavailable(engine: sa.Engine, url: str) -> None:
     @sa.event.listens_for(engine, "handle_error")
     def unavailable(context: sa.engine.ExceptionContext) -> None:
         original = context.original_exception
         if context.is_disconnect or isinstance(original, psycopg.OperationalError):
             raise DatabaseUnavailable(url, _reason(original)) from original
+
+
+def unavailable(url: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+    return DatabaseUnavailable(url, _reason(exc))
 
 
 def _reason(exc: BaseException) -> str:
@@ -98,7 +107,41 @@ def driver(conn: sa.Connection) -> Iterator[psycopg.Connection]:
     except psycopg.OperationalError as exc:
         if raw.broken or raw.closed:
             conn.invalidate()
-        raise DatabaseUnavailable(conn.engine.url.render_as_string(hide_password=True), _reason(exc)) from exc
+        raise unavailable(conn.engine.url.render_as_string(hide_password=True), exc) from exc
+
+
+# --- statements that a flow yields -------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One prepared statement that a flow needs run (``recsys.serving.lists``): the flow is a
+    generator that yields statements and is sent each one's first row (None: no row, or
+    ``fetch=False``), so the same code runs on a blocking connection (:func:`run`) or on the event
+    loop (``recsys.db.pool.AsyncPool.run``)."""
+
+    sql: str
+    params: Mapping[str, Any]
+    fetch: bool = True
+
+
+def run(conn: sa.Connection, steps: Generator[Statement, Any, T]) -> T:
+    """Drive ``steps`` on ``conn`` (in its transaction, or autocommit) and return what it returns."""
+    with driver(conn) as raw:
+        try:
+            statement = next(steps)
+            while True:
+                statement = steps.send(execute(raw, statement))
+        except StopIteration as done:
+            return done.value
+
+
+def execute(raw: psycopg.Connection, statement: Statement) -> tuple | None:
+    """One statement on a blocking connection, prepared: its first row when ``statement.fetch``."""
+    cursor = raw.execute(statement.sql, statement.params, prepare=True)
+    return cursor.fetchone() if statement.fetch else None
 
 
 def _redact(url: str) -> str:

@@ -1,9 +1,11 @@
 """Making a list: the one place where a served list is gated, built, logged and counted.
 
-:func:`make_list` is called for every list, whatever asked for it: ``GET .../recommendations``
-(through :func:`recommend`, on a connection of its own) and the long-session trigger
-(``recsys.tracker``, on the connection and inside the transaction that stores the events). Its
-steps, in order:
+One flow makes every list, whatever asked for it: ``GET .../recommendations`` (through
+:func:`recommend_async`, on the event loop, or :func:`recommend` on a blocking connection of its own
+while the active version is not in memory) and the long-session trigger (:func:`make_list`, from
+``recsys.tracker``, on the connection and inside the transaction that stores the events). The flow
+is a generator of its two statements (``recsys.db.engine.Statement``), so one piece of code serves
+both kinds of connection. Its steps, in order:
 
 1. the protection gate (``recsys.serving.gate``), fail-closed: a stopped player gets nothing;
    a player it allows, while an experiment runs, gets the model version of the arm the
@@ -11,8 +13,8 @@ steps, in order:
 2. for a trigger past the session limit or in the night hours, no games (the tracker's decision);
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
    disabled and out-of-market slots removed as the player's query found them
-   (``recsys.db.lists.find_player``), ranking (``recsys.serving.ranking``);
-4. the log: the list and its items in one statement (``recsys.db.lists.log_recommendation``);
+   (``recsys.db.lists.player_statement``), ranking (``recsys.serving.ranking``);
+4. the log: the list and its items in one statement (``recsys.db.lists.log_statement``);
 5. the metrics: served or suppressed, the fallbacks taken, the log write's duration.
 """
 
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -30,7 +33,7 @@ import numpy as np
 from recsys.db import lists as db
 from recsys.db import versions
 from recsys.db.catalogue import similar_by_pgvector
-from recsys.db.engine import connection
+from recsys.db.engine import Statement, connection, run
 from recsys.errors import NotFound, NotReady
 from recsys.experiments import Arm, assign
 from recsys.serving.candidates import generate_candidates
@@ -41,6 +44,8 @@ from recsys.serving.state import ServingState, Snapshot
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+    from recsys.db.pool import AsyncPool
 
 API = "api"
 SESSION_THRESHOLD = "session_threshold"
@@ -95,25 +100,59 @@ class MadeList:
 def recommend(
     serving: ServingState, player_id: str, *, k: int, context_slot: str | None = None, market: str | None = None
 ) -> RecommendationList:
-    """A list asked for by ``GET .../recommendations``, on a connection of its own.
+    """A list asked for by ``GET .../recommendations``, on a blocking connection of its own (from a
+    worker thread: the API uses it when :func:`recommend_async` cannot serve).
 
     ``market`` serves a player without one stored. Raises ``NotFound`` for an unknown player or
     context slot before anything is written.
     """
-    context_key = None
-    if context_slot is not None:
-        context_key = serving.snapshot.catalogue.key_of.get(context_slot)
-        if context_key is None:
-            raise NotFound("slot", context_slot)
+    snap = serving.snapshot
+    context_key = _context_key(snap, context_slot)
     with connection(serving.engine) as conn:
-        made = make_list(serving, conn, player_id, k=k, trigger=API, context_key=context_key, market=market)
+        made = run(conn, _flow(serving, snap, player_id, k=k, trigger=API, context_key=context_key, market=market))
+    return _answer(made)
+
+
+async def recommend_async(
+    serving: ServingState, pool: AsyncPool, player_id: str, *, k: int, context_slot: str | None = None,
+    market: str | None = None,
+) -> RecommendationList | None:
+    """:func:`recommend` on the event loop, with ``pool``'s connections; None when the active
+    version is not in memory (then the list needs blocking pgvector reads: :func:`recommend`)."""
+    snap = serving.snapshot
+    if snap.model is None:
+        return None
+    context_key = _context_key(snap, context_slot)
+    made = await pool.run(
+        lambda: _flow(serving, snap, player_id, k=k, trigger=API, context_key=context_key, market=market)
+    )
+    return _answer(made)
+
+
+def _context_key(snap: Snapshot, context_slot: str | None) -> int | None:
+    if context_slot is None:
+        return None
+    context_key = snap.catalogue.key_of.get(context_slot)
+    if context_key is None:
+        raise NotFound("slot", context_slot)
+    return context_key
+
+
+def _answer(made: MadeList) -> RecommendationList:
     suppression = None if made.suppressed is None else Suppression(made.suppressed)
     return RecommendationList(made.recommendation_id, made.player_id, made.version_id, made.items, suppression)
 
 
-def make_list(
+def make_list(serving: ServingState, conn: sa.Connection, player_id: str, **options) -> MadeList:
+    """Gate, build, log and count one list for ``player_id`` on ``conn`` (the steps of the module
+    docstring, in the caller's transaction); ``options`` are :func:`_flow`'s. Raises ``NotReady``
+    before the catalogue is loaded and ``NotFound`` for an unknown player, before anything is written."""
+    return run(conn, _flow(serving, serving.snapshot, player_id, **options))
+
+
+def _flow(
     serving: ServingState,
-    conn: sa.Connection,
+    snap: Snapshot,
     player_id: str,
     *,
     k: int,
@@ -125,20 +164,19 @@ def make_list(
     late_reason: str | None = None,
     action: str | None = None,
     synchronous_commit: bool | None = None,
-) -> MadeList:
-    """Gate, build, log and count one list for ``player_id`` on ``conn`` (the steps of the module
-    docstring); raises ``NotReady`` before the catalogue is loaded and ``NotFound`` for an unknown
-    player, before anything is written.
+) -> Generator[Statement, Any, MadeList]:
+    """The list as a flow of two statements (``recsys.db.engine.Statement``): the player's read,
+    then the log; the same code for a blocking connection and for the event loop.
 
     ``context_key``: the slot being played or looked at (None: the player's recent slots seed the
     list). ``market``: for a player without one stored (a player's own market always wins: a slot
     not offered there is never shown). A trigger passes its session (``session_key``,
     ``continuous_seconds``) and, past the session limit or in the night hours, the ``late_reason``
     and ``action`` that replace the games. ``synchronous_commit``: whether the log's commit waits
-    for the WAL flush; None: ``settings.serving.log_synchronous_commit`` (a caller whose transaction holds
-    acknowledged events passes True).
+    for the WAL flush; None: ``settings.serving.log_synchronous_commit`` (a caller whose transaction
+    holds acknowledged events passes True). Without the active version in ``snap``, the pgvector
+    fallback reads on ``serving.engine`` (blocking).
     """
-    snap = serving.snapshot
     if not snap.catalogue_loaded:
         raise NotReady("the slot catalogue is not loaded yet")
     model = snap.model
@@ -146,8 +184,10 @@ def make_list(
     arm, arm_model = _arm(snap, player_id)
     # The arm is a hash of the player id, known before the player is read: read the arm version's
     # player vector and top-N (the gate below decides whether the arm is used at all).
-    player = db.find_player(conn, player_id, version_id if arm is None else arm.version_id, market=market,
-                            played_days=serving.settings.ranking.exclude_played_days)
+    player = db.player_row((yield db.player_statement(
+        player_id, version_id if arm is None else arm.version_id, market=market,
+        played_days=serving.settings.ranking.exclude_played_days,
+    )), player_id)
     market = player.market or market
     protection = Protection(player.self_excluded_until, player.cooling_off_until, player.marketing_consent,
                             player.risk_flag)
@@ -179,7 +219,7 @@ def make_list(
     if synchronous_commit is None:
         synchronous_commit = serving.settings.serving.log_synchronous_commit
     started = time.perf_counter()
-    db.log_recommendation(conn, served, synchronous_commit=synchronous_commit)
+    yield db.log_statement(served, synchronous_commit=synchronous_commit)
     serving.metrics.observe_log_write(time.perf_counter() - started)
     if suppressed is not None:
         serving.metrics.suppressed(suppressed)
