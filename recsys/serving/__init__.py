@@ -6,8 +6,9 @@
 - ``catalogue``: the catalogue and its statistics as arrays by slot key;
 - ``model``: the version in memory (FAISS index, provisional rows for new slots, a player's logits);
 - ``candidates`` and ``ranking``: the recommendation policy, pure (arrays in, arrays out);
-- ``lists``: :func:`~recsys.serving.lists.make_list`, the one function that makes, logs and counts
-  every list, for ``GET .../recommendations`` and for the long-session trigger (``recsys.tracker``);
+- ``lists``: the one flow that makes, logs and counts every list (its two statements run on the
+  event loop for ``GET .../recommendations``, or on a blocking connection: :func:`~recsys.serving.lists.make_list`
+  for the long-session trigger, ``recsys.tracker``);
 - ``similar``: similar slots, from the index or from pgvector.
 
 ``api/`` calls in; this package calls ``recsys.db``, which returns rows and arrays. The pure

@@ -1,0 +1,159 @@
+"""The event loop's connections (recsys.db.pool.AsyncPool) on the real server: flows of statements,
+reuse, a stale connection after an outage, 503s, and the API's session limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from recsys.db.engine import DatabaseUnavailable, Statement
+from recsys.db.pool import AsyncPool
+from tests.proxy import Proxy
+
+
+def backend_pid_then(value):
+    """A flow: its backend's pid, then ``SELECT value``; returns both."""
+    pid = (yield Statement("SELECT pg_backend_pid()", {}))[0]
+    (got,) = yield Statement("SELECT CAST(%(v)s AS integer)", {"v": value})
+    return pid, got
+
+
+def test_a_flow_gets_each_statements_row_and_connections_are_reused(database_url):
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+        first = await pool.run(lambda: backend_pid_then(7))
+        second = await pool.run(lambda: backend_pid_then(8))
+        idle = len(pool)
+        await pool.close()
+        return first, second, idle
+
+    (pid1, seven), (pid2, eight), idle = asyncio.run(scenario())
+    assert (seven, eight) == (7, 8)
+    assert pid1 == pid2  # the same connection, back from the pool
+    assert idle == 1
+
+
+def test_at_most_size_connections_stay_idle(database_url):
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+
+        def slow():
+            yield Statement("SELECT pg_sleep(0.2)", {}, fetch=False)
+            return (yield Statement("SELECT pg_backend_pid()", {}))[0]
+
+        pids = await asyncio.gather(*(pool.run(slow) for _ in range(4)))  # 2 * size may be open at once
+        idle = len(pool)
+        await pool.close()
+        return pids, idle
+
+    pids, idle = asyncio.run(scenario())
+    assert len(set(pids)) == 4
+    assert idle == 2
+
+
+def test_a_connection_left_in_a_transaction_is_closed_not_reused(database_url):
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+
+        def opens_a_transaction():
+            yield Statement("BEGIN", {}, fetch=False)
+            return (yield Statement("SELECT pg_backend_pid()", {}))[0]
+
+        inside = await pool.run(opens_a_transaction)
+        idle = len(pool)
+        after, _ = await pool.run(lambda: backend_pid_then(1))
+        await pool.close()
+        return inside, idle, after
+
+    inside, idle, after = asyncio.run(scenario())
+    assert idle == 0
+    assert after != inside
+
+
+def test_a_stale_connection_is_replaced_and_the_flow_runs_again(database_url, engine):
+    import sqlalchemy as sa
+
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+        before, _ = await pool.run(lambda: backend_pid_then(1))
+        with engine.connect() as conn:  # the server drops the pooled connection (as on a restart)
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+        started = []
+
+        def counted():
+            started.append(1)
+            return (yield from backend_pid_then(2))
+
+        after, two = await pool.run(counted)
+        await pool.close()
+        return before, after, two, len(started)
+
+    before, after, two, runs = asyncio.run(scenario())
+    assert two == 2 and after != before
+    assert runs == 2  # the flow ran again from its start on a new connection
+
+
+def test_a_failure_after_the_first_statement_is_not_retried(database_url):
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+        await pool.run(lambda: backend_pid_then(1))  # one idle connection
+        started = []
+
+        def killed_midway():
+            started.append(1)
+            pid = (yield Statement("SELECT pg_backend_pid()", {}))[0]
+            yield Statement("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+            yield Statement("SELECT 1", {})
+
+        with pytest.raises(DatabaseUnavailable):
+            await pool.run(killed_midway)
+        idle = len(pool)
+        await pool.close()
+        return len(started), idle
+
+    runs, idle = asyncio.run(scenario())
+    assert runs == 1
+    assert idle == 0  # the broken connection was closed, not given back
+
+
+def test_an_outage_is_database_unavailable_and_the_pool_recovers(database_url):
+    proxy = Proxy(database_url)
+    try:
+
+        async def scenario():
+            pool = AsyncPool(proxy.url, size=2)
+            assert (await pool.run(lambda: backend_pid_then(1)))[1] == 1
+            proxy.cut()
+            with pytest.raises(DatabaseUnavailable) as down:
+                await pool.run(lambda: backend_pid_then(2))
+            proxy.restore()
+            back = await pool.run(lambda: backend_pid_then(3))
+            await pool.close()
+            return str(down.value), back
+
+        message, back = asyncio.run(scenario())
+        assert message.startswith("cannot reach the database")
+        assert back[1] == 3
+    finally:
+        proxy.cut()
+
+
+def test_the_api_pool_carries_the_lock_and_statement_timeouts(database_url, settings):
+    from dataclasses import replace
+
+    limited = replace(settings, serving=replace(settings.serving, lock_timeout_ms=300, statement_timeout_ms=4000))
+
+    def shown():
+        lock = (yield Statement("SHOW lock_timeout", {}))[0]
+        statement = (yield Statement("SHOW statement_timeout", {}))[0]
+        return lock, statement
+
+    async def scenario():
+        pool = AsyncPool.for_api(limited, database_url)
+        try:
+            return await pool.run(shown)
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == ("300ms", "4s")
