@@ -2,7 +2,7 @@
 slots), the player's precomputed top-N, the popularity list as a back-up, and an exploration pool
 drawn by Thompson sampling on feedback counts. The database then removes what the player has
 played and what is disabled or not offered in the market (``recsys.db.lists.find_player``
-reads them with the player; ``PlayerRow.allowed`` applies them).
+reads them with the player; ``PlayerRow.allowed_by_key`` applies them).
 """
 
 from __future__ import annotations

@@ -247,7 +247,8 @@ def _ranked_items(
     )
     if candidates.source == "popular":
         serving.metrics.fallback("popularity" if personalised or model is None else "cold_start")
-    allowed = player.allowed(candidates.all_keys())
+    # Every candidate is offered in ``market`` by this catalogue, so its key indexes the mask.
+    allowed = player.allowed_by_key(snap.catalogue.offered(market))[candidates.all_keys()]
     logits = model_logits(model, towers, candidates.primary) if personalised else None
     items = rank(candidates, allowed, k=k, catalogue=snap.catalogue, stats=snap.stats, config=config, logits=logits)
     return items, {
