@@ -41,6 +41,10 @@ class ServingModel:
     provisional: np.ndarray  # (n,) bool
     trained_rows: int  # rows that came from the version itself
 
+    def row(self, key: int) -> int:
+        """``rows`` of one key."""
+        return int(self.row_of[key]) if 0 <= key < self.row_of.size else -1
+
     def rows(self, keys: np.ndarray) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)
         inside = (keys >= 0) & (keys < self.row_of.size)
@@ -159,7 +163,7 @@ def similar_slots(
 
     Returns ``(keys (m,) int64, cosines (m,) float32)``, best first, ``m <= k``.
     """
-    row = model.row_of[slot_key] if 0 <= slot_key < model.row_of.size else -1
+    row = model.row(slot_key)
     if row < 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     query = model.similarity[row : row + 1]
