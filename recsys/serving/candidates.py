@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 
@@ -44,7 +45,9 @@ class Candidates:
 
     def __post_init__(self) -> None:
         everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64)
-        object.__setattr__(self, "_all_keys", everything[_first_occurrences(everything)])
+        first = np.ones(everything.size, dtype=bool)
+        first[_repeats(everything)] = False
+        object.__setattr__(self, "_all_keys", everything[first])
 
     def all_keys(self) -> np.ndarray:
         """Every candidate key once, in the order listed (int64; made once, do not modify)."""
@@ -161,20 +164,20 @@ def _merge(parts, exclude: set[int], catalogue: Catalogue, market: str | None):
     keep = catalogue.allowed(keys, market)
     for key in exclude:
         keep &= keys != key
-    first = np.zeros(keys.size, dtype=bool)
-    first[_first_occurrences(keys)] = True
-    kept = np.flatnonzero(keep & first)
-    bounds = [0, *np.searchsorted(kept, np.cumsum([part_keys.size for part_keys, _, _ in parts])).tolist()]
+    keep[_repeats(keys)] = False
+    kept = keep.nonzero()[0]
+    ends = kept.searchsorted(list(accumulate(part_keys.size for part_keys, _, _ in parts))).tolist()
     reasons: tuple[str, ...] = ()
-    for (_, reason, _), start, end in zip(parts, bounds[:-1], bounds[1:], strict=True):
+    for (_, reason, _), start, end in zip(parts, [0, *ends[:-1]], ends, strict=True):
         reasons += (reason,) * (end - start)
     return keys[kept], reasons, cosines[kept]
 
 
-def _first_occurrences(keys: np.ndarray) -> np.ndarray:
-    """Positions of each distinct value's first occurrence in ``keys``, ascending."""
-    _, first = np.unique(keys, return_index=True)
-    return np.sort(first)
+def _repeats(keys: np.ndarray) -> np.ndarray:
+    """Positions in ``keys`` of the values seen earlier in it (every occurrence but the first)."""
+    order = keys.argsort(kind="stable")
+    ordered = keys[order]
+    return order[1:][ordered[1:] == ordered[:-1]]
 
 
 def explore_pool(catalogue: Catalogue, stats: SlotStats, market: str | None, max_impressions: int) -> np.ndarray:
@@ -195,14 +198,18 @@ def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, con
     if pool is None:
         pool = explore_pool(catalogue, stats, market, config.explore_max_impressions)
     for key in exclude:
-        pool = pool[pool != key]
+        at = int(pool.searchsorted(key))  # the pool is ascending: no pass over all of it
+        if at < pool.size and pool[at] == key:
+            pool = np.concatenate([pool[:at], pool[at + 1 :]])
     if pool.size == 0:
         return empty
     if pool.size > EXPLORE_SAMPLE:
-        pool = np.sort(rng.choice(pool, EXPLORE_SAMPLE, replace=False))
+        pool = rng.choice(pool, EXPLORE_SAMPLE, replace=False)
+        pool.sort()
     draws = thompson_draws(SlotStats.take(stats.successes, pool), SlotStats.take(stats.impressions, pool), rng)
     # Enough to survive the played-slot exclusion and the places exploitation takes first.
     keep = min(pool.size, k + 4 * n_explore + 8)
-    best = np.argpartition(-draws, keep - 1)[:keep] if keep < pool.size else np.arange(pool.size)
-    best = best[np.argsort(-draws[best], kind="stable")]
+    descending = -draws
+    best = descending.argpartition(keep - 1)[:keep] if keep < pool.size else np.arange(pool.size)
+    best = best[descending[best].argsort(kind="stable")]
     return pool[best], draws[best]
