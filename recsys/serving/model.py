@@ -209,11 +209,12 @@ def model_logits(model: ServingModel, towers: dict[str, np.ndarray], keys: np.nd
     """
     rows = model.rows(keys)
     out = np.full(rows.shape, -np.inf, dtype=np.float32)
-    if model.model is None or not (rows >= 0).any():
+    known = rows >= 0
+    if model.model is None or not known.any():
         return out
     weights = dict(model.model.weights)
     for tower, vector in towers.items():
         weights[f"user_{tower}.weight"] = np.asarray(vector, dtype=np.float32)[None, :]
     player = TrainedNCF(model.model.config, weights)
-    out[rows >= 0] = player.score_items(0, rows[rows >= 0])
+    out[known] = player.score_items(0, rows[known])
     return out

@@ -52,8 +52,8 @@ def rank(
     ok = np.zeros(catalogue.active.size, dtype=bool)  # by key: candidates are keys of this catalogue
     ok[candidates.all_keys()[np.asarray(allowed, dtype=bool)]] = True
     scores = _primary_scores(candidates, stats, config, logits)
-    order = np.flatnonzero(ok[candidates.primary])
-    order = order[np.argsort(-scores[order], kind="stable")]
+    order = ok[candidates.primary].nonzero()[0]
+    order = order[(-scores[order]).argsort(kind="stable")]
 
     n_explore = explore_count(k, config.exploration_share)
     per_provider: dict[int, int] = {}
