@@ -2,13 +2,14 @@
 slots), the player's precomputed top-N, the popularity list as a back-up, and an exploration pool
 drawn by Thompson sampling on feedback counts. The database then removes what the player has
 played and what is disabled or not offered in the market (``recsys.db.lists.find_player``
-reads them with the player; ``PlayerRow.allowed`` applies them).
+reads them with the player; ``PlayerRow.allowed_by_key`` applies them).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 
@@ -40,12 +41,17 @@ class Candidates:
     backup_reason: str
     explore: np.ndarray
     draws: np.ndarray
+    _all_keys: np.ndarray = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64)
+        first = np.ones(everything.size, dtype=bool)
+        first[_repeats(everything)] = False
+        object.__setattr__(self, "_all_keys", everything[first])
 
     def all_keys(self) -> np.ndarray:
-        """Every candidate key once, in the order listed (int64)."""
-        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64)
-        _, first = np.unique(everything, return_index=True)
-        return everything[np.sort(first)]
+        """Every candidate key once, in the order listed (int64; made once, do not modify)."""
+        return self._all_keys
 
 
 def explore_count(k: int, share: float) -> int:
@@ -110,7 +116,7 @@ def generate_candidates(
         keys, cosines = model.index.search(query, config.candidate_pool + len(exclude))
         keys, cosines = keys[0], cosines[0]
         parts.append((keys[keys >= 0], "similar", cosines[keys >= 0]))
-        source = "context" if context_key is not None and model.rows(np.array([context_key]))[0] >= 0 else "recent"
+        source = "context" if context_key is not None and model.row(context_key) >= 0 else "recent"
     elif neighbours is not None:
         parts.append((np.asarray(neighbours[0], dtype=np.int64), "similar", np.asarray(neighbours[1])))
         source = "context"
@@ -125,10 +131,12 @@ def generate_candidates(
     primary, reasons, cosine = _merge(parts, exclude, catalogue, market)
 
     backup_reason = "cold_start" if model is not None and not personalised else "popular"
-    taken = set(primary.tolist()) | exclude
-    head = popular[: 2 * k + len(taken)]
+    head = popular[: 2 * k + primary.size + len(exclude)]  # primary keys are distinct and never excluded
     head = head[catalogue.allowed(head, market)]
-    backup = np.array([key for key in head.tolist() if key not in taken], dtype=np.int64)
+    taken = np.zeros(catalogue.active.size, dtype=bool)  # by key; the allowed keys are inside it
+    taken[primary] = True
+    taken[[key for key in exclude if 0 <= key < taken.size]] = True
+    backup = head[~taken[head]].astype(np.int64)
 
     n_explore = explore_count(k, config.exploration_share)
     explore, draws = _explore_pool(catalogue, stats, market, exclude, k, n_explore, config, rng, pool)
@@ -138,7 +146,7 @@ def generate_candidates(
 def _query_vector(model: ServingModel, context_key: int | None, recent_keys: np.ndarray) -> np.ndarray | None:
     """Unit vector of the context slot, else of the mean of the recent slots; None when neither has a row."""
     if context_key is not None:
-        row = model.rows(np.array([context_key]))[0]
+        row = model.row(context_key)
         if row >= 0:
             return model.similarity[row]
     rows = model.rows(recent_keys)
@@ -149,19 +157,27 @@ def _query_vector(model: ServingModel, context_key: int | None, recent_keys: np.
 
 
 def _merge(parts, exclude: set[int], catalogue: Catalogue, market: str | None):
-    seen = set(exclude)
-    keys: list[int] = []
-    reasons: list[str] = []
-    cosines: list[float] = []
-    for part_keys, reason, part_cosines in parts:
-        allowed = catalogue.allowed(part_keys, market)
-        for key, ok, cos in zip(part_keys.tolist(), allowed.tolist(), np.asarray(part_cosines).tolist(), strict=True):
-            if ok and key not in seen:
-                seen.add(key)
-                keys.append(key)
-                reasons.append(reason)
-                cosines.append(cos)
-    return np.array(keys, dtype=np.int64), tuple(reasons), np.array(cosines, dtype=np.float32)
+    """The parts' keys in order, each once, offered in ``market`` and not in ``exclude``, with the
+    reason and cosine of the part that listed it first: ``(keys int64, reasons, cosines float32)``."""
+    keys = np.concatenate([part_keys for part_keys, _, _ in parts]).astype(np.int64, copy=False)
+    cosines = np.concatenate([np.asarray(part_cosines) for _, _, part_cosines in parts]).astype(np.float32)
+    keep = catalogue.allowed(keys, market)
+    for key in exclude:
+        keep &= keys != key
+    keep[_repeats(keys)] = False
+    kept = keep.nonzero()[0]
+    ends = kept.searchsorted(list(accumulate(part_keys.size for part_keys, _, _ in parts))).tolist()
+    reasons: tuple[str, ...] = ()
+    for (_, reason, _), start, end in zip(parts, [0, *ends[:-1]], ends, strict=True):
+        reasons += (reason,) * (end - start)
+    return keys[kept], reasons, cosines[kept]
+
+
+def _repeats(keys: np.ndarray) -> np.ndarray:
+    """Positions in ``keys`` of the values seen earlier in it (every occurrence but the first)."""
+    order = keys.argsort(kind="stable")
+    ordered = keys[order]
+    return order[1:][ordered[1:] == ordered[:-1]]
 
 
 def explore_pool(catalogue: Catalogue, stats: SlotStats, market: str | None, max_impressions: int) -> np.ndarray:
@@ -181,15 +197,19 @@ def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, con
         return empty
     if pool is None:
         pool = explore_pool(catalogue, stats, market, config.explore_max_impressions)
-    if exclude:
-        pool = pool[~np.isin(pool, np.fromiter(exclude, dtype=np.int64))]
+    for key in exclude:
+        at = int(pool.searchsorted(key))  # the pool is ascending: no pass over all of it
+        if at < pool.size and pool[at] == key:
+            pool = np.concatenate([pool[:at], pool[at + 1 :]])
     if pool.size == 0:
         return empty
     if pool.size > EXPLORE_SAMPLE:
-        pool = np.sort(rng.choice(pool, EXPLORE_SAMPLE, replace=False))
+        pool = rng.choice(pool, EXPLORE_SAMPLE, replace=False)
+        pool.sort()
     draws = thompson_draws(SlotStats.take(stats.successes, pool), SlotStats.take(stats.impressions, pool), rng)
     # Enough to survive the played-slot exclusion and the places exploitation takes first.
     keep = min(pool.size, k + 4 * n_explore + 8)
-    best = np.argpartition(-draws, keep - 1)[:keep] if keep < pool.size else np.arange(pool.size)
-    best = best[np.argsort(-draws[best], kind="stable")]
+    descending = -draws
+    best = descending.argpartition(keep - 1)[:keep] if keep < pool.size else np.arange(pool.size)
+    best = best[descending[best].argsort(kind="stable")]
     return pool[best], draws[best]

@@ -41,6 +41,10 @@ class ServingModel:
     provisional: np.ndarray  # (n,) bool
     trained_rows: int  # rows that came from the version itself
 
+    def row(self, key: int) -> int:
+        """``rows`` of one key."""
+        return int(self.row_of[key]) if 0 <= key < self.row_of.size else -1
+
     def rows(self, keys: np.ndarray) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)
         inside = (keys >= 0) & (keys < self.row_of.size)
@@ -159,7 +163,7 @@ def similar_slots(
 
     Returns ``(keys (m,) int64, cosines (m,) float32)``, best first, ``m <= k``.
     """
-    row = model.row_of[slot_key] if 0 <= slot_key < model.row_of.size else -1
+    row = model.row(slot_key)
     if row < 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     query = model.similarity[row : row + 1]
@@ -205,11 +209,12 @@ def model_logits(model: ServingModel, towers: dict[str, np.ndarray], keys: np.nd
     """
     rows = model.rows(keys)
     out = np.full(rows.shape, -np.inf, dtype=np.float32)
-    if model.model is None or not (rows >= 0).any():
+    known = rows >= 0
+    if model.model is None or not known.any():
         return out
     weights = dict(model.model.weights)
     for tower, vector in towers.items():
         weights[f"user_{tower}.weight"] = np.asarray(vector, dtype=np.float32)[None, :]
     player = TrainedNCF(model.model.config, weights)
-    out[rows >= 0] = player.score_items(0, rows[rows >= 0])
+    out[known] = player.score_items(0, rows[known])
     return out

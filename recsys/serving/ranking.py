@@ -4,7 +4,9 @@ keeps the list diverse."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -42,46 +44,50 @@ def rank(
     ----------
     allowed : np.ndarray, shape (len(candidates.all_keys()),) bool
         Which of ``candidates.all_keys()`` survived the database's exclusions.
+    catalogue : Catalogue
+        The one the candidates were generated from (their keys index its arrays).
     logits : np.ndarray, shape (len(candidates.primary),), optional
         The model's logits of the primary candidates for this player (None: not personalised).
     """
-    ok = set(candidates.all_keys()[np.asarray(allowed, dtype=bool)].tolist())
-    primary_ok = np.array([key in ok for key in candidates.primary.tolist()], dtype=bool)
+    ok = np.zeros(catalogue.active.size, dtype=bool)  # by key: candidates are keys of this catalogue
+    ok[candidates.all_keys()[np.asarray(allowed, dtype=bool)]] = True
     scores = _primary_scores(candidates, stats, config, logits)
-    order = np.flatnonzero(primary_ok)
-    order = order[np.argsort(-scores[order], kind="stable")]
+    order = ok[candidates.primary].nonzero()[0]
+    order = order[(-scores[order]).argsort(kind="stable")]
 
     n_explore = explore_count(k, config.exploration_share)
     per_provider: dict[int, int] = {}
     chosen: set[int] = set()
 
-    def take(keys, item_scores, reasons, explored, limit) -> list[RankedItem]:
+    def take(keys: np.ndarray, item_scores: np.ndarray, reasons: Iterable[str], explored, limit) -> list[RankedItem]:
+        """Up to ``limit`` of ``keys`` (allowed ones, in order) not chosen yet and within the provider cap."""
         picked: list[RankedItem] = []
-        providers = catalogue.providers_of(keys) if len(keys) else np.zeros(0, dtype=np.int32)
-        for key, score, reason, provider in zip(keys, item_scores, reasons, providers.tolist(), strict=True):
-            if len(picked) >= limit:
-                break
-            if key in chosen or key not in ok or per_provider.get(provider, 0) >= config.provider_cap:
+        if limit <= 0:
+            return picked
+        providers = catalogue.providers_of(keys).tolist()
+        # ``reasons`` is lazy (read only as far as the loop goes) or endless (``repeat``).
+        for key, score, reason, provider in zip(keys.tolist(), item_scores.tolist(), reasons, providers, strict=False):
+            if key in chosen or per_provider.get(provider, 0) >= config.provider_cap:
                 continue
             chosen.add(key)
             per_provider[provider] = per_provider.get(provider, 0) + 1
-            picked.append(RankedItem(int(key), float(score), reason, explored))
+            picked.append(RankedItem(key, score, reason, explored))
+            if len(picked) >= limit:
+                break
         return picked
 
-    primary_keys = candidates.primary[order].tolist()
-    primary_scores = scores[order].tolist()
-    primary_reasons = [candidates.primary_reason[i] for i in order.tolist()]
-    exploit = take(primary_keys, primary_scores, primary_reasons, False, k - n_explore)
-    explore_keys = candidates.explore.tolist()
-    explore = take(explore_keys, candidates.draws.tolist(), ["explore"] * len(explore_keys), True, n_explore)
+    primary_reasons = (candidates.primary_reason[i] for i in order.tolist())
+    exploit = take(candidates.primary[order], scores[order], primary_reasons, False, k - n_explore)
+    explorable = ok[candidates.explore]
+    explore_keys, draws = candidates.explore[explorable], candidates.draws[explorable]
+    explore = take(explore_keys, draws, repeat("explore"), True, n_explore)
     short = k - len(exploit) - len(explore)
     if short > 0:
-        backup_keys = candidates.backup.tolist()
-        backup_scores = _popularity_scores(stats, candidates.backup).tolist()
-        exploit += take(backup_keys, backup_scores, [candidates.backup_reason] * len(backup_keys), False, short)
+        backup = candidates.backup[ok[candidates.backup]]
+        exploit += take(backup, _popularity_scores(stats, backup), repeat(candidates.backup_reason), False, short)
     short = k - len(exploit) - len(explore)
     if short > 0:
-        explore += take(explore_keys, candidates.draws.tolist(), ["explore"] * len(explore_keys), True, short)
+        explore += take(explore_keys, draws, repeat("explore"), True, short)
     return _interleave(exploit, explore)
 
 
@@ -93,15 +99,12 @@ def _primary_scores(candidates: Candidates, stats: SlotStats, config: Ranking, l
     if logits is None:
         popularity = _popularity_scores(stats, candidates.primary)
         return np.where(has_similarity, similarity, popularity) if n else np.zeros(0)
+    logits = np.asarray(logits, dtype=np.float64)
     personal = sigmoid(logits)
-    has_model = np.isfinite(np.asarray(logits, dtype=np.float64))
+    similar = np.where(has_similarity, similarity, 0.0)
     w = config.blend_weight
-    blended = w * personal + (1.0 - w) * np.where(has_similarity, similarity, 0.0)
-    return np.where(
-        has_model & has_similarity,
-        blended,
-        np.where(has_model, personal, np.where(has_similarity, similarity, 0.0)),
-    )
+    blended = w * personal + (1.0 - w) * similar
+    return np.where(np.isfinite(logits), np.where(has_similarity, blended, personal), similar)
 
 
 def _popularity_scores(stats: SlotStats, keys: np.ndarray) -> np.ndarray:

@@ -85,6 +85,10 @@ class ServingState:
         empty = Catalogue.empty()
         self.snapshot = Snapshot(empty, SlotStats(), np.zeros(0, dtype=np.int64), None, False)
         self.last_error: str | None = None
+        # Exploration draws when ``ranking.explore_seed`` is unset. One per process (each worker builds
+        # its own state after the fork); a Generator locks its bit generator around each draw, so the
+        # threads serving lists may share it.
+        self.rng = np.random.default_rng()
         self._version: _Version | None = None
         self._arms: dict[int, _Version] = {}  # the rows of ``snapshot.arm_models``, by version
         # Guards read-modify-write of ``snapshot``. Requests never take it (they read the reference
