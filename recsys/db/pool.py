@@ -67,10 +67,13 @@ class AsyncPool:
     async def run(self, flow: Callable[[], Generator[Statement, Any, T]]) -> T:
         """Run the generator that ``flow()`` makes (see ``recsys.db.engine.Statement``) on a pooled
         connection and return what it returns; ``flow`` is called again for the one retry."""
-        try:
-            await asyncio.wait_for(self._slots.acquire(), ACQUIRE_SECONDS)
-        except TimeoutError:
-            raise DatabaseUnavailable(self.url, f"no connection free within {ACQUIRE_SECONDS:g} s") from None
+        if self._slots.locked():  # only then wait, with a deadline (wait_for costs a task per call)
+            try:
+                await asyncio.wait_for(self._slots.acquire(), ACQUIRE_SECONDS)
+            except TimeoutError:
+                raise DatabaseUnavailable(self.url, f"no connection free within {ACQUIRE_SECONDS:g} s") from None
+        else:
+            await self._slots.acquire()
         try:
             conn, reused = (self._idle.pop(), True) if self._idle else (await self._open(), False)
             try:

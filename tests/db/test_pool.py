@@ -157,3 +157,27 @@ def test_the_api_pool_carries_the_lock_and_statement_timeouts(database_url, sett
             await pool.close()
 
     assert asyncio.run(scenario()) == ("300ms", "4s")
+
+
+def test_a_flow_waits_for_a_free_connection_then_gives_up_with_a_503(database_url, monkeypatch):
+    from recsys.db import pool as pool_module
+
+    def sleeps(seconds):
+        def flow():
+            yield Statement("SELECT pg_sleep(%(s)s)", {"s": seconds}, fetch=False)
+            return "done"
+
+        return flow
+
+    async def scenario():
+        pool = AsyncPool(database_url, size=1)  # two connections at most
+        waited = await asyncio.gather(*(pool.run(sleeps(0.2)) for _ in range(3)))  # the third waits its turn
+        monkeypatch.setattr(pool_module, "ACQUIRE_SECONDS", 0.1)
+        gave_up = await asyncio.gather(*(pool.run(sleeps(0.5)) for _ in range(3)), return_exceptions=True)
+        await pool.close()
+        return waited, gave_up
+
+    waited, gave_up = asyncio.run(scenario())
+    assert waited == ["done"] * 3
+    assert gave_up[:2] == ["done", "done"]
+    assert isinstance(gave_up[2], DatabaseUnavailable) and "no connection free within 0.1 s" in str(gave_up[2])
