@@ -56,6 +56,22 @@ def bench_database(settings) -> str:
     return url
 
 
+def casino_arguments(parser) -> None:
+    """``--slots`` and ``--players`` of :func:`seeded_casino`, for the benches that use it."""
+    parser.add_argument("--slots", type=int, default=5000)
+    parser.add_argument("--players", type=int, default=20000)
+
+
+def seeded_casino(settings, *, slots: int, players: int):
+    """A fresh ``recsys_bench`` with :func:`seed_casino`'s world (5 sessions per player): ``(url,
+    engine, world)``."""
+    from recsys.db.engine import create_engine
+
+    url = bench_database(settings)
+    engine = create_engine(settings, url)
+    return url, engine, seed_casino(engine, slots=slots, players=players, sessions_per_player=5)
+
+
 def seed_casino(engine, *, slots: int, players: int, sessions_per_player: int, seed: int = 0) -> dict:
     """Slots in 40 taste clusters from 30 providers, players with a few sessions each, and an active
     NeuMF-shaped version (factors 32, MLP 64-32-16) whose vectors follow the clusters.
@@ -262,23 +278,19 @@ def main() -> int:
     parser.add_argument("--servers", default="granian,uvicorn")
     parser.add_argument("--requests", type=int, default=3000, help="requests per endpoint and load")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--slots", type=int, default=5000)
-    parser.add_argument("--players", type=int, default=20000)
+    casino_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (RECSYS_SERVE_WORKERS)")
     parser.add_argument("--durable-log", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure recommendations with RECSYS_LOG_SYNCHRONOUS_COMMIT=true")
     args = parser.parse_args()
 
     from recsys.db import apikeys
-    from recsys.db.engine import create_engine
     from recsys.settings import Settings
 
     settings = Settings.from_env()
     print(f"seeding {BENCH_DATABASE}: {args.slots:,} slots, {args.players:,} players ...", flush=True)
     started = time.perf_counter()
-    url = bench_database(settings)
-    engine = create_engine(settings, url)
-    world = seed_casino(engine, slots=args.slots, players=args.players, sessions_per_player=5)
+    url, engine, world = seeded_casino(settings, slots=args.slots, players=args.players)
     key, _ = apikeys.create_key(engine, ["read"], "bench")
     engine.dispose()
     print(f"seeded in {time.perf_counter() - started:.0f} s (version {world['version']})", flush=True)

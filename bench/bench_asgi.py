@@ -108,8 +108,7 @@ async def run(settings, world: dict, key: str, requests: int, profile: int) -> d
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per endpoint")
-    parser.add_argument("--slots", type=int, default=5000)
-    parser.add_argument("--players", type=int, default=20000)
+    bench_api.casino_arguments(parser)
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N costliest functions of each endpoint (cProfile)")
     args = parser.parse_args()
@@ -117,13 +116,10 @@ def main() -> int:
     from dataclasses import replace
 
     from recsys.db import apikeys
-    from recsys.db.engine import create_engine
     from recsys.settings import Settings
 
     settings = Settings.from_env()
-    url = bench_api.bench_database(settings)
-    engine = create_engine(settings, url)
-    world = bench_api.seed_casino(engine, slots=args.slots, players=args.players, sessions_per_player=5)
+    url, engine, world = bench_api.seeded_casino(settings, slots=args.slots, players=args.players)
     key, _ = apikeys.create_key(engine, ["read"], "bench")
     engine.dispose()
     settings = replace(settings, database=replace(settings.database, url=url))

@@ -59,23 +59,20 @@ def timed(module, name: str, spent: dict[str, list[float]], cpu: dict[str, list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lists", type=int, default=2000)
-    parser.add_argument("--slots", type=int, default=5000)
-    parser.add_argument("--players", type=int, default=20000)
+    bench_api.casino_arguments(parser)
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="then profile the lists with cProfile and print the N costliest functions")
     args = parser.parse_args()
 
     from recsys.db import engine as engine_module
-    from recsys.db.engine import connection, create_engine
+    from recsys.db.engine import connection
     from recsys.index import set_threads
     from recsys.serving import lists
     from recsys.serving.state import ServingState
     from recsys.settings import Settings
 
     settings = Settings.from_env()
-    url = bench_api.bench_database(settings)
-    engine = create_engine(settings, url)
-    world = bench_api.seed_casino(engine, slots=args.slots, players=args.players, sessions_per_player=5)
+    url, engine, world = bench_api.seeded_casino(settings, slots=args.slots, players=args.players)
     set_threads(1)
     state = ServingState(settings, engine, url, NoMetrics())
     state.reload_all()
