@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from recsys.db.engine import driver
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "recsys_push"
@@ -63,7 +65,9 @@ class Pushed:
 def notify(conn: sa.Connection, recommendation_id: uuid.UUID, player_id: str) -> None:
     """Announce a list in ``conn``'s transaction: delivered to the listeners when it commits."""
     payload = json.dumps({"recommendation_id": str(recommendation_id), "player_id": player_id})
-    conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+    with driver(conn) as raw:
+        raw.execute("SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": CHANNEL, "payload": payload},
+                    prepare=True)
 
 
 # --- what a stream shows --------------------------------------------------------------------------
