@@ -123,8 +123,7 @@ def _track(serving: ServingState, conn: sa.Connection, events: list[PlayEvent], 
     answers = [respond(serving, conn, session, decide(session, config)) for session in stored.triggered]
     # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.
     pushed = sorted((a for a in answers if a.pushed), key=lambda a: a.recommendation_id)
-    for answer in pushed:
-        push.notify(conn, answer.recommendation_id, answer.player_id)
+    push.notify(conn, [push.Notice(a.recommendation_id, a.player_id) for a in pushed])
     return TrackedBatch(stored.accepted, stored.duplicates, stored.attributed_sessions, [a.body for a in answers],
                         [a.recommendation_id for a in pushed])
 
