@@ -167,7 +167,8 @@ FROM (
            (SELECT s.id FROM slots s WHERE s.slot_id = n.slot_id) AS slot_key
     FROM unnest(CAST(%(ids)s AS text[]), CAST(%(players)s AS text[]), CAST(%(slots)s AS text[]),
                 CAST(%(ts)s AS timestamptz[])) WITH ORDINALITY AS n(session_id, player_id, slot_id, ts, position)
-    OFFSET 0  -- each key looked up once
+    WHERE NOT EXISTS (SELECT FROM play_sessions s WHERE s.session_id = n.session_id)  -- the usual case
+    OFFSET 0  -- each key looked up once, for the new sessions only
 ) n
 WHERE player_key IS NOT NULL AND slot_key IS NOT NULL
 ORDER BY position
@@ -340,7 +341,8 @@ continuous AS (
 )
 UPDATE play_sessions s SET trigger_fired_at = now()
 FROM continuous c, players p, slots sl
-WHERE s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
+WHERE current_setting('{_CANDIDATES}') <> '{{}}'  -- no candidate (the usual case): nothing runs
+  AND s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
   AND p.id = s.player_key AND sl.id = s.slot_key
 RETURNING s.id, s.session_id, s.player_key, p.player_id, s.slot_key, sl.slot_id, c.seconds::float8,
           s.started_at, s.last_event_at
