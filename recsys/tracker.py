@@ -6,7 +6,8 @@ One batch, one transaction (:func:`track`):
 2. store the events (``recsys.db.events.store_events``: idempotent by ``event_id``, tolerant of
    order, sessions recomputed in event time), which claims the trigger of every session whose
    continuous play reached the threshold, exactly once, under the session's row lock;
-3. attribute the batch's sessions to the recommendations they followed (``recsys.db.feedback``);
+3. attribute the batch's sessions to the recommendations they followed (``recsys.db.feedback``;
+   ``store_events`` runs it in the round trip that stores the events);
 4. decide what each claimed trigger gets (:func:`decide`): games, or, past the maximum session
    length or in the night hours, a reality check or silence;
 5. make each claimed trigger's list with ``recsys.serving.lists.make_list``, the function every
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from recsys.db import push
 from recsys.db.events import TriggeredSession, store_events
-from recsys.db.feedback import attribute_sessions
 from recsys.events import PlayEvent, TimeBounds, validate_events
 from recsys.serving.lists import SESSION_THRESHOLD, Suppression, TriggeredList, make_list
 from recsys.serving.state import ServingState
@@ -117,18 +117,14 @@ def track(
 def _track(serving: ServingState, conn: sa.Connection, events: list[PlayEvent], config: RealTime,
            source: str) -> TrackedBatch:
     stored = store_events(
-        conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds, source=source
+        conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds,
+        attribution_seconds=config.attribution_window_seconds, source=source,
     )
-    attributed = 0
-    if stored.accepted:
-        attributed = attribute_sessions(conn, window_seconds=config.attribution_window_seconds,
-                                        session_ids=list({e.session_id: None for e in events}))
     answers = [respond(serving, conn, session, decide(session, config)) for session in stored.triggered]
     # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.
     pushed = sorted((a for a in answers if a.pushed), key=lambda a: a.recommendation_id)
-    for answer in pushed:
-        push.notify(conn, answer.recommendation_id, answer.player_id)
-    return TrackedBatch(stored.accepted, stored.duplicates, attributed, [a.body for a in answers],
+    push.notify(conn, [push.Notice(a.recommendation_id, a.player_id) for a in pushed])
+    return TrackedBatch(stored.accepted, stored.duplicates, stored.attributed_sessions, [a.body for a in answers],
                         [a.recommendation_id for a in pushed])
 
 

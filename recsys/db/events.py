@@ -15,7 +15,12 @@ recommendation it produces. Per batch:
    **continuous play** in event time, from the first event after the last pause longer than
    ``pause_seconds`` to the latest event. Both give the same row (tests/db/test_events.py);
 5. claim the trigger of every session whose continuous play reached ``threshold_seconds`` with
-   ``UPDATE ... WHERE trigger_fired_at IS NULL``: under the row lock exactly one batch wins.
+   ``UPDATE ... WHERE trigger_fired_at IS NULL``: under the row lock exactly one batch wins;
+6. optionally, attribute the batch's sessions (``recsys.db.feedback.attribute_sessions``) when the
+   batch stored an event.
+
+Two round trips in all: steps 1 and 2 in one pipeline, steps 3 to 6 in another (3 and 4 are one
+statement); a third when a trigger fired (the plan cache's default back, see ``_GENERIC_PLANS``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from recsys.db.bulk import array_literal, unquoted_literal
 from recsys.db.engine import driver
+from recsys.db.feedback import attribution
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 
@@ -50,6 +57,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     triggered: list[TriggeredSession]
+    attributed_sessions: int = 0  # with ``attribution_seconds``
 
 
 def store_events(
@@ -58,42 +66,50 @@ def store_events(
     *,
     pause_seconds: float,
     threshold_seconds: float,
+    attribution_seconds: float | None = None,
     source: str = "events",
 ) -> IngestResult:
     """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps.
 
-    Five round trips at most, each statement prepared once per connection: the keys, the sessions
-    (created, then locked: one pipeline), the events, the sessions' update with the trigger
-    candidates (one pipeline), and the claim when a session may have reached the threshold.
+    Two round trips, each a pipeline of statements prepared once per connection: the keys with the
+    sessions (created, then locked); then the events with the sessions' update, the claim and, with
+    ``attribution_seconds`` (the window of ``recsys.db.feedback.attribute_sessions``), the
+    attribution of the batch's sessions when the batch stored an event. The statements run on their
+    generic plans (``_GENERIC_PLANS``); array parameters travel as text literals (cheaper to send
+    than psycopg's binary lists).
     """
     with driver(conn) as raw:
-        return _store(raw, events, pause_seconds, threshold_seconds, source)
+        return _store(raw, events, pause_seconds, threshold_seconds, attribution_seconds, source)
 
 
-def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds: float, source: str) -> IngestResult:
-    players, slots = _keys(raw, {e.player_id for e in events}, {e.slot_id for e in events})
+def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds: float,
+           attribution_seconds: float | None, source: str) -> IngestResult:
+    first: dict[str, tuple[datetime, str, str]] = {}  # session -> earliest time, player and slot
+    for event in events:
+        ts, player, slot = first.get(event.session_id, (event.ts, event.player_id, event.slot_id))
+        first[event.session_id] = (min(ts, event.ts), player, slot)
+    # In session_id order: two batches creating the same sessions take the unique-index locks in the
+    # same order and cannot deadlock.
+    ids = sorted(first)
+    with raw.pipeline():
+        raw.execute(_GENERIC_PLANS)
+        keys = raw.execute(_KEYS, {"players": array_literal({e.player_id for e in events}),
+                                   "slots": array_literal({e.slot_id for e in events})}, prepare=True)
+        raw.execute(_CREATE_SESSIONS, {
+            "ids": array_literal(ids),
+            "players": array_literal(first[i][1] for i in ids),
+            "slots": array_literal(first[i][2] for i in ids),
+            "ts": array_literal(first[i][0] for i in ids),
+        }, prepare=True)
+        locked = raw.execute(_LOCK_SESSIONS, {"ids": array_literal(ids)}, prepare=True)
+    rows = keys.fetchall()
+    players = {i: key for kind, i, key in rows if kind == "p"}
+    slots = {i: key for kind, i, key in rows if kind == "s"}
     for index, event in enumerate(events):
         if event.player_id not in players:
             raise InputError(source, f"unknown player {event.player_id!r}", index=index, field="player_id")
         if event.slot_id not in slots:
             raise InputError(source, f"unknown slot {event.slot_id!r}", index=index, field="slot_id")
-
-    first_ts: dict[str, tuple[datetime, int, int]] = {}
-    for event in events:
-        ts, p, s = first_ts.get(event.session_id, (event.ts, players[event.player_id], slots[event.slot_id]))
-        first_ts[event.session_id] = (min(ts, event.ts), p, s)
-    # In session_id order: two batches creating the same sessions take the unique-index locks in the
-    # same order and cannot deadlock.
-    first_ts = dict(sorted(first_ts.items()))
-    created = {
-        "ids": list(first_ts),
-        "players": [v[1] for v in first_ts.values()],
-        "slots": [v[2] for v in first_ts.values()],
-        "ts": [v[0] for v in first_ts.values()],
-    }
-    with raw.pipeline():
-        raw.execute(_CREATE_SESSIONS, created, prepare=True)
-        locked = raw.execute(_LOCK_SESSIONS, {"ids": created["ids"]}, prepare=True)
     sessions = {row.session_id: row for row in map(_SessionRow._make, locked.fetchall())}
     for index, event in enumerate(events):
         session = sessions[event.session_id]
@@ -102,39 +118,24 @@ def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds
             raise InputError(
                 source, f"session {event.session_id!r} belongs to another player or slot", index=index, field=field
             )
+    _check_totals(events, sessions, source)
 
     unique = list({e.event_id: e for e in events}.values())
-    _check_totals(events, sessions, source)
-    inserted = raw.execute(_INSERT_EVENTS, _event_arrays(unique, sessions), prepare=True).fetchall()
-    # A session whose new events all come after its latest stored one is updated from those events
-    # alone (continuous seconds add up pair by pair); one that got an event in its past is recomputed.
-    latest = {row.id: row.last_event_at for row in sessions.values()}
-    earliest_new: dict[int, datetime] = {}
-    for key, ts, _ in inserted:
-        earliest_new[key] = min(ts, earliest_new.get(key, ts))
-    touched = sorted(earliest_new)
-    in_order = [key for key in touched if earliest_new[key] >= latest[key]]
-    past = [key for key in touched if earliest_new[key] < latest[key]]
-    triggered: list[TriggeredSession] = []
-    if touched:
-        with raw.pipeline():
-            if in_order:
-                appended = {event_id for key, _, event_id in inserted if key in set(in_order)}
-                new = [e for e in unique if e.event_id in appended]
-                raw.execute(_APPEND, {**_event_arrays(new, sessions), "pause": pause_seconds}, prepare=True)
-            if past:
-                raw.execute(_RECOMPUTE, {"keys": past, "pause": pause_seconds}, prepare=True)
-            # Only a session not yet fired whose whole span reaches the threshold can have reached it
-            # continuously: the others skip the window functions over their events.
-            found = raw.execute(_CANDIDATES, {"keys": touched, "threshold": threshold_seconds}, prepare=True)
-        candidates = [row[0] for row in found.fetchall()]
-        if candidates:
-            rows = raw.execute(
-                _CLAIM_TRIGGER, {"keys": candidates, "threshold": threshold_seconds, "pause": pause_seconds},
-                prepare=True,
-            ).fetchall()
-            triggered = [TriggeredSession(*row) for row in rows]
-    return IngestResult(accepted=len(inserted), duplicates=len(events) - len(inserted), triggered=triggered)
+    with raw.pipeline():
+        stored = raw.execute(_STORE, {**_event_arrays(unique, sessions), "pause": pause_seconds,
+                                      "threshold": threshold_seconds}, prepare=True)
+        claimed = raw.execute(_CLAIM_TRIGGER, {"threshold": threshold_seconds, "pause": pause_seconds}, prepare=True)
+        attributed = None
+        if attribution_seconds is not None:
+            statement = attribution(window_seconds=attribution_seconds, guard=_STORED_AN_EVENT,
+                                    session_ids=list({e.session_id: None for e in events}))
+            attributed = raw.execute(statement.sql, statement.params, prepare=True)
+    accepted = stored.fetchone()[0]
+    triggered = [TriggeredSession(*row) for row in claimed.fetchall()]
+    if triggered:
+        raw.execute(_DEFAULT_PLANS)  # the triggered lists are made in this transaction
+    return IngestResult(accepted=accepted, duplicates=len(events) - accepted, triggered=triggered,
+                        attributed_sessions=0 if attributed is None else attributed.rowcount)
 
 
 class _SessionRow(NamedTuple):
@@ -147,26 +148,37 @@ class _SessionRow(NamedTuple):
     total_win: Decimal
 
 
+# Every statement of a batch has array parameters, and PostgreSQL's plan cache would plan each of them
+# anew on every call (a generic plan cannot see the arrays' lengths, so it never looks cheaper than a
+# custom one). On their generic plans PostgreSQL's CPU for one event went from 3.4 to 2.0 ms, measured;
+# those plans are index lookups whatever the batch's length. A batch uses them (for its transaction
+# only), and sets the default back when it fired a trigger, before the lists are made.
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+_DEFAULT_PLANS = "SET LOCAL plan_cache_mode TO DEFAULT"
+
+# The players' and slots' keys are resolved here too (index lookups): an unknown one creates nothing,
+# and the batch is then rejected (rolled back) before anything else runs.
 _CREATE_SESSIONS = """
 INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at)
-SELECT * FROM unnest(CAST(%(ids)b AS text[]), CAST(%(players)b AS bigint[]), CAST(%(slots)b AS int[]),
-                     CAST(%(ts)b AS timestamptz[]), CAST(%(ts)b AS timestamptz[]))
+SELECT session_id, player_key, slot_key, ts, ts
+FROM (
+    SELECT n.session_id, n.ts, n.position,
+           (SELECT p.id FROM players p WHERE p.player_id = n.player_id) AS player_key,
+           (SELECT s.id FROM slots s WHERE s.slot_id = n.slot_id) AS slot_key
+    FROM unnest(CAST(%(ids)s AS text[]), CAST(%(players)s AS text[]), CAST(%(slots)s AS text[]),
+                CAST(%(ts)s AS timestamptz[])) WITH ORDINALITY AS n(session_id, player_id, slot_id, ts, position)
+    WHERE NOT EXISTS (SELECT FROM play_sessions s WHERE s.session_id = n.session_id)  -- the usual case
+    OFFSET 0  -- each key looked up once, for the new sessions only
+) n
+WHERE player_key IS NOT NULL AND slot_key IS NOT NULL
+ORDER BY position
 ON CONFLICT (session_id) DO NOTHING
 """
 
 _LOCK_SESSIONS = """
 SELECT id, session_id, player_key, slot_key, last_event_at, total_bet, total_win FROM play_sessions
-WHERE session_id = ANY(CAST(%(ids)b AS text[])) ORDER BY id FOR UPDATE
+WHERE session_id = ANY(CAST(%(ids)s AS text[])) ORDER BY id FOR UPDATE
 """
-
-_INSERT_EVENTS = """
-INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus)
-SELECT * FROM unnest(CAST(%(ids)b AS text[]), CAST(%(sessions)b AS bigint[]), CAST(%(types)b AS text[]),
-                     CAST(%(ts)b AS timestamptz[]), CAST(%(bets)b AS numeric[]), CAST(%(wins)b AS numeric[]),
-                     CAST(%(bonus)b AS boolean[]))
-ON CONFLICT (event_id) DO NOTHING RETURNING session_key, ts, event_id
-"""
-
 
 SESSION_TOTAL_LIMIT = 10**12
 """``play_sessions.total_bet`` and ``total_win`` are ``NUMERIC(14, 2)``."""
@@ -189,43 +201,103 @@ def _check_totals(events: list[PlayEvent], sessions: dict, source: str) -> None:
                 )
 
 
-def _event_arrays(events: list[PlayEvent], sessions: dict) -> dict[str, list]:
-    """The ``unnest`` parameters of a list of events (one array per column)."""
+def _event_arrays(events: list[PlayEvent], sessions: dict) -> dict[str, str]:
+    """The ``unnest`` parameters of a list of events: one text-array literal per column. A bet or a
+    win is written with 15 significant digits, as PostgreSQL converts a float8 to numeric."""
     return {
-        "ids": [e.event_id for e in events],
-        "sessions": [sessions[e.session_id].id for e in events],
-        "types": [e.type for e in events],
-        "ts": [e.ts for e in events],
-        "bets": [e.bet for e in events],
-        "wins": [e.win for e in events],
-        "bonus": [e.bonus for e in events],
+        "ids": array_literal(e.event_id for e in events),
+        "sessions": unquoted_literal(str(sessions[e.session_id].id) for e in events),
+        "types": array_literal(e.type for e in events),
+        "ts": array_literal(e.ts for e in events),
+        "bets": unquoted_literal(_numeric(e.bet) for e in events),
+        "wins": unquoted_literal(_numeric(e.win) for e in events),
+        "bonus": unquoted_literal("NULL" if e.bonus is None else "t" if e.bonus else "f" for e in events),
     }
 
 
-def _keys(raw, player_ids: set[str], slot_ids: set[str]) -> tuple[dict[str, int], dict[str, int]]:
-    """The keys of the named players and slots (those that exist), in one round trip."""
-    rows = raw.execute(_KEYS, {"players": list(player_ids), "slots": list(slot_ids)}, prepare=True).fetchall()
-    return ({i: key for kind, i, key in rows if kind == "p"}, {i: key for kind, i, key in rows if kind == "s"})
+def _numeric(value: float | None) -> str:
+    return "NULL" if value is None else f"{value:.15g}"
 
 
 _KEYS = """
-SELECT 'p', player_id, id FROM players WHERE player_id = ANY(CAST(%(players)b AS text[]))
+SELECT 'p', player_id, id FROM players WHERE player_id = ANY(CAST(%(players)s AS text[]))
 UNION ALL
-SELECT 's', slot_id, id FROM slots WHERE slot_id = ANY(CAST(%(slots)b AS text[]))
+SELECT 's', slot_id, id FROM slots WHERE slot_id = ANY(CAST(%(slots)s AS text[]))
 """
 
+# The statements of one batch's second round trip hand each other what they found through settings
+# local to the transaction: the sessions that may have reached the threshold (the claim's candidates),
+# and how many events were stored (the attribution runs only when one was).
+_CANDIDATES = "recsys.trigger_candidates"
+_STORED = "recsys.events_stored"
+_STORED_AN_EVENT = f"current_setting('{_STORED}') <> '0'"
 
-# Continuous segments: a new segment starts at the first event and after every pause > pause seconds.
-_SEGMENTS = """
+
+def _segments(events: str) -> str:
+    """Continuous segments of ``events`` (a table expression with ``session_key``, ``ts`` and
+    ``event_id``): a new segment starts at the first event and after every pause > pause seconds."""
+    return f"""
 SELECT session_key, ts,
        sum(CASE WHEN prev IS NULL OR extract(epoch FROM ts - prev) > %(pause)s THEN 1 ELSE 0 END)
            OVER (PARTITION BY session_key ORDER BY ts, event_id) AS segment
 FROM (SELECT session_key, ts, event_id, lag(ts) OVER (PARTITION BY session_key ORDER BY ts, event_id) AS prev
-      FROM play_events WHERE session_key = ANY(%(keys)b)) e
+      FROM {events}) e
 """
 
-_RECOMPUTE = f"""
-WITH seg AS ({_SEGMENTS}),
+
+_CANDIDATE = """s.trigger_fired_at IS NULL AND s.last_event_at - s.started_at >= make_interval(secs => %(threshold)s)"""
+"""Only a session not yet fired whose whole span reaches the threshold can have reached it continuously:
+the claim skips the window functions over the others' events."""
+
+# One statement: the events inserted (ON CONFLICT DO NOTHING), and each session that got one updated.
+# A session whose new events all come after its latest stored one (``in_order``) is updated from those
+# events alone: the gaps between consecutive events (the first one's predecessor is the stored latest)
+# that are not pauses add to the continuous seconds. A session that got an event in its past is
+# recomputed from all its events: those stored before this statement and those it inserts (a statement
+# does not see its own inserts, so they are added explicitly).
+_STORE = f"""
+WITH new AS (
+    SELECT * FROM unnest(CAST(%(ids)s AS text[]), CAST(%(sessions)s AS bigint[]), CAST(%(types)s AS text[]),
+                         CAST(%(ts)s AS timestamptz[]), CAST(%(bets)s AS numeric[]), CAST(%(wins)s AS numeric[]),
+                         CAST(%(bonus)s AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
+),
+inserted AS (
+    INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) SELECT * FROM new
+    ON CONFLICT (event_id) DO NOTHING RETURNING event_id, session_key, type, ts, bet, win, bonus
+),
+touched AS (
+    SELECT i.session_key, s.last_event_at, min(i.ts) >= s.last_event_at AS in_order
+    FROM inserted i JOIN play_sessions s ON s.id = i.session_key GROUP BY i.session_key, s.last_event_at
+),
+gaps AS (
+    SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, t.last_event_at)) AS gap
+    FROM new n JOIN inserted i ON i.event_id = n.event_id
+    JOIN touched t ON t.session_key = n.session_key AND t.in_order
+    WINDOW w AS (PARTITION BY n.session_key ORDER BY n.ts, n.event_id)
+),
+appended AS (
+    SELECT session_key, sum(CASE WHEN gap <= %(pause)s THEN gap ELSE 0 END) AS seconds, max(ts) AS last_event_at,
+           max(ts) FILTER (WHERE type = 'end') AS ended_at, count(*) FILTER (WHERE type = 'spin') AS spins,
+           coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
+           coalesce(bool_or(bonus), false) AS bonus
+    FROM gaps GROUP BY session_key
+),
+append AS (
+    UPDATE play_sessions s
+    SET last_event_at = greatest(s.last_event_at, t.last_event_at), ended_at = greatest(s.ended_at, t.ended_at),
+        seconds = s.seconds + t.seconds, spins = s.spins + t.spins, total_bet = s.total_bet + t.total_bet,
+        total_win = s.total_win + t.total_win, bonus = s.bonus OR t.bonus, updated_at = now()
+    FROM appended t WHERE s.id = t.session_key
+    RETURNING s.id, {_CANDIDATE} AS candidate
+),
+everything AS (
+    SELECT session_key, event_id, type, ts, bet, win, bonus FROM play_events
+    WHERE session_key = ANY(ARRAY(SELECT session_key FROM touched WHERE NOT in_order))
+    UNION ALL
+    SELECT i.session_key, i.event_id, i.type, i.ts, i.bet, i.win, i.bonus
+    FROM inserted i JOIN touched t ON t.session_key = i.session_key AND NOT t.in_order
+),
+seg AS ({_segments("everything")}),
 spans AS (
     SELECT session_key, segment, extract(epoch FROM max(ts) - min(ts)) AS seconds
     FROM seg GROUP BY session_key, segment
@@ -236,51 +308,29 @@ totals AS (
            count(*) FILTER (WHERE type = 'spin') AS spins,
            coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
            coalesce(bool_or(bonus), false) AS bonus
-    FROM play_events WHERE session_key = ANY(%(keys)b) GROUP BY session_key
-)
-UPDATE play_sessions s
-SET started_at = t.started_at, last_event_at = t.last_event_at, ended_at = t.ended_at,
-    seconds = (SELECT sum(seconds) FROM spans WHERE spans.session_key = s.id),
-    spins = t.spins, total_bet = t.total_bet, total_win = t.total_win, bonus = t.bonus, updated_at = now()
-FROM totals t WHERE s.id = t.session_key
-"""
-
-# Events appended after a session's latest: the gaps between consecutive events (the first one's
-# predecessor is the stored latest) that are not pauses add to the continuous seconds.
-_APPEND = """
-WITH new AS (
-    SELECT * FROM unnest(CAST(%(ids)b AS text[]), CAST(%(sessions)b AS bigint[]), CAST(%(types)b AS text[]),
-                         CAST(%(ts)b AS timestamptz[]), CAST(%(bets)b AS numeric[]), CAST(%(wins)b AS numeric[]),
-                         CAST(%(bonus)b AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
+    FROM everything GROUP BY session_key
 ),
-gaps AS (
-    SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, s.last_event_at)) AS gap
-    FROM new n JOIN play_sessions s ON s.id = n.session_key
-    WINDOW w AS (PARTITION BY n.session_key ORDER BY n.ts, n.event_id)
+recompute AS (
+    UPDATE play_sessions s
+    SET started_at = t.started_at, last_event_at = t.last_event_at, ended_at = t.ended_at,
+        seconds = (SELECT sum(seconds) FROM spans WHERE spans.session_key = s.id),
+        spins = t.spins, total_bet = t.total_bet, total_win = t.total_win, bonus = t.bonus, updated_at = now()
+    FROM totals t WHERE s.id = t.session_key
+    RETURNING s.id, {_CANDIDATE} AS candidate
 ),
-totals AS (
-    SELECT session_key, sum(CASE WHEN gap <= %(pause)s THEN gap ELSE 0 END) AS seconds, max(ts) AS last_event_at,
-           max(ts) FILTER (WHERE type = 'end') AS ended_at, count(*) FILTER (WHERE type = 'spin') AS spins,
-           coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
-           coalesce(bool_or(bonus), false) AS bonus
-    FROM gaps GROUP BY session_key
+found AS (
+    SELECT (SELECT count(*) FROM inserted) AS stored,
+           ARRAY(SELECT id FROM append WHERE candidate UNION ALL SELECT id FROM recompute WHERE candidate
+                 ORDER BY 1) AS candidates
 )
-UPDATE play_sessions s
-SET last_event_at = greatest(s.last_event_at, t.last_event_at), ended_at = greatest(s.ended_at, t.ended_at),
-    seconds = s.seconds + t.seconds, spins = s.spins + t.spins, total_bet = s.total_bet + t.total_bet,
-    total_win = s.total_win + t.total_win, bonus = s.bonus OR t.bonus, updated_at = now()
-FROM totals t WHERE s.id = t.session_key
+SELECT stored, set_config('{_STORED}', CAST(stored AS text), true),
+       set_config('{_CANDIDATES}', CAST(candidates AS text), true)
+FROM found
 """
 
-_CANDIDATES = """
-SELECT id FROM play_sessions
-WHERE id = ANY(%(keys)b) AND trigger_fired_at IS NULL
-  AND last_event_at - started_at >= make_interval(secs => %(threshold)s)
-ORDER BY id
-"""
-
+# Claims the trigger of each candidate that _STORE found (in the same pipeline, after it).
 _CLAIM_TRIGGER = f"""
-WITH seg AS ({_SEGMENTS}),
+WITH seg AS ({_segments(f"play_events WHERE session_key = ANY(CAST(current_setting('{_CANDIDATES}') AS bigint[]))")}),
 latest AS (
     SELECT DISTINCT ON (session_key) session_key, segment FROM seg ORDER BY session_key, ts DESC
 ),
@@ -290,7 +340,8 @@ continuous AS (
 )
 UPDATE play_sessions s SET trigger_fired_at = now()
 FROM continuous c, players p, slots sl
-WHERE s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
+WHERE current_setting('{_CANDIDATES}') <> '{{}}'  -- no candidate (the usual case): nothing runs
+  AND s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
   AND p.id = s.player_key AND sl.id = s.slot_key
 RETURNING s.id, s.session_id, s.player_key, p.player_id, s.slot_key, sl.slot_id, c.seconds::float8,
           s.started_at, s.last_event_at

@@ -16,6 +16,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from recsys.db.bulk import array_literal, unquoted_literal
+from recsys.db.engine import Statement, driver
 from recsys.db.schema import FEEDBACK_ACTIONS
 from recsys.errors import InputError
 
@@ -100,31 +102,49 @@ def attribute_sessions(
     recommendation_ids: list[uuid.UUID] | None = None,
 ) -> int:
     """Attribute unattributed sessions (those given by key or by ``session_id``, or those matching
-    the given recommendations)."""
+    the given recommendations); returns how many were attributed."""
+    statement = attribution(window_seconds=window_seconds, session_keys=session_keys, session_ids=session_ids,
+                            recommendation_ids=recommendation_ids)
+    with driver(conn) as raw:
+        return raw.execute(statement.sql, statement.params, prepare=True).rowcount
+
+
+def attribution(
+    *,
+    window_seconds: float,
+    session_keys: list[int] | None = None,
+    session_ids: list[str] | None = None,
+    recommendation_ids: list[uuid.UUID] | None = None,
+    guard: str | None = None,
+) -> Statement:
+    """The prepared statement of :func:`attribute_sessions` (its row count: the sessions attributed),
+    for a caller that runs it in a pipeline; ``guard``: an SQL condition that must also hold (the
+    session tracker's: the batch stored an event)."""
     if session_keys is not None:
-        scope = "s.id = ANY(:sessions)"
+        scope, keys = "s.id = ANY(CAST(%(keys)s AS bigint[]))", unquoted_literal(str(int(k)) for k in session_keys)
     elif session_ids is not None:
-        scope = "s.session_id = ANY(:session_ids)"
+        scope, keys = "s.session_id = ANY(CAST(%(keys)s AS text[]))", array_literal(session_ids)
     elif recommendation_ids is not None:
-        scope = "f.recommendation_id = ANY(:recs)"
+        scope = "f.recommendation_id = ANY(CAST(%(keys)s AS uuid[]))"
+        keys = unquoted_literal(map(str, recommendation_ids))
     else:
         raise ValueError("name the sessions or the recommendations to attribute")
-    return conn.execute(
-        sa.text(
-            f"""
-            UPDATE play_sessions AS target SET recommendation_id = pick.recommendation_id, updated_at = now()
-            FROM (
-                SELECT DISTINCT ON (s.id) s.id, f.recommendation_id
-                FROM play_sessions s
-                JOIN recommendations r ON r.player_key = s.player_key
-                JOIN feedback f ON f.recommendation_id = r.id AND f.slot_key = s.slot_key
-                WHERE {scope} AND s.recommendation_id IS NULL
-                  AND f.action IN ('play', 'click', 'impression')
-                  AND s.started_at >= f.ts AND s.started_at <= f.ts + make_interval(secs => :window)
-                ORDER BY s.id, array_position(ARRAY['play', 'click', 'impression'], f.action::text), f.ts DESC
-            ) pick
-            WHERE target.id = pick.id
-            """
-        ),
-        {"sessions": session_keys, "session_ids": session_ids, "recs": recommendation_ids, "window": window_seconds},
-    ).rowcount
+    if guard is not None:
+        scope = f"{scope} AND {guard}"
+    return Statement(_ATTRIBUTE.format(scope=scope), {"keys": keys, "window": float(window_seconds)}, fetch=False)
+
+
+_ATTRIBUTE = """
+UPDATE play_sessions AS target SET recommendation_id = pick.recommendation_id, updated_at = now()
+FROM (
+    SELECT DISTINCT ON (s.id) s.id, f.recommendation_id
+    FROM play_sessions s
+    JOIN recommendations r ON r.player_key = s.player_key
+    JOIN feedback f ON f.recommendation_id = r.id AND f.slot_key = s.slot_key
+    WHERE {scope} AND s.recommendation_id IS NULL
+      AND f.action IN ('play', 'click', 'impression')
+      AND s.started_at >= f.ts AND s.started_at <= f.ts + make_interval(secs => %(window)s)
+    ORDER BY s.id, array_position(ARRAY['play', 'click', 'impression'], f.action::text), f.ts DESC
+) pick
+WHERE target.id = pick.id
+"""

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from recsys.db.bulk import array_literal
+from recsys.db.engine import driver
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "recsys_push"
@@ -60,10 +63,18 @@ class Pushed:
     items: tuple[PushedItem, ...]
 
 
-def notify(conn: sa.Connection, recommendation_id: uuid.UUID, player_id: str) -> None:
-    """Announce a list in ``conn``'s transaction: delivered to the listeners when it commits."""
-    payload = json.dumps({"recommendation_id": str(recommendation_id), "player_id": player_id})
-    conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+def notify(conn: sa.Connection, notices: list[Notice]) -> None:
+    """Announce lists in ``conn``'s transaction, in the given order, with one statement: delivered
+    to the listeners when it commits."""
+    if not notices:
+        return
+    payloads = (json.dumps({"recommendation_id": str(n.recommendation_id), "player_id": n.player_id}) for n in notices)
+    with driver(conn) as raw:
+        raw.execute(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)}, prepare=True)
+
+
+_NOTIFY = "SELECT pg_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"
+"""One notification per payload, in the array's order (the order a function scan yields its rows)."""
 
 
 # --- what a stream shows --------------------------------------------------------------------------
