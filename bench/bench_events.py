@@ -10,6 +10,12 @@ and drives it from a second process (bench/loadgen.py). Each connection owns its
 sends their events in event-time order, as a casino's event forwarder would: heartbeats and spins
 every ``--spacing`` seconds of event time, so a session crosses the one-hour threshold after
 3600 / spacing events and its trigger builds, logs and announces a list inside that request.
+
+Two shapes of play: **aligned**, every session of a connection starting together, so all of them
+cross the threshold in the same batch (the worst case: one request makes a list per session); and
+**staggered**, each session already some way into its hour when the timed run starts (its earlier
+events sent before the clock starts), so the crossings spread over the run as a casino's sessions
+do. Both are printed; neither replaces the other.
 Every answer is a commit (``synchronous_commit`` on: an acknowledged event survives a crash); after
 the runs the script times such a commit alone (one row, then COMMIT), the floor under every figure.
 """
@@ -70,21 +76,31 @@ class Sessions:
 
 
 def event_requests(name: str, world: dict, *, connections: int, sessions: int, batch: int, requests: int,
-                   spacing: float, seed: int) -> list[list[Request]]:
-    """Per connection: ``requests`` POSTs of ``batch`` events, round-robin over its own sessions."""
+                   spacing: float, seed: int, stagger: int = 0) -> tuple[list[list[Request]], list[list[Request]]]:
+    """Per connection: ``requests`` POSTs of ``batch`` events, round-robin over its own sessions,
+    after the ones that bring the sessions to their starting ages (``stagger``: each session has
+    played a uniform random 0 .. stagger - 1 of its events before the timed run; 0: every session
+    starts with the run). Returns ``(warm-up, timed)``, each one list of requests per connection."""
     rng = random.Random(seed)
-    shares = []
+    warm, timed = [], []
     for c in range(connections):
         owned = Sessions(f"{name}-{c}", world, sessions, spacing, rng)
+        ages = [rng.randrange(stagger) if stagger else 0 for _ in range(sessions)]
+        earlier = [owned.event(i) for step in range(max(ages, default=0)) for i in range(sessions) if step < ages[i]]
+        warm.append([_post(earlier[at:at + 100]) for at in range(0, len(earlier), 100)])
         share, cursor = [], 0
         for _ in range(requests):
             events = []
             for _ in range(batch):
                 events.append(owned.event(cursor % sessions))
                 cursor += 1
-            share.append(Request("POST", "/v1/events", json.dumps({"events": events}).encode()))
-        shares.append(share)
-    return shares
+            share.append(_post(events))
+        timed.append(share)
+    return warm, timed
+
+
+def _post(events: list[dict]) -> Request:
+    return Request("POST", "/v1/events", json.dumps({"events": events}).encode())
 
 
 def triggered_lists(port: int) -> int:
@@ -145,35 +161,42 @@ def main() -> int:
 
     c, sessions = args.concurrency, args.sessions
 
-    def load(batch: int, n: int, connections: int, run: str) -> list[list[Request]]:
-        """``n`` requests of ``batch`` events per connection (batch 0: /healthz); ``run`` names the
-        sessions (each run plays new ones)."""
+    def load(batch: int, n: int, connections: int, run: str, stagger: bool = False) -> tuple[list, list[list[Request]]]:
+        """``n`` requests of ``batch`` events per connection (batch 0: /healthz), and the untimed ones
+        that stagger the sessions first; ``run`` names the sessions (each run plays new ones)."""
         if batch == 0:
-            return [[Request("GET", "/healthz")] * n for _ in range(connections)]
+            return [], [[Request("GET", "/healthz")] * n for _ in range(connections)]
         return event_requests(f"{run}-{batch}", world, connections=connections, sessions=sessions, batch=batch,
-                              requests=n, spacing=args.spacing, seed=zlib.crc32(run.encode()))
+                              requests=n, spacing=args.spacing, seed=zlib.crc32(run.encode()),
+                              stagger=threshold_events if stagger else 0)
 
+    threshold_events = int(np.ceil(3600 / args.spacing))  # a session's events up to its crossing (default settings)
     per_second = args.rate / 100 / 2  # batches per second on each of two paced connections
     paced_n = max(int(per_second * args.paced_seconds), 1)
-    runs = [  # label, events per request, requests per connection, connections, pacing interval
-        ("healthz", 0, args.singles, c, None),
-        ("single events", 1, args.singles, c, None),
-        ("batches of 100", 100, args.batches, c, None),
-        (f"batches, paced {args.rate:,} ev/s", 100, paced_n, 2, 1 / per_second),
+    runs = [  # label, events per request, requests per connection, connections, pacing interval, staggered
+        ("healthz", 0, args.singles, c, None, False),
+        ("single events", 1, args.singles, c, None, False),
+        ("batches of 100", 100, args.batches, c, None, False),
+        (f"batches, paced {args.rate:,} ev/s", 100, paced_n, 2, 1 / per_second, False),
+        ("batches of 100, staggered", 100, args.batches, c, None, True),
+        (f"paced {args.rate:,} ev/s, staggered", 100, paced_n, 2, 1 / per_second, True),
     ]
     port = bench_api.free_port()
     process = bench_api.start_server(args.server, url, port, {"RECSYS_SERVE_WORKERS": "1"})
     results = []
     try:
-        drive_in_another_process(port, load(0, 100, c, "warm"), None)
-        drive_in_another_process(port, load(100, 5, c, "warm"), key)
-        for label, batch, n, connections, interval in runs:
+        drive_in_another_process(port, load(0, 100, c, "warm")[1], None)
+        drive_in_another_process(port, load(100, 5, c, "warm")[1], key)
+        for label, batch, n, connections, interval, stagger in runs:
+            warm, timed = load(batch, n, connections, label, stagger)
+            if any(warm):
+                drive_in_another_process(port, warm, key)  # the sessions' earlier events, untimed
             before = triggered_lists(port)
-            loaded = drive_in_another_process(port, load(batch, n, connections, label), key, interval)
+            loaded = drive_in_another_process(port, timed, key, interval)
             fired = triggered_lists(port) - before
             alone = None
-            if interval is None:
-                alone = drive_in_another_process(port, load(batch, max(n // 3, 50), 1, "alone " + label), key)
+            if interval is None and not stagger:
+                alone = drive_in_another_process(port, load(batch, max(n // 3, 50), 1, "alone " + label)[1], key)
             results.append((label, batch, n, connections, loaded, alone, fired))
             for result in (loaded, alone or {}):
                 if result.get("errors"):
@@ -199,8 +222,10 @@ def main() -> int:
         print(f"{label:<28} {connections:>4} {loaded['requests']:>8} {loaded['rps']:>8.0f} {events} "
               f"{loaded['p50']:>7.2f} {loaded['p99']:>7.2f}  {lone}  {loaded['rps'] / trivial:>10.2f} {length} "
               f"{fired if batch else '':>6}")
-    print("\nev/session: events each session holds at the end of the run (a batch's cost grows with it). "
-          "lists: triggered lists built, logged and announced inside those requests.")
+    print("\nev/session: events each session holds at the end of the run (a batch's cost grows with it; staggered "
+          "sessions hold up to a threshold's more). lists: triggered lists built, logged and announced inside those "
+          f"requests. Aligned runs: every session of a connection crosses the threshold ({threshold_events} events) in "
+          "the same batch; staggered: the crossings spread over the run.")
     print(f"\nA durable commit (one row written, then COMMIT waiting for the WAL flush), measured alone "
           f"after the runs: p50 {np.percentile(commit_ms, 50):.2f} ms, p99 {np.percentile(commit_ms, 99):.2f} ms "
           f"over {len(commit_ms)} commits: the floor of every acknowledged request above.")
