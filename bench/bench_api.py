@@ -5,9 +5,13 @@ and the trivial ``/healthz``, measured in the same run against the real server.
 
 It seeds a database ``recsys_bench`` (on RECSYS_DATABASE_URL's server, or the embedded one) with a
 small synthetic casino and an active NeuMF-shaped version, starts ``recsys serve`` as a subprocess,
-and drives it from a second process with a keep-alive HTTP/1.1 load generator (asyncio sockets).
+and drives it from a second process with a keep-alive HTTP/1.1 load generator (bench/loadgen.py).
 Two loads per endpoint: ``--concurrency`` connections (throughput, and latency under that load),
 and one connection (latency of a lone request). Loopback only; bounded request counts.
+
+Under load it also counts whose CPU a request costs: the server's processes, PostgreSQL's (when it
+runs on this machine) and the load generator's, from ``/proc``; their sum says how many requests
+per second the machine's cores could give at most, whatever the concurrency.
 
 The cost of logging every served list inside the request is read from the server's own
 ``recsys_recommendation_log_seconds`` histogram (``/metrics``).
@@ -16,8 +20,6 @@ The cost of logging every served list inside the request is read from the server
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import random
 import re
@@ -33,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from loadgen import Request, drive_in_another_process, postmaster_pid, spread, tree_cpu_seconds  # noqa: E402  (bench/)
 
 BENCH_DATABASE = "recsys_bench"
 
@@ -161,54 +165,6 @@ def seed_casino(engine, *, slots: int, players: int, sessions_per_player: int, s
             "version": version}
 
 
-# --- the load generator (runs in its own process: ``bench_api.py drive``) ----------------------------
-
-
-async def _worker(host, port, requests, headers, latencies, errors):
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        for path in requests:
-            started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors.append(head.split(b"\r\n", 1)[0].decode())
-    finally:
-        writer.close()
-
-
-async def _drive(host, port, paths, concurrency, key):
-    headers = f"Authorization: Bearer {key}\r\n" if key else ""
-    latencies: list[float] = []
-    errors: list[str] = []
-    shares = [paths[i::concurrency] for i in range(concurrency)]
-    started = time.perf_counter()
-    await asyncio.gather(*(_worker(host, port, share, headers, latencies, errors) for share in shares))
-    return latencies, errors, time.perf_counter() - started
-
-
-def drive(host: str, port: int, paths: list[str], concurrency: int, key: str | None) -> dict:
-    latencies, errors, seconds = asyncio.run(_drive(host, port, paths, concurrency, key))
-    ms = np.array(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "rps": len(latencies) / seconds,
-        "p50": float(np.percentile(ms, 50)),
-        "p99": float(np.percentile(ms, 99)),
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-    }
-
-
-def drive_in_another_process(port: int, paths: list[str], concurrency: int, key: str | None) -> dict:
-    job = json.dumps({"port": port, "paths": paths, "concurrency": concurrency, "key": key})
-    out = subprocess.run([sys.executable, __file__, "drive"], input=job, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
 # --- the server ---------------------------------------------------------------------------------------
 
 
@@ -273,6 +229,10 @@ def workloads(world: dict, n: int, rng: random.Random) -> dict[str, list[str]]:
     }
 
 
+def gets(paths: list[str]) -> list[Request]:
+    return [Request("GET", path) for path in paths]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="granian,uvicorn")
@@ -302,21 +262,26 @@ def main() -> int:
         first = runs[0][1]
         durable = {**workers, "RECSYS_LOG_SYNCHRONOUS_COMMIT": "true"}
         runs.append((f"{first}, durable log", first, durable, ("recommendations",)))
-    results = {}
+    postgres = postmaster_pid(url)
+    results, cpu = {}, {}
     for label, server, env, endpoints in runs:
         port = free_port()
         process = start_server(server, url, port, env)
         try:
             for name, paths in workloads(world, 300, rng).items():  # warm-up
                 if name in endpoints:
-                    drive_in_another_process(port, paths, args.concurrency, key)
+                    drive_in_another_process(port, spread(gets(paths), args.concurrency), key)
             logged_before = log_write_seconds(port)
             for name, paths in workloads(world, args.requests, rng).items():
                 if name not in endpoints:
                     continue
-                loaded = drive_in_another_process(port, paths, args.concurrency, key)
-                alone = drive_in_another_process(port, paths[: max(args.requests // 3, 200)], 1, key)
+                before = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
+                loaded = drive_in_another_process(port, spread(gets(paths), args.concurrency), key)
+                after = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
+                alone = drive_in_another_process(port, [gets(paths[: max(args.requests // 3, 200)])], key)
                 results[(label, name)] = (loaded, alone)
+                cpu[(label, name)] = [1000 * (b - a) / loaded["requests"] for a, b in zip(before, after, strict=True)]
+                cpu[(label, name)].append(1000 * loaded["cpu_seconds"] / loaded["requests"])
                 if loaded["errors"] or alone["errors"]:
                     print(f"  {label} {name}: {loaded['errors'] + alone['errors']} non-200 answers, e.g. "
                           f"{loaded['first_error'] or alone['first_error']}")
@@ -344,12 +309,21 @@ def main() -> int:
         print(f"{label:<22} writing the served list, inside the request: {mean_ms:.2f} ms on average over "
               f"{count:,} lists ({mean_ms / results[(label, 'recommendations')][1]['p50']:.0%} of a lone "
               f"recommendation's p50)")
+    print(f"\nCPU per request at concurrency {args.concurrency}, ms (the server's processes, PostgreSQL's, the load "
+          f"generator's), and the requests/s those {os.cpu_count()} CPUs could give if nothing else ran and the load "
+          "kept them all busy:\n")
+    print(f"{'server':<22} {'endpoint':<16} {'server':>8} {'postgres':>9} {'loadgen':>8} {'total':>8} {'ceiling':>9}")
+    for label, _, _, endpoints in runs:
+        for name in endpoints:
+            spent = cpu[(label, name)]
+            if postgres is None:
+                print(f"{label:<22} {name:<16} {spent[0]:>8.3f} {'n/a':>9} {spent[2]:>8.3f}   (PostgreSQL not local)")
+                continue
+            total = sum(spent)
+            print(f"{label:<22} {name:<16} {spent[0]:>8.3f} {spent[1]:>9.3f} {spent[2]:>8.3f} {total:>8.3f} "
+                  f"{1000 * os.cpu_count() / total:>9.0f}")
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "drive":
-        job = json.loads(sys.stdin.read())
-        print(json.dumps(drive("127.0.0.1", job["port"], job["paths"], job["concurrency"], job["key"])))
-        sys.exit(0)
     sys.exit(main())

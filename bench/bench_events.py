@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench_api  # noqa: E402  (bench/ is the script's folder)
-from loadgen import Request, drive_in_another_process  # noqa: E402
+from loadgen import Request, drive_in_another_process, postmaster_pid, tree_cpu_seconds  # noqa: E402
 
 DATABASE = "recsys_bench_events"
 T0 = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
@@ -183,6 +183,7 @@ def main() -> int:
     ]
     port = bench_api.free_port()
     process = bench_api.start_server(args.server, url, port, {"RECSYS_SERVE_WORKERS": "1"})
+    postgres = postmaster_pid(url)
     results = []
     try:
         drive_in_another_process(port, load(0, 100, c, "warm")[1], None)
@@ -192,7 +193,11 @@ def main() -> int:
             if any(warm):
                 drive_in_another_process(port, warm, key)  # the sessions' earlier events, untimed
             before = triggered_lists(port)
+            spent = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
             loaded = drive_in_another_process(port, timed, key, interval)
+            spent = [b - a for a, b in zip(spent, (tree_cpu_seconds(process.pid),
+                                                   tree_cpu_seconds(postgres) if postgres else 0.0), strict=True)]
+            loaded["cpu_ms"] = [1000 * seconds / loaded["requests"] for seconds in (*spent, loaded["cpu_seconds"])]
             fired = triggered_lists(port) - before
             alone = None
             if interval is None and not stagger:
@@ -226,6 +231,14 @@ def main() -> int:
           "sessions hold up to a threshold's more). lists: triggered lists built, logged and announced inside those "
           f"requests. Aligned runs: every session of a connection crosses the threshold ({threshold_events} events) in "
           "the same batch; staggered: the crossings spread over the run.")
+    print(f"\nCPU per request, ms: the server's processes, PostgreSQL's{'' if postgres else ' (not local: n/a)'}, the "
+          f"load generator's; and the requests/s those {os.cpu_count()} CPUs could give at most (nothing else "
+          "running):")
+    print(f"{'workload':<28} {'server':>8} {'postgres':>9} {'loadgen':>8} {'ceiling':>9}")
+    for label, _, _, _, loaded, _, _ in results:
+        server, database, client = loaded["cpu_ms"]
+        ceiling = f"{1000 * os.cpu_count() / (server + database + client):>9.0f}" if postgres else f"{'':>9}"
+        print(f"{label:<28} {server:>8.3f} {database if postgres else float('nan'):>9.3f} {client:>8.3f} {ceiling}")
     print(f"\nA durable commit (one row written, then COMMIT waiting for the WAL flush), measured alone "
           f"after the runs: p50 {np.percentile(commit_ms, 50):.2f} ms, p99 {np.percentile(commit_ms, 99):.2f} ms "
           f"over {len(commit_ms)} commits: the floor of every acknowledged request above.")

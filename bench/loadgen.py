@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -80,11 +81,13 @@ async def _drive(host, port, shares, key, interval):
 def drive(host: str, port: int, shares: list[list[Request]], key: str | None, interval: float | None = None) -> dict:
     """Send every share on its own connection, all at once (each paced at one request per ``interval``
     seconds, or as fast as answers come); requests/s, p50/p99 (ms) and errors."""
+    cpu = time.process_time()
     latencies, errors, seconds = asyncio.run(_drive(host, port, shares, key, interval))
     ms = np.array(latencies) * 1000
     return {
         "requests": len(latencies),
         "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu,  # the load generator's own CPU
         "rps": len(latencies) / seconds,
         "p50": float(np.percentile(ms, 50)),
         "p99": float(np.percentile(ms, 99)),
@@ -101,6 +104,49 @@ def drive_in_another_process(port: int, shares: list[list[Request]], key: str | 
         job.flush()
         out = subprocess.run([sys.executable, __file__, job.name], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+# --- whose CPU: the server's, PostgreSQL's, the load generator's ----------------------------------------
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its descendants, those that exited
+    included once their parent has reaped them (Linux ``/proc``; 0.0 where it is not readable)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The PID of the PostgreSQL server behind ``url`` when it runs on this machine (the parent of
+    a backend), else None."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        if conn.info.host not in ("localhost", "127.0.0.1", "::1") and not conn.info.host.startswith("/"):
+            return None
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            with open(f"/proc/{backend}/stat") as file:
+                return int(file.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None
 
 
 if __name__ == "__main__":
