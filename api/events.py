@@ -1,15 +1,18 @@
 """``POST /v1/events``: play events in; the long-session triggers they fire, logged and pushed, out.
 
-The handler runs the session tracker (``recsys.tracker.track``), which makes a triggered list
-with the function ``GET .../recommendations`` uses (``recsys.serving.lists.make_list``), on its
-own connection, inside the transaction that stores the events: the list, the claim of the trigger
-and the push notification commit together.
+The handler runs the session tracker on the event loop (``recsys.tracker.track_async``), which
+makes a triggered list with the flow ``GET .../recommendations`` uses (``recsys.serving.lists``)
+inside the transaction that stores the events: the list, the claim of the trigger and the push
+notification commit together. While the active version is not in memory it runs the same flow on
+a blocking connection from a worker thread (``recsys.tracker.track``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
+import anyio
 import msgspec
 from litestar import post
 from litestar.datastructures import State
@@ -21,7 +24,7 @@ from recsys.errors import InputError
 from recsys.events import PlayEvent
 from recsys.serving.lists import TriggeredList
 from recsys.serving.state import ServingState
-from recsys.tracker import track
+from recsys.tracker import track, track_async
 
 MAX_EVENTS = 1_000
 """Events per request: a batch is one transaction, and its sessions stay locked until it commits."""
@@ -52,26 +55,31 @@ class EventsResult(msgspec.Struct):
     recommendations: list[TriggeredList]
 
 
-@post("/v1/events", guards=[INGEST], sync_to_thread=True, status_code=200, tags=["events"])
-def post_events(state: State, body: RawBody) -> EventsResult:
+@post("/v1/events", guards=[INGEST], status_code=200, tags=["events"])
+async def post_events(state: State, body: RawBody) -> EventsResult:
     """Store a batch of play events (idempotent by ``event_id``); answer after the commit with the
     lists that sessions crossing the long-session threshold produced."""
-    return ingest_events(state.serving, body)
+    serving: ServingState = state.serving
+    events, config = play_events(body), serving.settings.realtime
+    tracked = await track_async(serving, state.pool, events, config, source=SOURCE)
+    if tracked is None:
+        tracked = await anyio.to_thread.run_sync(partial(track, serving, events, config, source=SOURCE))
+    return EventsResult(tracked.accepted, tracked.duplicates, tracked.recommendations)
 
 
 documented("post_events", "A batch of play events (at most 1,000).", EventBatch)
 
 
-def ingest_events(serving: ServingState, body: bytes) -> EventsResult:
+def play_events(body: bytes) -> list[PlayEvent]:
+    """The request's events; raises ``InputError`` for a body that is not a batch of at most
+    :data:`MAX_EVENTS` well-formed events."""
     batch = decode(body, EventBatch, SOURCE, key="events")
     if len(batch.events) > MAX_EVENTS:
         raise InputError(SOURCE, f"{len(batch.events):,} events; at most {MAX_EVENTS:,} per request")
-    events = [
+    return [
         PlayEvent(e.event_id, e.type, e.session_id, e.player_id, e.slot_id, e.ts, e.bet, e.win, e.bonus)
         for e in batch.events
     ]
-    tracked = track(serving, events, serving.settings.realtime, source=SOURCE)
-    return EventsResult(tracked.accepted, tracked.duplicates, tracked.recommendations)
 
 
 ROUTES = [post_events]

@@ -117,31 +117,60 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Statement:
-    """One prepared statement that a flow needs run (``recsys.serving.lists``): the flow is a
-    generator that yields statements and is sent each one's first row (None: no row, or
-    ``fetch=False``), so the same code runs on a blocking connection (:func:`run`) or on the event
-    loop (``recsys.db.pool.AsyncPool.run``)."""
+    """One statement that a flow needs run (``recsys.serving.lists``, ``recsys.tracker``): the flow
+    is a generator that yields statements (or a :class:`Pipeline` of them) and is sent each one's
+    result, so the same code runs on a blocking connection (:func:`run`) or on the event loop
+    (``recsys.db.pool.AsyncPool``).
+
+    The result: the first row (None: no row); with ``rows``, every row (a list); with
+    ``fetch=False``, the number of rows the statement affected. ``prepare``: prepared once per
+    connection (the default; a ``SET`` is not).
+    """
 
     sql: str
     params: Mapping[str, Any]
     fetch: bool = True
+    rows: bool = False
+    prepare: bool = True
 
 
-def run(conn: sa.Connection, steps: Generator[Statement, Any, T]) -> T:
+@dataclass(frozen=True)
+class Pipeline:
+    """Statements sent in one round trip (psycopg's pipeline mode); the flow is sent their results,
+    a tuple in the same order. An error in one of them is raised at the end of the pipeline."""
+
+    statements: tuple[Statement, ...]
+
+
+Step = Statement | Pipeline
+Flow = Generator[Step, Any, T]
+
+
+def run(conn: sa.Connection, steps: Flow[T]) -> T:
     """Drive ``steps`` on ``conn`` (in its transaction, or autocommit) and return what it returns."""
     with driver(conn) as raw:
         try:
-            statement = next(steps)
+            step = next(steps)
             while True:
-                statement = steps.send(execute(raw, statement))
+                step = steps.send(execute(raw, step))
         except StopIteration as done:
             return done.value
 
 
-def execute(raw: psycopg.Connection, statement: Statement) -> tuple | None:
-    """One statement on a blocking connection, prepared: its first row when ``statement.fetch``."""
-    cursor = raw.execute(statement.sql, statement.params, prepare=True)
-    return cursor.fetchone() if statement.fetch else None
+def execute(raw: psycopg.Connection, step: Step) -> Any:
+    """One step on a blocking connection: a statement's result, or a pipeline's tuple of them."""
+    if isinstance(step, Pipeline):
+        with raw.pipeline():
+            cursors = [raw.execute(s.sql, s.params, prepare=s.prepare) for s in step.statements]
+        return tuple(result(cursor, s) for cursor, s in zip(cursors, step.statements, strict=True))
+    return result(raw.execute(step.sql, step.params, prepare=step.prepare), step)
+
+
+def result(cursor: psycopg.Cursor, statement: Statement) -> Any:
+    """What a flow is sent for ``statement`` (see :class:`Statement`), from its executed cursor."""
+    if not statement.fetch:
+        return cursor.rowcount
+    return cursor.fetchall() if statement.rows else cursor.fetchone()
 
 
 def _redact(url: str) -> str:

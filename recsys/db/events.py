@@ -33,7 +33,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from recsys.db.bulk import array_literal, unquoted_literal
-from recsys.db.engine import driver
+from recsys.db.engine import Flow, Pipeline, Statement, run
 from recsys.db.feedback import attribution
 from recsys.errors import InputError
 from recsys.events import PlayEvent
@@ -69,7 +69,22 @@ def store_events(
     attribution_seconds: float | None = None,
     source: str = "events",
 ) -> IngestResult:
-    """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps.
+    """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps
+    and :func:`store_flow` for how."""
+    return run(conn, store_flow(events, pause_seconds=pause_seconds, threshold_seconds=threshold_seconds,
+                                attribution_seconds=attribution_seconds, source=source))
+
+
+def store_flow(
+    events: list[PlayEvent],
+    *,
+    pause_seconds: float,
+    threshold_seconds: float,
+    attribution_seconds: float | None = None,
+    source: str = "events",
+) -> Flow[IngestResult]:
+    """:func:`store_events` as a flow (``recsys.db.engine.Statement``), for a transaction on a
+    blocking connection or on the event loop.
 
     Two round trips, each a pipeline of statements prepared once per connection: the keys with the
     sessions (created, then locked); then the events with the sessions' update, the claim and, with
@@ -78,12 +93,6 @@ def store_events(
     generic plans (``_GENERIC_PLANS``); array parameters travel as text literals (cheaper to send
     than psycopg's binary lists).
     """
-    with driver(conn) as raw:
-        return _store(raw, events, pause_seconds, threshold_seconds, attribution_seconds, source)
-
-
-def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds: float,
-           attribution_seconds: float | None, source: str) -> IngestResult:
     first: dict[str, tuple[datetime, str, str]] = {}  # session -> earliest time, player and slot
     for event in events:
         ts, player, slot = first.get(event.session_id, (event.ts, event.player_id, event.slot_id))
@@ -91,18 +100,18 @@ def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds
     # In session_id order: two batches creating the same sessions take the unique-index locks in the
     # same order and cannot deadlock.
     ids = sorted(first)
-    with raw.pipeline():
-        raw.execute(_GENERIC_PLANS)
-        keys = raw.execute(_KEYS, {"players": array_literal({e.player_id for e in events}),
-                                   "slots": array_literal({e.slot_id for e in events})}, prepare=True)
-        raw.execute(_CREATE_SESSIONS, {
+    _, rows, _, locked = yield Pipeline((
+        Statement(_GENERIC_PLANS, {}, fetch=False, prepare=False),
+        Statement(_KEYS, {"players": array_literal({e.player_id for e in events}),
+                          "slots": array_literal({e.slot_id for e in events})}, rows=True),
+        Statement(_CREATE_SESSIONS, {
             "ids": array_literal(ids),
             "players": array_literal(first[i][1] for i in ids),
             "slots": array_literal(first[i][2] for i in ids),
             "ts": array_literal(first[i][0] for i in ids),
-        }, prepare=True)
-        locked = raw.execute(_LOCK_SESSIONS, {"ids": array_literal(ids)}, prepare=True)
-    rows = keys.fetchall()
+        }, fetch=False),
+        Statement(_LOCK_SESSIONS, {"ids": array_literal(ids)}, rows=True),
+    ))
     players = {i: key for kind, i, key in rows if kind == "p"}
     slots = {i: key for kind, i, key in rows if kind == "s"}
     for index, event in enumerate(events):
@@ -110,7 +119,7 @@ def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds
             raise InputError(source, f"unknown player {event.player_id!r}", index=index, field="player_id")
         if event.slot_id not in slots:
             raise InputError(source, f"unknown slot {event.slot_id!r}", index=index, field="slot_id")
-    sessions = {row.session_id: row for row in map(_SessionRow._make, locked.fetchall())}
+    sessions = {row.session_id: row for row in map(_SessionRow._make, locked)}
     for index, event in enumerate(events):
         session = sessions[event.session_id]
         if (session.player_key, session.slot_key) != (players[event.player_id], slots[event.slot_id]):
@@ -121,21 +130,19 @@ def _store(raw, events: list[PlayEvent], pause_seconds: float, threshold_seconds
     _check_totals(events, sessions, source)
 
     unique = list({e.event_id: e for e in events}.values())
-    with raw.pipeline():
-        stored = raw.execute(_STORE, {**_event_arrays(unique, sessions), "pause": pause_seconds,
-                                      "threshold": threshold_seconds}, prepare=True)
-        claimed = raw.execute(_CLAIM_TRIGGER, {"threshold": threshold_seconds, "pause": pause_seconds}, prepare=True)
-        attributed = None
-        if attribution_seconds is not None:
-            statement = attribution(window_seconds=attribution_seconds, guard=_STORED_AN_EVENT,
-                                    session_ids=list({e.session_id: None for e in events}))
-            attributed = raw.execute(statement.sql, statement.params, prepare=True)
-    accepted = stored.fetchone()[0]
-    triggered = [TriggeredSession(*row) for row in claimed.fetchall()]
-    if triggered:
-        raw.execute(_DEFAULT_PLANS)  # the triggered lists are made in this transaction
-    return IngestResult(accepted=accepted, duplicates=len(events) - accepted, triggered=triggered,
-                        attributed_sessions=0 if attributed is None else attributed.rowcount)
+    statements = [
+        Statement(_STORE, {**_event_arrays(unique, sessions), "pause": pause_seconds, "threshold": threshold_seconds}),
+        Statement(_CLAIM_TRIGGER, {"threshold": threshold_seconds, "pause": pause_seconds}, rows=True),
+    ]
+    if attribution_seconds is not None:
+        statements.append(attribution(window_seconds=attribution_seconds, guard=_STORED_AN_EVENT,
+                                      session_ids=list({e.session_id: None for e in events})))
+    stored, claimed, *attributed = yield Pipeline(tuple(statements))
+    triggered = [TriggeredSession(*row) for row in claimed]
+    if triggered:  # the triggered lists are made in this transaction, on the default plans
+        yield Statement(_DEFAULT_PLANS, {}, fetch=False, prepare=False)
+    return IngestResult(accepted=stored[0], duplicates=len(events) - stored[0], triggered=triggered,
+                        attributed_sessions=attributed[0] if attributed else 0)
 
 
 class _SessionRow(NamedTuple):

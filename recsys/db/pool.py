@@ -1,5 +1,6 @@
 """The event loop's connections: psycopg's asyncio connections for the flows that the API runs on
-its event loop (``GET .../recommendations``: ``recsys.serving.lists.recommend_async``).
+its event loop (``GET .../recommendations``: ``recsys.serving.lists.recommend_async``; ``POST
+/v1/events``: ``recsys.tracker.track_async``, in one transaction).
 
 A blocking connection needs a worker thread per request, and handing each list to a thread and
 back, with the threads then taking turns on the GIL, costs about as much CPU as the list itself
@@ -17,7 +18,8 @@ The same rules as the engine's pool (``recsys.db.engine.create_engine``):
 - no ping on checkout (a round trip per request): when the first statement on a reused connection
   finds it broken (the server restarted, the network cut it), the idle connections are dropped as
   stale too and the flow runs again from its start on a new connection. A flow's first statement
-  must therefore only read;
+  must therefore only read, unless the flow runs in a transaction (nothing is committed before
+  its end);
 - every connection error and ``OperationalError`` (a lost server, a lock or statement timeout) is
   raised as ``DatabaseUnavailable``.
 """
@@ -25,13 +27,21 @@ The same rules as the engine's pool (``recsys.db.engine.create_engine``):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from recsys.db.engine import DatabaseUnavailable, Statement, session_limit_options, unavailable
+from recsys.db.engine import (
+    DatabaseUnavailable,
+    Flow,
+    Pipeline,
+    Statement,
+    Step,
+    session_limit_options,
+    unavailable,
+)
 from recsys.settings import Settings
 
 T = TypeVar("T")
@@ -64,9 +74,17 @@ class AsyncPool:
         """Idle connections."""
         return len(self._idle)
 
-    async def run(self, flow: Callable[[], Generator[Statement, Any, T]]) -> T:
+    async def run(self, flow: Callable[[], Flow[T]], *, transaction: bool = False) -> T:
         """Run the generator that ``flow()`` makes (see ``recsys.db.engine.Statement``) on a pooled
-        connection and return what it returns; ``flow`` is called again for the one retry."""
+        connection and return what it returns; ``flow`` is called again for the one retry.
+
+        ``transaction``: the flow's statements run in one transaction, ``BEGIN`` sent with its first
+        step (no round trip of its own) and ``COMMIT`` after the flow returns; when the flow or a
+        statement raises, it is rolled back. Such a flow may write in its first step: nothing is
+        committed before its end, so running it again on a new connection is safe. A ``COMMIT``
+        whose answer is lost raises ``DatabaseUnavailable``: the outcome is unknown, as on a
+        blocking connection.
+        """
         if self._slots.locked():  # only then wait, with a deadline (wait_for costs a task per call)
             try:
                 await asyncio.wait_for(self._slots.acquire(), ACQUIRE_SECONDS)
@@ -77,14 +95,14 @@ class AsyncPool:
         try:
             conn, reused = (self._idle.pop(), True) if self._idle else (await self._open(), False)
             try:
-                return await self._drive(conn, flow(), retry_if_stale=reused)
+                return await self._drive(conn, flow(), retry_if_stale=reused, transaction=transaction)
             except _Stale:
                 await self._close_idle()  # the server restarted or the path was cut: they are stale too
             finally:
                 await self._give_back(conn)
             conn = await self._open()
             try:
-                return await self._drive(conn, flow(), retry_if_stale=False)
+                return await self._drive(conn, flow(), retry_if_stale=False, transaction=transaction)
             finally:
                 await self._give_back(conn)
         finally:
@@ -94,21 +112,32 @@ class AsyncPool:
         self._closed = True
         await self._close_idle()
 
-    async def _drive(self, conn: psycopg.AsyncConnection, steps, *, retry_if_stale: bool):
+    async def _drive(self, conn: psycopg.AsyncConnection, steps: Flow[T], *, retry_if_stale: bool,
+                     transaction: bool) -> T:
+        begin = transaction
         try:
-            statement = next(steps)
-            while True:
-                try:
-                    cursor = await conn.execute(statement.sql, statement.params, prepare=True)
-                    row = await cursor.fetchone() if statement.fetch else None
-                except psycopg.OperationalError as exc:
-                    if retry_if_stale and conn.broken:
-                        raise _Stale from exc
-                    raise unavailable(self.url, exc) from exc
-                retry_if_stale = False
-                statement = steps.send(row)
-        except StopIteration as done:
-            return done.value
+            try:
+                step = next(steps)
+                while True:
+                    try:
+                        sent = await _execute(conn, step, begin=begin)
+                    except psycopg.OperationalError as exc:
+                        if retry_if_stale and conn.broken:
+                            raise _Stale from exc
+                        raise unavailable(self.url, exc) from exc
+                    retry_if_stale = begin = False
+                    step = steps.send(sent)
+            except StopIteration as done:
+                if transaction and not begin:  # a flow that ran no statement began nothing
+                    try:
+                        await conn.execute("COMMIT")
+                    except psycopg.OperationalError as exc:
+                        raise unavailable(self.url, exc) from exc
+                return done.value
+        except BaseException:
+            if transaction:
+                await _rollback(conn)
+            raise
         finally:
             steps.close()
 
@@ -135,3 +164,33 @@ class AsyncPool:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()
+
+
+_BEGIN = Statement("BEGIN", {}, fetch=False, prepare=False)
+
+
+async def _execute(conn: psycopg.AsyncConnection, step: Step, *, begin: bool) -> Any:
+    """``recsys.db.engine.execute`` on the event loop; ``begin``: ``BEGIN`` first, in the same round trip."""
+    if isinstance(step, Statement) and not begin:
+        return await _result(await conn.execute(step.sql, step.params, prepare=step.prepare), step)
+    statements = (*((_BEGIN,) if begin else ()), *(step.statements if isinstance(step, Pipeline) else (step,)))
+    async with conn.pipeline():
+        cursors = [await conn.execute(s.sql, s.params, prepare=s.prepare) for s in statements]
+    results = tuple([await _result(cursor, s) for cursor, s in zip(cursors, statements, strict=True)])[begin:]
+    return results if isinstance(step, Pipeline) else results[0]
+
+
+async def _result(cursor: psycopg.AsyncCursor, statement: Statement) -> Any:
+    if not statement.fetch:
+        return cursor.rowcount
+    return await cursor.fetchall() if statement.rows else await cursor.fetchone()
+
+
+async def _rollback(conn: psycopg.AsyncConnection) -> None:
+    """Roll back what a failed transactional flow began; a connection that cannot is not reused."""
+    if conn.broken or conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except psycopg.Error:
+        await conn.close()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from recsys.db.bulk import array_literal
-from recsys.db.engine import driver
+from recsys.db.engine import Statement
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,11 @@ class Pushed:
     items: tuple[PushedItem, ...]
 
 
-def notify(conn: sa.Connection, notices: list[Notice]) -> None:
-    """Announce lists in ``conn``'s transaction, in the given order, with one statement: delivered
-    to the listeners when it commits."""
-    if not notices:
-        return
+def notify_statement(notices: list[Notice]) -> Statement:
+    """The statement that announces lists, in the given order, in the transaction that runs it:
+    delivered to the listeners when it commits."""
     payloads = (json.dumps({"recommendation_id": str(n.recommendation_id), "player_id": n.player_id}) for n in notices)
-    with driver(conn) as raw:
-        raw.execute(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)}, prepare=True)
+    return Statement(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)}, fetch=False)
 
 
 _NOTIFY = "SELECT pg_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"

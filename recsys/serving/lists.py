@@ -33,7 +33,7 @@ import numpy as np
 from recsys.db import lists as db
 from recsys.db import versions
 from recsys.db.catalogue import similar_by_pgvector
-from recsys.db.engine import Statement, connection, run
+from recsys.db.engine import Flow, Statement, connection, run
 from recsys.errors import NotFound, NotReady
 from recsys.experiments import Arm, assign
 from recsys.serving.candidates import generate_candidates
@@ -148,6 +148,12 @@ def make_list(serving: ServingState, conn: sa.Connection, player_id: str, **opti
     docstring, in the caller's transaction); ``options`` are :func:`_flow`'s. Raises ``NotReady``
     before the catalogue is loaded and ``NotFound`` for an unknown player, before anything is written."""
     return run(conn, _flow(serving, serving.snapshot, player_id, **options))
+
+
+def list_flow(serving: ServingState, snap: Snapshot, player_id: str, **options) -> Flow[MadeList]:
+    """:func:`make_list` as a flow over ``snap``, for a caller whose own flow makes lists in its
+    transaction (``recsys.tracker``: ``yield from list_flow(...)``); ``options`` are :func:`_flow`'s."""
+    return _flow(serving, snap, player_id, **options)
 
 
 def _flow(

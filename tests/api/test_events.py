@@ -4,6 +4,7 @@ The casino is tests/api/conftest.py's: twenty slots on a circle (the neighbours 
 ``s9``/``s11``, then ``s8``/``s12`` ...), players ``p1``..``p5`` in market GB.
 """
 
+import dataclasses
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,25 @@ def test_crossing_one_hour_under_concurrent_duplicate_heartbeats_triggers_once(
     assert head.filters["gate"] == "allowed" and head.filters["continuous_seconds"] >= 3600
     heard = announcements.heard()
     assert len(heard) == 1 and rec["recommendation_id"] in heard[0]
+
+
+def test_without_the_version_in_memory_a_worker_thread_makes_the_same_list(client, keys, world, db, announcements):
+    # Before the first load (or while a version loads) the trigger's list comes from pgvector, on a
+    # blocking connection from a worker thread (recsys.tracker.track): same answer, same log, pushed.
+    expected = post(client, keys, heartbeats("memory", range(0, 61))).json()["recommendations"][0]
+    serving = client.app.state.serving
+    serving.snapshot = dataclasses.replace(serving.snapshot, model=None)
+    [rec] = post(client, keys, heartbeats("thread", range(0, 61))).json()["recommendations"]
+    assert (rec["player_id"], rec["session_id"], rec["context_slot"], rec["model_version"]) == (
+        "p1", "thread", "s10", world.version)
+    served = [i["slot_id"] for i in rec["items"]]
+    assert "s10" not in served and {"s11", "s9"} <= set(served)  # the nearest neighbours on the circle
+    assert len(served) == len(expected["items"]) == 10
+    head = logged(db, rec["recommendation_id"])
+    assert (head.trigger, head.session_id, head.filters["search"]) == ("session_threshold", "thread", "pgvector")
+    assert logged(db, expected["recommendation_id"]).filters["search"] == "faiss"
+    heard = announcements.heard()
+    assert len(heard) == 2 and rec["recommendation_id"] in heard[1]
 
 
 def test_a_retried_batch_changes_nothing_and_fires_nothing(client, keys, world, db):

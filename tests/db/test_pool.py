@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from recsys.db.engine import DatabaseUnavailable, Statement
+from recsys.db.engine import DatabaseUnavailable, Pipeline, Statement
 from recsys.db.pool import AsyncPool
 from tests.proxy import Proxy
 
@@ -181,3 +181,125 @@ def test_a_flow_waits_for_a_free_connection_then_gives_up_with_a_503(database_ur
     assert waited == ["done"] * 3
     assert gave_up[:2] == ["done", "done"]
     assert isinstance(gave_up[2], DatabaseUnavailable) and "no connection free within 0.1 s" in str(gave_up[2])
+
+
+# --- flows in one transaction (POST /v1/events) -------------------------------------------------------
+
+
+def writes_then(value, *, fail: bool = False):
+    """A transactional flow: a row into ``pool_rows`` and the backend's pid in one pipeline (the
+    first step writes), then a second statement; raises after both when ``fail``."""
+    _, (pid,) = yield Pipeline((
+        Statement("INSERT INTO pool_rows VALUES (%(v)s)", {"v": value}, fetch=False),
+        Statement("SELECT pg_backend_pid()", {}),
+    ))
+    rows = yield Statement("SELECT x FROM pool_rows ORDER BY x", {}, rows=True)
+    if fail:
+        raise ValueError("the flow failed")
+    return pid, [x for (x,) in rows]
+
+
+@pytest.fixture
+def pool_rows(engine):
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE pool_rows (x integer)"))
+    yield lambda: [x for (x,) in _select(engine, "SELECT x FROM pool_rows ORDER BY x")]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE pool_rows"))
+
+
+def _select(engine, sql: str) -> list[tuple]:
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(sql))]
+
+
+def test_a_transaction_commits_when_the_flow_returns_and_sees_its_own_writes(database_url, pool_rows):
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+        first = await pool.run(lambda: writes_then(1), transaction=True)
+        second = await pool.run(lambda: writes_then(2), transaction=True)
+        idle = len(pool)
+        await pool.close()
+        return first, second, idle
+
+    (pid1, seen1), (pid2, seen2), idle = asyncio.run(scenario())
+    assert (seen1, seen2) == ([1], [1, 2])
+    assert pool_rows() == [1, 2]
+    assert pid1 == pid2 and idle == 1  # committed, so the connection went back idle and was reused
+
+
+def test_a_failed_transaction_writes_nothing_and_its_connection_is_reused(database_url, pool_rows):
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+        with pytest.raises(ValueError, match="the flow failed"):
+            await pool.run(lambda: writes_then(1, fail=True), transaction=True)
+        rolled_back = len(pool)
+        with pytest.raises(DatabaseUnavailable):  # a statement's error: a lock timeout here
+            await pool.run(_times_out, transaction=True)
+        after = await pool.run(lambda: writes_then(3), transaction=True)
+        await pool.close()
+        return rolled_back, after
+
+    rolled_back, (_, seen) = asyncio.run(scenario())
+    assert rolled_back == 1  # rolled back, then given back idle
+    assert seen == [3]
+    assert pool_rows() == [3]
+
+
+def _times_out():
+    yield Pipeline((
+        Statement("INSERT INTO pool_rows VALUES (2)", {}, fetch=False),
+        Statement("SET LOCAL statement_timeout = 50", {}, fetch=False, prepare=False),
+    ))
+    yield Statement("SELECT pg_sleep(1)", {}, fetch=False)
+
+
+def test_a_stale_connection_reruns_a_writing_transaction_once(database_url, engine, pool_rows):
+    import sqlalchemy as sa
+
+    async def scenario():
+        pool = AsyncPool(database_url, size=2)
+        before, _ = await pool.run(lambda: writes_then(1), transaction=True)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+        started = []
+
+        def counted():
+            started.append(1)
+            return (yield from writes_then(2))
+
+        after, seen = await pool.run(counted, transaction=True)
+        await pool.close()
+        return before, after, seen, len(started)
+
+    before, after, seen, runs = asyncio.run(scenario())
+    assert runs == 2 and after != before  # the first step (BEGIN and the insert) failed: run again
+    assert seen == [1, 2]
+    assert pool_rows() == [1, 2]  # written once
+
+
+def test_pipelines_give_each_statement_its_result_in_order_on_both_drivers(database_url, engine):
+    from recsys.db.engine import run
+
+    def flow():
+        return (yield Pipeline((
+            Statement("SELECT generate_series(1, 3)", {}, rows=True),
+            Statement("SELECT CAST(%(v)s AS text)", {"v": "x"}),
+            Statement("SELECT 1 WHERE false", {}),
+            Statement("SELECT generate_series(1, 4)", {}, fetch=False),
+        )))
+
+    async def on_the_event_loop():
+        pool = AsyncPool(database_url, size=1)
+        try:
+            return await pool.run(flow)
+        finally:
+            await pool.close()
+
+    with engine.connect() as conn:
+        blocking = run(conn, flow())
+    assert asyncio.run(on_the_event_loop()) == blocking == ([(1,), (2,), (3,)], ("x",), None, 4)
