@@ -142,6 +142,22 @@ class Pipeline:
     statements: tuple[Statement, ...]
 
 
+QUERY_CACHE_BYTES = 4096
+"""psycopg converts a query's ``%(name)s`` placeholders once and caches the result for queries of at
+most this many bytes (``psycopg._queries.MAX_CACHED_STATEMENT_LENGTH``); a longer one is parsed again
+on every execution (about 0.2 ms of CPU for 4 KB, cProfile). The hot statements stay under it
+(tests/db/test_events.py)."""
+
+
+def compact(sql: str) -> str:
+    """``sql`` with each run of whitespace made one space, to keep a long statement under
+    :data:`QUERY_CACHE_BYTES`. It must hold no ``--`` comment (it would swallow the rest of the
+    statement) and no string literal whose whitespace matters."""
+    if "--" in sql:
+        raise ValueError("compact() needs a statement without -- comments")
+    return " ".join(sql.split())
+
+
 Step = Statement | Pipeline
 Flow = Generator[Step, Any, T]
 

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from recsys.db.bulk import array_literal, unquoted_literal
-from recsys.db.engine import Flow, Pipeline, Statement, run
+from recsys.db.engine import Flow, Pipeline, Statement, compact, run
 from recsys.db.feedback import attribution
 from recsys.errors import InputError
 from recsys.events import PlayEvent
@@ -100,8 +100,7 @@ def store_flow(
     # In session_id order: two batches creating the same sessions take the unique-index locks in the
     # same order and cannot deadlock.
     ids = sorted(first)
-    _, rows, _, locked = yield Pipeline((
-        Statement(_GENERIC_PLANS, {}, fetch=False, prepare=False),
+    rows, _, locked = yield Pipeline((
         Statement(_KEYS, {"players": array_literal({e.player_id for e in events}),
                           "slots": array_literal({e.slot_id for e in events})}, rows=True),
         Statement(_CREATE_SESSIONS, {
@@ -160,7 +159,8 @@ class _SessionRow(NamedTuple):
 # custom one). On their generic plans PostgreSQL's CPU for one event went from 3.4 to 2.0 ms, measured;
 # those plans are index lookups whatever the batch's length. A batch uses them (for its transaction
 # only), and sets the default back when it fired a trigger, before the lists are made.
-_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+# The setting travels in the batch's first statement (_KEYS), which saves a statement of its own.
+_GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
 _DEFAULT_PLANS = "SET LOCAL plan_cache_mode TO DEFAULT"
 
 # The players' and slots' keys are resolved here too (index lookups): an unknown one creates nothing,
@@ -226,10 +226,12 @@ def _numeric(value: float | None) -> str:
     return "NULL" if value is None else f"{value:.15g}"
 
 
-_KEYS = """
+_KEYS = f"""
 SELECT 'p', player_id, id FROM players WHERE player_id = ANY(CAST(%(players)s AS text[]))
 UNION ALL
 SELECT 's', slot_id, id FROM slots WHERE slot_id = ANY(CAST(%(slots)s AS text[]))
+UNION ALL
+SELECT 'g', {_GENERIC_PLANS}, NULL  -- the statements after this one, on their generic plans
 """
 
 # The statements of one batch's second round trip hand each other what they found through settings
@@ -262,7 +264,7 @@ the claim skips the window functions over the others' events."""
 # that are not pauses add to the continuous seconds. A session that got an event in its past is
 # recomputed from all its events: those stored before this statement and those it inserts (a statement
 # does not see its own inserts, so they are added explicitly).
-_STORE = f"""
+_STORE = compact(f"""
 WITH new AS (
     SELECT * FROM unnest(CAST(%(ids)s AS text[]), CAST(%(sessions)s AS bigint[]), CAST(%(types)s AS text[]),
                          CAST(%(ts)s AS timestamptz[]), CAST(%(bets)s AS numeric[]), CAST(%(wins)s AS numeric[]),
@@ -333,7 +335,7 @@ found AS (
 SELECT stored, set_config('{_STORED}', CAST(stored AS text), true),
        set_config('{_CANDIDATES}', CAST(candidates AS text), true)
 FROM found
-"""
+""")
 
 # Claims the trigger of each candidate that _STORE found (in the same pipeline, after it).
 _CLAIM_TRIGGER = f"""

@@ -172,3 +172,36 @@ def test_appending_and_recomputing_give_the_same_sessions(casino):
         _store(casino, backward[start : start + 7])
     assert _session(casino, "forward")[:6] == _session(casino, "backward")[:6]
     assert _session(casino, "forward").seconds > 0
+
+
+def test_the_hot_statements_fit_psycopgs_query_cache():
+    # A longer statement has its placeholders parsed again on every execution (0.2 ms for 4 KB).
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    from recsys.db import events, feedback, lists, push
+    from recsys.db.engine import QUERY_CACHE_BYTES
+
+    assert MAX_CACHED_STATEMENT_LENGTH == QUERY_CACHE_BYTES
+    attribution = feedback.attribution(window_seconds=60, session_ids=["s"], guard=events._STORED_AN_EVENT).sql
+    statements = [events._KEYS, events._CREATE_SESSIONS, events._LOCK_SESSIONS, events._STORE, events._CLAIM_TRIGGER,
+                  attribution, lists._PLAYER, lists._LOG, push._NOTIFY]
+    assert [len(sql.encode()) <= QUERY_CACHE_BYTES for sql in statements] == [True] * len(statements)
+
+
+def test_the_batch_runs_on_generic_plans_until_a_trigger_fires(casino):
+    # The first statement sets plan_cache_mode for the batch's transaction; a trigger sets it back.
+    seen, engine = [], casino
+
+    def plan_mode(conn):
+        seen.append(conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+
+    with engine.begin() as conn:
+        store_events(conn, _heartbeats("a", range(0, 30)), pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
+        plan_mode(conn)
+    with engine.begin() as conn:
+        result = store_events(conn, _heartbeats("a", range(30, 61)), pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
+        plan_mode(conn)
+    with engine.connect() as conn:
+        plan_mode(conn)
+    assert len(result.triggered) == 1
+    assert seen == ["force_generic_plan", "auto", "auto"]
