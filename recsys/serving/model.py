@@ -3,12 +3,12 @@ added since training; similar slots, and a player's vectors and logits."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from recsys.index import SlotIndex
-from recsys.ncf.scoring import TrainedNCF
+from recsys.ncf.scoring import TrainedNCF, item_logits, mlp_layer_names
 from recsys.ncf.vectors import normalize_rows
 from recsys.serving.catalogue import Catalogue
 
@@ -40,17 +40,23 @@ class ServingModel:
     model: TrainedNCF | None  # item tables only (no user rows); None when the version has no weights
     provisional: np.ndarray  # (n,) bool
     trained_rows: int  # rows that came from the version itself
+    # ``row_of`` and a -1 after it, for :meth:`rows`; the MLP's layer names, for :func:`model_logits`.
+    _row_of_ext: np.ndarray = field(init=False, compare=False, repr=False)
+    _layers: list[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_row_of_ext", np.append(self.row_of, np.int64(-1)))
+        object.__setattr__(self, "_layers", [] if self.model is None else mlp_layer_names(self.model.weights))
 
     def row(self, key: int) -> int:
         """``rows`` of one key."""
         return int(self.row_of[key]) if 0 <= key < self.row_of.size else -1
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
-        keys = np.asarray(keys, dtype=np.int64)
-        inside = (keys >= 0) & (keys < self.row_of.size)
-        out = np.full(keys.shape, -1, dtype=np.int64)
-        out[inside] = self.row_of[keys[inside]]
-        return out
+        """The row of each key (int64, ``-1``: none), in the shape of ``keys``."""
+        # As unsigned, a negative key is past every real one: both land on the trailing -1.
+        unsigned = np.asarray(keys, dtype=np.int64).view(np.uint64)
+        return self._row_of_ext[np.minimum(unsigned, np.uint64(self.row_of.size))]
 
 
 def provisional_vectors(
@@ -212,9 +218,12 @@ def model_logits(model: ServingModel, towers: dict[str, np.ndarray], keys: np.nd
     known = rows >= 0
     if model.model is None or not known.any():
         return out
-    weights = dict(model.model.weights)
-    for tower, vector in towers.items():
-        weights[f"user_{tower}.weight"] = np.asarray(vector, dtype=np.float32)[None, :]
-    player = TrainedNCF(model.model.config, weights)
-    out[known] = player.score_items(0, rows[known])
+    weights = model.model.weights
+    user = {tower: np.asarray(vector, dtype=np.float32) for tower, vector in towers.items()}
+    for tower in ("gmf", "mlp"):  # a version's own user row 0, as TrainedNCF.score_items(0, ...) reads it
+        if tower not in user and f"user_{tower}.weight" in weights:
+            user[tower] = weights[f"user_{tower}.weight"][0]
+    bias = weights["user_bias.weight"][0, 0] if "user_bias.weight" in weights else None
+    out[known] = item_logits(weights, model._layers, rows[known], gmf=user.get("gmf"), mlp=user.get("mlp"),
+                             user_bias=bias)
     return out
