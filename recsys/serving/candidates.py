@@ -44,7 +44,7 @@ class Candidates:
     _all_keys: np.ndarray = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64)
+        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64, copy=False)
         first = np.ones(everything.size, dtype=bool)
         first[_repeats(everything)] = False
         object.__setattr__(self, "_all_keys", everything[first])
@@ -115,7 +115,8 @@ def generate_candidates(
     if query is not None:
         keys, cosines = model.index.search(query, config.candidate_pool + len(exclude))
         keys, cosines = keys[0], cosines[0]
-        parts.append((keys[keys >= 0], "similar", cosines[keys >= 0]))
+        found = keys >= 0
+        parts.append((keys[found], "similar", cosines[found]))
         source = "context" if context_key is not None and model.row(context_key) >= 0 else "recent"
     elif neighbours is not None:
         parts.append((np.asarray(neighbours[0], dtype=np.int64), "similar", np.asarray(neighbours[1])))
@@ -135,7 +136,9 @@ def generate_candidates(
     head = head[catalogue.allowed(head, market)]
     taken = np.zeros(catalogue.active.size, dtype=bool)  # by key; the allowed keys are inside it
     taken[primary] = True
-    taken[[key for key in exclude if 0 <= key < taken.size]] = True
+    for key in exclude:
+        if 0 <= key < taken.size:
+            taken[key] = True
     backup = head[~taken[head]].astype(np.int64)
 
     n_explore = explore_count(k, config.exploration_share)
