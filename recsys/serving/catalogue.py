@@ -22,6 +22,14 @@ class SlotInfo:
     markets: tuple[str, ...] | None  # None: offered in every market
 
 
+def by_key(extended: np.ndarray, keys) -> np.ndarray:
+    """``extended[key]`` for each of ``keys`` (any integers, shape kept), where ``extended`` is an array
+    by key with one more entry after the last key: what a key outside it (negative, or past it) gets.
+    One gather: as unsigned, a negative key is past every real one."""
+    unsigned = np.asarray(keys, dtype=np.int64).view(np.uint64)
+    return extended[np.minimum(unsigned, np.uint64(extended.size - 1))]
+
+
 def _codes(values: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     names = tuple(sorted(set(values)))
     lookup = {name: code for code, name in enumerate(names)}
@@ -90,10 +98,7 @@ class Catalogue:
         """Mask of ``keys`` that are active and offered in ``market`` (restricted slots need a market
         that they list: fail-closed for a player whose market is unknown); ``every_market`` skips the
         market check."""
-        by_key = self._active_ext if every_market else self._offered_ext(market)
-        # As unsigned, a negative key is past every real one: both land on the trailing False.
-        unsigned = np.asarray(keys, dtype=np.int64).view(np.uint64)
-        return by_key[np.minimum(unsigned, np.uint64(by_key.size - 1))]
+        return by_key(self._active_ext if every_market else self._offered_ext(market), keys)
 
     def offered(self, market: str | None) -> np.ndarray:
         """By key: active and offered in ``market`` (see :meth:`allowed`). Shape (K,), bool; do not modify."""

@@ -10,7 +10,7 @@ import numpy as np
 from recsys.index import SlotIndex
 from recsys.ncf.scoring import TrainedNCF, item_logits, mlp_layer_names
 from recsys.ncf.vectors import normalize_rows
-from recsys.serving.catalogue import Catalogue
+from recsys.serving.catalogue import Catalogue, by_key
 
 # Slots without a trained vector borrow the mean of the slots sharing the most specific of these
 # attribute groups that has any trained member (the last, empty group is the whole catalogue).
@@ -76,9 +76,7 @@ class ServingModel:
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """The row of each key (int64, ``-1``: none), in the shape of ``keys``."""
-        # As unsigned, a negative key is past every real one: both land on the trailing -1.
-        unsigned = np.asarray(keys, dtype=np.int64).view(np.uint64)
-        return self._row_of_ext[np.minimum(unsigned, np.uint64(self.row_of.size))]
+        return by_key(self._row_of_ext, keys)
 
 
 def provisional_vectors(
