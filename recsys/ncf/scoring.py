@@ -73,6 +73,42 @@ def ncf_logits(
     return out
 
 
+def item_logits(
+    w: dict[str, np.ndarray], layers: list[str], items: np.ndarray, *, gmf=None, mlp=None, user_bias=None
+) -> np.ndarray:
+    """Logits of one user's vectors against many items: :meth:`TrainedNCF.score_items`'s maths, for
+    a caller that holds the user's vectors (``gmf`` (f,), ``mlp`` (f',), ``user_bias``; None: the
+    model has no such part) and ``layers = mlp_layer_names(w)``, such as serving, which keeps the
+    layer names with the version instead of finding them per list.
+
+    The MLP's first layer splits as ``W [p; q] = W_u p + W_i q``, so the user's share is computed
+    once and the items' share is one matrix product. ``items``: (m,) int64 rows. Shape (m,), float32.
+    """
+    h = w["predict.weight"][0]
+    logit = np.full(items.shape[0], w["predict.bias"][0], dtype=np.float32)
+    n_gmf = 0
+    if gmf is not None:
+        n_gmf = gmf.shape[0]
+        logit += w["item_gmf.weight"][items] @ (gmf * h[:n_gmf])
+    if mlp is not None:
+        q = w["item_mlp.weight"][items]
+        if layers:
+            first = w[f"{layers[0]}.weight"]
+            half = mlp.shape[0]
+            x = q @ first[:, half:].T + (first[:, :half] @ mlp + w[f"{layers[0]}.bias"])
+            x = np.maximum(x, 0.0)
+            for name in layers[1:]:
+                x = np.maximum(x @ w[f"{name}.weight"].T + w[f"{name}.bias"], 0.0)
+        else:
+            x = np.concatenate([np.broadcast_to(mlp, (q.shape[0], mlp.shape[0])), q], axis=1)
+        logit += x @ h[n_gmf:]
+    if user_bias is not None:
+        logit += user_bias
+    if "item_bias.weight" in w:
+        logit += w["item_bias.weight"][items, 0]
+    return logit.astype(np.float32, copy=False)
+
+
 @dataclass
 class TrainedNCF:
     """A trained GMF/MLP/NeuMF model, as numpy arrays.
@@ -127,31 +163,14 @@ class TrainedNCF:
         """
         w = self.weights
         items = np.arange(self.n_items) if item_idx is None else np.asarray(item_idx, dtype=np.int64)
-        h = w["predict.weight"][0]
-        logit = np.full(items.shape[0], w["predict.bias"][0], dtype=np.float32)
-        n_gmf = 0
-        if "user_gmf.weight" in w:
-            n_gmf = w["user_gmf.weight"].shape[1]
-            logit += w["item_gmf.weight"][items] @ (w["user_gmf.weight"][user_idx] * h[:n_gmf])
-        if "user_mlp.weight" in w:
-            layers = mlp_layer_names(w)
-            p = w["user_mlp.weight"][user_idx]
-            q = w["item_mlp.weight"][items]
-            if layers:
-                first = w[f"{layers[0]}.weight"]
-                half = p.shape[0]
-                x = q @ first[:, half:].T + (first[:, :half] @ p + w[f"{layers[0]}.bias"])
-                x = np.maximum(x, 0.0)
-                for name in layers[1:]:
-                    x = np.maximum(x @ w[f"{name}.weight"].T + w[f"{name}.bias"], 0.0)
-            else:
-                x = np.concatenate([np.broadcast_to(p, (q.shape[0], p.shape[0])), q], axis=1)
-            logit += x @ h[n_gmf:]
-        if "user_bias.weight" in w:
-            logit += w["user_bias.weight"][user_idx, 0]
-        if "item_bias.weight" in w:
-            logit += w["item_bias.weight"][items, 0]
-        return logit.astype(np.float32, copy=False)
+        return item_logits(
+            w,
+            mlp_layer_names(w),
+            items,
+            gmf=w["user_gmf.weight"][user_idx] if "user_gmf.weight" in w else None,
+            mlp=w["user_mlp.weight"][user_idx] if "user_mlp.weight" in w else None,
+            user_bias=w["user_bias.weight"][user_idx, 0] if "user_bias.weight" in w else None,
+        )
 
     def score_all(self, user_idx: np.ndarray) -> np.ndarray:
         """Logits of each user against every item, shape (len(user_idx), n_items), float32

@@ -44,7 +44,7 @@ class Candidates:
     _all_keys: np.ndarray = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64)
+        everything = np.concatenate([self.primary, self.explore, self.backup]).astype(np.int64, copy=False)
         first = np.ones(everything.size, dtype=bool)
         first[_repeats(everything)] = False
         object.__setattr__(self, "_all_keys", everything[first])
@@ -111,12 +111,17 @@ def generate_candidates(
     exclude = set() if context_key is None else {int(context_key)}
     source = "popular"
     parts: list[tuple[np.ndarray, str, np.ndarray]] = []
-    query = _query_vector(model, context_key, recent_keys) if model is not None else None
-    if query is not None:
-        keys, cosines = model.index.search(query, config.candidate_pool + len(exclude))
-        keys, cosines = keys[0], cosines[0]
-        parts.append((keys[keys >= 0], "similar", cosines[keys >= 0]))
-        source = "context" if context_key is not None and model.row(context_key) >= 0 else "recent"
+    context_row = model.row(context_key) if model is not None and context_key is not None else -1
+    query = _recent_vector(model, recent_keys) if model is not None and context_row < 0 else None
+    if context_row >= 0 or query is not None:
+        if context_row >= 0:  # the same search for every list around this slot: kept with the version
+            keys, cosines = model.neighbourhood(context_row, config.candidate_pool + len(exclude))
+        else:
+            keys, cosines = model.index.search(query, config.candidate_pool + len(exclude))
+            keys, cosines = keys[0], cosines[0]
+        found = keys >= 0
+        parts.append((keys[found], "similar", cosines[found]))
+        source = "context" if context_row >= 0 else "recent"
     elif neighbours is not None:
         parts.append((np.asarray(neighbours[0], dtype=np.int64), "similar", np.asarray(neighbours[1])))
         source = "context"
@@ -135,7 +140,9 @@ def generate_candidates(
     head = head[catalogue.allowed(head, market)]
     taken = np.zeros(catalogue.active.size, dtype=bool)  # by key; the allowed keys are inside it
     taken[primary] = True
-    taken[[key for key in exclude if 0 <= key < taken.size]] = True
+    for key in exclude:
+        if 0 <= key < taken.size:
+            taken[key] = True
     backup = head[~taken[head]].astype(np.int64)
 
     n_explore = explore_count(k, config.exploration_share)
@@ -143,12 +150,8 @@ def generate_candidates(
     return Candidates(source, primary, reasons, cosine, backup, backup_reason, explore, draws)
 
 
-def _query_vector(model: ServingModel, context_key: int | None, recent_keys: np.ndarray) -> np.ndarray | None:
-    """Unit vector of the context slot, else of the mean of the recent slots; None when neither has a row."""
-    if context_key is not None:
-        row = model.row(context_key)
-        if row >= 0:
-            return model.similarity[row]
+def _recent_vector(model: ServingModel, recent_keys: np.ndarray) -> np.ndarray | None:
+    """Unit vector of the mean of the recent slots; None when none has a row."""
     rows = model.rows(recent_keys)
     rows = rows[rows >= 0]
     if rows.size == 0:

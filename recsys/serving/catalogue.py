@@ -22,6 +22,14 @@ class SlotInfo:
     markets: tuple[str, ...] | None  # None: offered in every market
 
 
+def by_key(extended: np.ndarray, keys) -> np.ndarray:
+    """``extended[key]`` for each of ``keys`` (any integers, shape kept), where ``extended`` is an array
+    by key with one more entry after the last key: what a key outside it (negative, or past it) gets.
+    One gather: as unsigned, a negative key is past every real one."""
+    unsigned = np.asarray(keys, dtype=np.int64).view(np.uint64)
+    return extended[np.minimum(unsigned, np.uint64(extended.size - 1))]
+
+
 def _codes(values: list[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     names = tuple(sorted(set(values)))
     lookup = {name: code for code, name in enumerate(names)}
@@ -42,9 +50,14 @@ class Catalogue:
     restricted: np.ndarray  # (K,) bool: offered in listed markets only
     markets: dict[int, frozenset[str]]  # key -> markets, for restricted slots
     providers: tuple[str, ...] = ()
-    # ``offered(market)``'s masks, made on first use: a snapshot's catalogue never changes, and a
-    # list asks for its market's mask several times (a Python loop over the restricted slots each).
+    # ``offered(market)``'s masks with a False after them, made on first use: a snapshot's catalogue
+    # never changes, and a list asks for its market's mask several times (a Python loop over the
+    # restricted slots each). ``_active_ext``: ``active`` and a False. :meth:`allowed` reads them.
     _offered: dict[str | None, np.ndarray] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _active_ext: np.ndarray = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_active_ext", np.append(self.active, False))
 
     @classmethod
     def from_slots(cls, slots: list[SlotInfo]) -> Catalogue:
@@ -85,18 +98,16 @@ class Catalogue:
         """Mask of ``keys`` that are active and offered in ``market`` (restricted slots need a market
         that they list: fail-closed for a player whose market is unknown); ``every_market`` skips the
         market check."""
-        keys = np.asarray(keys, dtype=np.int64)
-        by_key = self.active if every_market else self.offered(market)
-        inside = (keys >= 0) & (keys < by_key.size)
-        mask = np.zeros(keys.shape, dtype=bool)
-        mask[inside] = by_key[keys[inside]]
-        return mask
+        return by_key(self._active_ext if every_market else self._offered_ext(market), keys)
 
     def offered(self, market: str | None) -> np.ndarray:
         """By key: active and offered in ``market`` (see :meth:`allowed`). Shape (K,), bool; do not modify."""
+        return self._offered_ext(market)[:-1]
+
+    def _offered_ext(self, market: str | None) -> np.ndarray:
         mask = self._offered.get(market)
         if mask is None:
-            mask = self.active & ~self.restricted
+            mask = np.append(self.active & ~self.restricted, False)
             for key in np.flatnonzero(self.active & self.restricted).tolist():
                 mask[key] = market is not None and market in self.markets[key]
             mask.flags.writeable = False
@@ -138,6 +149,8 @@ class SlotStats:
     @staticmethod
     def take(array: np.ndarray, keys: np.ndarray) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)
+        if keys.size and keys.max() < array.size:  # the usual case: every key counted
+            return array[keys]
         inside = keys < array.size
         out = np.zeros(keys.shape, dtype=array.dtype)
         out[inside] = array[keys[inside]]

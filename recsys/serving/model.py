@@ -3,14 +3,14 @@ added since training; similar slots, and a player's vectors and logits."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from recsys.index import SlotIndex
-from recsys.ncf.scoring import TrainedNCF
+from recsys.ncf.scoring import TrainedNCF, item_logits, mlp_layer_names
 from recsys.ncf.vectors import normalize_rows
-from recsys.serving.catalogue import Catalogue
+from recsys.serving.catalogue import Catalogue, by_key
 
 # Slots without a trained vector borrow the mean of the slots sharing the most specific of these
 # attribute groups that has any trained member (the last, empty group is the whole catalogue).
@@ -21,6 +21,12 @@ PROVISIONAL_GROUPS: tuple[tuple[str, ...], ...] = (
     ("provider",),
     (),
 )
+
+
+NEIGHBOURHOODS = 8_192
+"""Neighbourhoods (one slot's own row searched, by row and ``k``) a :class:`ServingModel` keeps at most;
+past it they are dropped and kept again as asked. About 1.5 kB each at ``k`` = 101 (a list's), so
+at most about 12 MB per version in memory."""
 
 
 @dataclass(frozen=True)
@@ -40,17 +46,37 @@ class ServingModel:
     model: TrainedNCF | None  # item tables only (no user rows); None when the version has no weights
     provisional: np.ndarray  # (n,) bool
     trained_rows: int  # rows that came from the version itself
+    # ``row_of`` and a -1 after it, for :meth:`rows`; the MLP's layer names, for :func:`model_logits`.
+    _row_of_ext: np.ndarray = field(init=False, compare=False, repr=False)
+    _layers: list[str] = field(init=False, compare=False, repr=False)
+    _neighbourhoods: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_row_of_ext", np.append(self.row_of, np.int64(-1)))
+        object.__setattr__(self, "_layers", [] if self.model is None else mlp_layer_names(self.model.weights))
+
+    def neighbourhood(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``index.search(similarity[row], k)`` for one query: ``(keys (k,) int64, cosines (k,) float32)``,
+        read-only. It depends on the version alone and the same slots are asked again and again (a
+        context slot, a slot page's similar slots), so it is searched once and kept (a FAISS search
+        of 5,000 rows is 50 us, a tenth of a list's CPU; at most :data:`NEIGHBOURHOODS` kept)."""
+        found = self._neighbourhoods.get((row, k))
+        if found is None:
+            keys, cosines = self.index.search(self.similarity[row], k)
+            keys, cosines = keys[0], cosines[0]
+            keys.flags.writeable = cosines.flags.writeable = False
+            if len(self._neighbourhoods) >= NEIGHBOURHOODS:
+                self._neighbourhoods.clear()
+            self._neighbourhoods[(row, k)] = found = (keys, cosines)
+        return found
 
     def row(self, key: int) -> int:
         """``rows`` of one key."""
         return int(self.row_of[key]) if 0 <= key < self.row_of.size else -1
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
-        keys = np.asarray(keys, dtype=np.int64)
-        inside = (keys >= 0) & (keys < self.row_of.size)
-        out = np.full(keys.shape, -1, dtype=np.int64)
-        out[inside] = self.row_of[keys[inside]]
-        return out
+        """The row of each key (int64, ``-1``: none), in the shape of ``keys``."""
+        return by_key(self._row_of_ext, keys)
 
 
 def provisional_vectors(
@@ -166,11 +192,9 @@ def similar_slots(
     row = model.row(slot_key)
     if row < 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    query = model.similarity[row : row + 1]
     fetch = min(model.index.ntotal, 2 * k + 16)
     while True:
-        keys, cosines = model.index.search(query, fetch)
-        keys, cosines = keys[0], cosines[0]
+        keys, cosines = model.neighbourhood(row, fetch)
         keep = (keys >= 0) & (keys != slot_key)
         keep &= catalogue.allowed(keys, market, every_market=market is None)
         if keep.sum() >= k or fetch >= model.index.ntotal:
@@ -212,9 +236,12 @@ def model_logits(model: ServingModel, towers: dict[str, np.ndarray], keys: np.nd
     known = rows >= 0
     if model.model is None or not known.any():
         return out
-    weights = dict(model.model.weights)
-    for tower, vector in towers.items():
-        weights[f"user_{tower}.weight"] = np.asarray(vector, dtype=np.float32)[None, :]
-    player = TrainedNCF(model.model.config, weights)
-    out[known] = player.score_items(0, rows[known])
+    weights = model.model.weights
+    user = {tower: np.asarray(vector, dtype=np.float32) for tower, vector in towers.items()}
+    for tower in ("gmf", "mlp"):  # a version's own user row 0, as TrainedNCF.score_items(0, ...) reads it
+        if tower not in user and f"user_{tower}.weight" in weights:
+            user[tower] = weights[f"user_{tower}.weight"][0]
+    bias = weights["user_bias.weight"][0, 0] if "user_bias.weight" in weights else None
+    out[known] = item_logits(weights, model._layers, rows[known], gmf=user.get("gmf"), mlp=user.get("mlp"),
+                             user_bias=bias)
     return out

@@ -41,7 +41,7 @@ def similar_in_memory(
     key = slot_key(serving, slot_id)
     snap = serving.snapshot
     model = snap.model
-    if model is None or version not in (None, model.version_id) or model.rows(np.array([key]))[0] < 0:
+    if model is None or version not in (None, model.version_id) or model.row(key) < 0:
         return None  # the slot is newer than the index: pgvector answers (or says it has no vector)
     keys, scores = similar_slots(model, snap.catalogue, key, k, market)
     return _answer(snap.catalogue, slot_id, model.version_id, keys, scores)
@@ -72,7 +72,7 @@ def _answer(catalogue, slot_id: str, version: int, keys: np.ndarray, scores: np.
         slot_id,
         version,
         [
-            SimilarItem(slots[key].slot_id, round(float(score), 6))
+            SimilarItem(slots[key].slot_id, round(score, 6))
             for key, score in zip(keys.tolist(), scores.tolist(), strict=True)
             if key in slots
         ],

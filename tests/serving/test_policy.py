@@ -279,3 +279,29 @@ def test_similar_slots_leave_out_the_slot_disabled_slots_and_other_markets():
     assert scores[0] == pytest.approx(np.cos(np.radians(12)), rel=1e-5)
     keys, _ = similar_slots(model, catalogue, 6, 3, "GB")
     assert set(keys.tolist()) == {4, 8, 3} or set(keys.tolist()) == {4, 8, 9}
+
+
+def test_a_slot_s_neighbourhood_is_the_index_s_answer_searched_once():
+    model = _model(_catalogue())
+    keys, cosines = model.neighbourhood(5, 4)  # slot 6's row
+    expected_keys, expected_cosines = model.index.search(model.similarity[5], 4)
+    assert keys.tolist() == expected_keys[0].tolist() and cosines.tolist() == expected_cosines[0].tolist()
+    assert keys[0] == 6 and set(keys[1:3].tolist()) == {5, 7}
+    again = model.neighbourhood(5, 4)
+    assert again[0] is keys and again[1] is cosines  # kept, and shared: read-only
+    assert not keys.flags.writeable and not cosines.flags.writeable
+    assert model.neighbourhood(5, 2)[0].tolist() == model.index.search(model.similarity[5], 2)[0][0].tolist()
+
+
+def test_keys_outside_the_catalogue_have_no_row_and_are_never_allowed():
+    catalogue = _catalogue({3: {"active": False}, 5: {"markets": ("SE",)}})
+    model = _model(catalogue)
+    keys = np.array([-7, -1, 0, 1, 3, 5, 12, 13, 10**12])
+    assert model.rows(keys).tolist() == [-1, -1, -1, 0, 2, 4, 11, -1, -1]
+    assert model.rows(np.zeros(0, np.int64)).tolist() == []
+    assert catalogue.allowed(keys, "SE").tolist() == [False, False, False, True, False, True, True, False, False]
+    assert catalogue.allowed(keys, "GB").tolist() == [False, False, False, True, False, False, True, False, False]
+    assert catalogue.allowed(keys, None).tolist() == [False, False, False, True, False, False, True, False, False]
+    assert catalogue.allowed(keys, None, every_market=True).tolist() == [
+        False, False, False, True, False, True, True, False, False]
+    assert catalogue.offered("SE").tolist() == [False] + [k not in (3,) for k in range(1, 13)]
