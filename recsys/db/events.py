@@ -339,7 +339,7 @@ FROM found
 
 # Claims the trigger of each candidate that _STORE found (in the same pipeline, after it).
 _CLAIM_TRIGGER = f"""
-WITH seg AS ({_segments(f"play_events WHERE session_key = ANY(CAST(current_setting('{_CANDIDATES}') AS bigint[]))")}),
+WITH seg AS ({_segments(f"play_events WHERE session_key = ANY(ARRAY(SELECT unnest(CAST(current_setting('{_CANDIDATES}') AS bigint[]))))")}),
 latest AS (
     SELECT DISTINCT ON (session_key) session_key, segment FROM seg ORDER BY session_key, ts DESC
 ),
