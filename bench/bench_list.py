@@ -4,10 +4,10 @@
 
 Seeds ``recsys_bench`` with bench_api.py's casino (an active NeuMF-shaped version), loads a
 ``ServingState`` as the API does, and makes ``--lists`` lists with
-``recsys.serving.lists.make_list`` one after another on one connection (half with a context slot,
+``recsys.serving.lists.list_flow`` one after another on one connection (half with a context slot,
 as bench_api.py asks), timing each stage with the stages wrapped: the statements of
 ``recsys.db.lists`` (their time includes the round trip, and the log's its commit), the policy's
-Python steps, and the rest of ``make_list`` (the whole minus the stages). No HTTP: bench_api.py
+Python steps, and the rest of the list's flow (the whole minus the stages). No HTTP: bench_api.py
 measures the server around it.
 """
 
@@ -106,6 +106,10 @@ def main() -> int:
     slot_keys = [state.snapshot.catalogue.key_of[s] for s in world["slot_ids"]]
     requests = [(rng.choice(world["player_ids"]), rng.choice(slot_keys) if rng.random() < 0.5 else None)
                 for _ in range(args.lists)]
+
+    def make(conn, player_id: str, context_key: int | None) -> None:
+        flow = lists.list_flow(state, state.snapshot, player_id, k=10, trigger=lists.API, context_key=context_key)
+        engine_module.run(conn, flow)
     with connection(engine) as conn:
         for round_ in ("warm-up", "measured"):
             spent.clear()
@@ -115,7 +119,7 @@ def main() -> int:
                     spent[label].append(0.0)
                     cpu[label].append(0.0)
                 started, started_cpu = time.perf_counter(), time.thread_time()
-                lists.make_list(state, conn, player_id, k=10, trigger=lists.API, context_key=context_key)
+                make(conn, player_id, context_key)
                 spent["whole list"][-1] = time.perf_counter() - started
                 cpu["whole list"][-1] = time.thread_time() - started_cpu
 
@@ -123,7 +127,7 @@ def main() -> int:
         return np.array(table[label]) * 1000
 
     rows = [(label, ms(spent, label), ms(cpu, label)) for label in stages]
-    rows.append(("Python: the rest of make_list", ms(spent, "whole list") - sum(r[1] for r in rows),
+    rows.append(("Python: the rest of the list", ms(spent, "whole list") - sum(r[1] for r in rows),
                  ms(cpu, "whole list") - sum(r[2] for r in rows)))
     rows.append(("whole list", ms(spent, "whole list"), ms(cpu, "whole list")))
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.lists:,} lists, one connection, "
@@ -142,7 +146,7 @@ def main() -> int:
         with connection(engine) as conn:
             profiler.enable()
             for player_id, context_key in requests:
-                lists.make_list(state, conn, player_id, k=10, trigger=lists.API, context_key=context_key)
+                make(conn, player_id, context_key)
             profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
     state.stop()

@@ -7,8 +7,8 @@
 - ``model``: the version in memory (FAISS index, provisional rows for new slots, a player's logits);
 - ``candidates`` and ``ranking``: the recommendation policy, pure (arrays in, arrays out);
 - ``lists``: the one flow that makes, logs and counts every list (its two statements run on the
-  event loop for ``GET .../recommendations``, or on a blocking connection: :func:`~recsys.serving.lists.make_list`
-  for the long-session trigger, ``recsys.tracker``);
+  event loop for ``GET .../recommendations``, or on a blocking connection; the long-session trigger,
+  ``recsys.tracker``, runs it inside its own flow: :func:`~recsys.serving.lists.list_flow`);
 - ``similar``: similar slots, from the index or from pgvector.
 
 ``api/`` calls in; this package calls ``recsys.db``, which returns rows and arrays. The pure

@@ -2,8 +2,8 @@
 
 One flow makes every list, whatever asked for it: ``GET .../recommendations`` (through
 :func:`recommend_async`, on the event loop, or :func:`recommend` on a blocking connection of its own
-while the active version is not in memory) and the long-session trigger (:func:`make_list`, from
-``recsys.tracker``, on the connection and inside the transaction that stores the events). The flow
+while the active version is not in memory) and the long-session trigger (:func:`list_flow`, a step
+of ``recsys.tracker``'s own flow, inside the transaction that stores the events). The flow
 is a generator of its two statements (``recsys.db.engine.Statement``), so one piece of code serves
 both kinds of connection. Its steps, in order:
 
@@ -43,7 +43,6 @@ from recsys.serving.ranking import RankedItem, rank
 from recsys.serving.state import ServingState, Snapshot
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
 
     from recsys.db.pool import AsyncPool
 
@@ -143,16 +142,12 @@ def _answer(made: MadeList) -> RecommendationList:
     return RecommendationList(made.recommendation_id, made.player_id, made.version_id, made.items, suppression)
 
 
-def make_list(serving: ServingState, conn: sa.Connection, player_id: str, **options) -> MadeList:
-    """Gate, build, log and count one list for ``player_id`` on ``conn`` (the steps of the module
-    docstring, in the caller's transaction); ``options`` are :func:`_flow`'s. Raises ``NotReady``
-    before the catalogue is loaded and ``NotFound`` for an unknown player, before anything is written."""
-    return run(conn, _flow(serving, serving.snapshot, player_id, **options))
-
-
 def list_flow(serving: ServingState, snap: Snapshot, player_id: str, **options) -> Flow[MadeList]:
-    """:func:`make_list` as a flow over ``snap``, for a caller whose own flow makes lists in its
-    transaction (``recsys.tracker``: ``yield from list_flow(...)``); ``options`` are :func:`_flow`'s."""
+    """The flow that gates, builds, logs and counts one list for ``player_id`` over ``snap`` (the
+    steps of the module docstring), for a caller whose own flow makes lists in its transaction
+    (``recsys.tracker``: ``yield from list_flow(...)``), or ``recsys.db.engine.run`` on a connection;
+    ``options`` are :func:`_flow`'s. Raises ``NotReady`` before the catalogue is loaded and
+    ``NotFound`` for an unknown player, before anything is written."""
     return _flow(serving, snap, player_id, **options)
 
 
