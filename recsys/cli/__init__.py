@@ -17,7 +17,7 @@ from recsys.errors import RecsysError
 # Modules under recsys.cli that register sub-commands, in the order ``--help`` lists them: a newcomer's path
 # first, the single steps of the pipeline and the tools after.
 COMMAND_MODULES = (
-    "demo", "db", "importing", "synth", "pipeline", "apikey", "serve",
+    "demo", "db", "importing", "synth", "pipeline", "apikey", "analyst", "serve",
     "experiment", "consolidate", "train", "evaluate", "simulate",
 )
 
@@ -33,6 +33,7 @@ first steps:
   recsys import players examples/players.csv    (then slots, then sessions)
   recsys pipeline run                  consolidate, train, evaluate, gate, activate, write a report
   recsys apikey create --scope read    a key for the API (printed once)
+  recsys analyst create jane           a read-only, time-limited SQL login for an analyst
   recsys serve                         the API on http://127.0.0.1:8000 (Ctrl-C stops it)
   recsys db shell                      psql on the database
 
