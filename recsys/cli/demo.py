@@ -27,10 +27,11 @@ KEY_FILE = "demo-api-key"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run the whole loop on the embedded default and show it")
-    parser.add_argument("--players", type=int, default=20_000)
-    parser.add_argument("--slots", type=int, default=800)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--simulate-seconds", type=float, default=45.0)
+    parser.add_argument("--players", type=int, default=20_000, help="players of the synthetic casino")
+    parser.add_argument("--slots", type=int, default=800, help="slots of the synthetic casino")
+    parser.add_argument("--days", type=int, default=60, help="days of play history, ending yesterday")
+    parser.add_argument("--simulate-seconds", type=float, default=45.0,
+                        help="wall seconds of simulated live play through the API")
     parser.add_argument("--port", type=int, default=None,
                         help="API port (default: RECSYS_SERVE_PORT, 8000; a free one when it is taken)")
     parser.add_argument("--exit", action="store_true", help="stop the API after the summary")

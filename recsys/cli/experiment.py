@@ -20,12 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="an arm: a model version id (or 'popularity') and its relative weight, e.g. "
                             "control=12:50; repeat for each arm, the control first")
     stop = actions.add_parser("stop", help="end an experiment, optionally activating an arm's version")
-    stop.add_argument("name")
+    stop.add_argument("name", help="the experiment's name")
     stop.add_argument("--promote", metavar="ARM", help="activate this arm's version (the normal activation)")
     stop.add_argument("--force", action="store_true",
                       help="promote a version the quality gate refused (logged and recorded)")
     report = actions.add_parser("report", help="per-arm rates with 95%% intervals and the difference to control")
-    report.add_argument("name")
+    report.add_argument("name", help="the experiment's name")
     actions.add_parser("list", help="experiments, newest first")
     parser.set_defaults(func=run)
 
