@@ -21,7 +21,7 @@ SOURCE = "POST /v1/experiments"
 
 class ArmIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    version: int | str  # a model version id, or "popularity"
+    version: int | str  # a model version id, or a baseline strategy: "popularity", "itemknn"
     weight: int
 
 
@@ -43,7 +43,8 @@ class EstimateOut(msgspec.Struct):
 
 class ArmOut(msgspec.Struct):
     name: str
-    version: int | None  # null: popularity
+    version: int | None  # null: a baseline strategy
+    strategy: str  # model (ranks with ``version``), popularity or itemknn
     weight: int
     players: int
     lists: int
@@ -70,8 +71,10 @@ def experiment_out(engine, experiment: domain.Experiment) -> ExperimentOut:
         o = r.outcome
         estimates = {m.key: EstimateOut(*(getattr(r.estimates[m.key], f) for f in (
             "value", "low", "high", "diff", "diff_low", "diff_high", "p_value")), r.verdict(m)) for m in domain.METRICS}
-        arms.append(ArmOut(o.arm, o.version_id, o.weight, o.players, o.lists, o.impressions, o.clicks, o.plays,
-                           o.dismissals, estimates))
+        arm = experiment.arm(o.arm)
+        strategy = arm.strategy if arm is not None else domain.MODEL if o.version_id is not None else domain.POPULARITY
+        arms.append(ArmOut(o.arm, o.version_id, strategy, o.weight, o.players, o.lists, o.impressions, o.clicks,
+                           o.plays, o.dismissals, estimates))
     return ExperimentOut(experiment.name, experiment.status, experiment.started_at, experiment.stopped_at,
                          experiment.promoted_arm, experiment.control.name, arms)
 

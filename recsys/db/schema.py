@@ -401,10 +401,15 @@ experiment_arms = sa.Table(
     # No foreign key, as pipeline_runs.version_id: an experiment's history outlives its versions.
     sa.Column("version_id", sa.Integer, comment="model version the arm ranks with; NULL = popularity"),
     sa.Column("weight", sa.Integer, nullable=False, comment="share of the experiment's players, relative"),
+    sa.Column("strategy", sa.String(16),
+              comment="baseline the arm ranks with (popularity, itemknn); NULL = its model version"),
     sa.PrimaryKeyConstraint("experiment_id", "position"),
     sa.UniqueConstraint("experiment_id", "name"),
     sa.CheckConstraint("weight > 0", name="weight_positive"),
     sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'", name="name_shape"),
+    # Exactly one of a version and a strategy (migration 0012).
+    sa.CheckConstraint("(version_id IS NULL) = (strategy IS NOT NULL) AND "
+                       "(strategy IS NULL OR strategy IN ('popularity', 'itemknn'))", name="strategy"),
 )
 
 # A signed-in dashboard browser. Only the SHA-256 of the cookie's token is stored; the key it signed

@@ -17,20 +17,22 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 
 from recsys.db import catalogue as catalogue_db
 from recsys.db import experiments as experiments_db
-from recsys.db import versions
+from recsys.db import training_data, versions
 from recsys.db.engine import ping
 from recsys.db.listener import Listener
 from recsys.db.versions import SlotVectors
 from recsys.errors import RecsysError
-from recsys.experiments import Experiment
+from recsys.experiments import ITEMKNN, Experiment
 from recsys.index import set_threads
 from recsys.serving.candidates import explore_pool
 from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
+from recsys.serving.itemknn import ItemNeighbours
 from recsys.serving.model import ServingModel, build_serving_model
 from recsys.settings import Settings
 
@@ -51,6 +53,9 @@ class Snapshot:
     experiment_read: bool = False
     """Whether ``experiment`` has been read from the database: until then no list is made (a list
     made outside a running experiment would give its player a second arm)."""
+    itemknn: ItemNeighbours | None = None
+    """The item-kNN neighbours of an ``itemknn`` arm (of the active version's training window),
+    built off the request path while such an arm runs; None otherwise, or not built yet."""
     # Per-snapshot work that lists would otherwise repeat, made on first use (by market).
     _explore_pools: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
@@ -65,6 +70,10 @@ class Snapshot:
         if self.experiment is None:
             return []
         return sorted(v for v in self.experiment.version_ids() if self.model_of(v) is None)
+
+    def needs_itemknn(self) -> bool:
+        """The running experiment has an ``itemknn`` arm."""
+        return self.experiment is not None and any(a.strategy == ITEMKNN for a in self.experiment.arms)
 
     def explore_pool(self, market: str | None, max_impressions: int) -> np.ndarray:
         """``recsys.serving.candidates.explore_pool`` of this snapshot, made once per market."""
@@ -259,6 +268,8 @@ class ServingState:
             kept = {v: m for v, m in snap.arm_models.items() if v in wanted}
             self._arms = {v: self._arms[v] for v in kept}
             self.snapshot = dataclasses.replace(snap, experiment=experiment, arm_models=kept, experiment_read=True)
+            if not self.snapshot.needs_itemknn():
+                self.snapshot = dataclasses.replace(self.snapshot, itemknn=None)
         if experiment is not None:
             log.info("experiment %r: arms %s", experiment.name,
                      ", ".join(f"{a.name}={a.version_label}:{a.weight}" for a in experiment.arms))
@@ -272,6 +283,12 @@ class ServingState:
         experiment = self.read_experiment()
         if experiment is None:
             return
+        if self.snapshot.needs_itemknn():
+            with self._version_lock:
+                try:
+                    self._build_itemknn(experiment)
+                except (RecsysError, ValueError) as exc:
+                    self._failed(f"item-kNN of experiment {experiment.name!r}", exc)
         with self._version_lock:
             snap = self.snapshot
             wanted = snap.missing_versions()
@@ -298,6 +315,33 @@ class ServingState:
                 self.snapshot = dataclasses.replace(snap, arm_models={**snap.arm_models, **models})
             log.info("experiment %r: %d version(s) in memory besides the active one", experiment.name,
                      len(self.snapshot.arm_models))
+
+    def _build_itemknn(self, experiment: Experiment) -> None:
+        """Build the item-kNN neighbours of the training window (the active version's; without one,
+        the latest ``RECSYS_TRAIN_WINDOW_DAYS`` of interactions) unless this window's are in memory."""
+        active = versions.active_version(self.engine)
+        if active is not None and active.data_start is not None and active.data_end is not None:
+            start, end = active.data_start, active.data_end
+        else:
+            end = training_data.latest_day(self.engine)
+            start = None if end is None else end - timedelta(days=self.settings.training.window_days - 1)
+        built = self.snapshot.itemknn
+        if built is not None and (built.start, built.end) == (start, end):
+            return
+        started = time.perf_counter()
+        if end is None:  # no interactions at all: no neighbours, the popularity back-up fills the lists
+            neighbours = ItemNeighbours.build(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                              0, None, None)
+        else:
+            data = training_data.load_interactions(self.engine, start, end)
+            neighbours = ItemNeighbours.build(data.player_idx, data.slot_idx, data.slot_keys, data.player_keys.size,
+                                              start, end)
+        with self._swap:
+            if self.snapshot.experiment != experiment:  # stopped or replaced meanwhile
+                return
+            self.snapshot = dataclasses.replace(self.snapshot, itemknn=neighbours)
+        log.info("experiment %r: item-kNN of %s..%s, %d slots, built in %.2f s", experiment.name, start, end,
+                 neighbours.slot_keys.size, time.perf_counter() - started)
 
     def _load(self, version_id: int, catalogue: Catalogue) -> _Version:
         vectors = versions.load_slot_vectors(self.engine, version_id)
@@ -347,6 +391,9 @@ class ServingState:
             if self._no_active:
                 return False, "no active version: serving popularity lists (activate a version to serve the model's)"
             return False, f"the active version is loading: serving it through pgvector meanwhile{why}"
+        if snap.needs_itemknn() and snap.itemknn is None:
+            return False, (f"experiment {snap.experiment.name!r}: the item-kNN arm's neighbours are being built: "
+                           f"its players get 503 meanwhile{why}")
         missing = snap.missing_versions()
         if missing:
             return False, (f"experiment {snap.experiment.name!r}: version(s) {', '.join(map(str, missing))} of its "

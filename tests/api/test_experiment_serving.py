@@ -166,3 +166,87 @@ def test_readyz_waits_for_the_experiments_versions(client, keys, db, world, expe
     slow_candidate.clear()
     client.app.state.serving.load_experiment()
     assert client.get("/readyz").status_code == 200
+
+
+# --- strategy arms (issue 20, part 4) ---------------------------------------------------------------
+
+
+def db_player(conn, player_id: str) -> int:
+    return conn.execute(sa.text("SELECT id FROM players WHERE player_id = :p"), {"p": player_id}).scalar_one()
+
+
+def add_interactions(db, world, pairs_by_player: dict[str, list[str]], day) -> None:
+    """Consolidated interactions (what training reads) of new players, one day each pair."""
+    from recsys.db.consolidation import ensure_partitions
+    from tests.factories import add_player
+
+    with db.begin() as conn:
+        ensure_partitions(conn, day, day)
+        for player_id, slots in pairs_by_player.items():
+            key = add_player(conn, player_id)
+            for slot in slots:
+                conn.execute(sa.text(
+                    "INSERT INTO interactions (player_key, slot_key, day, sessions, bonus_sessions, seconds, spins, "
+                    "total_bet, total_win, score, normalized_score) VALUES (:p, :s, :d, 1, 0, 60, 10, 1, 1, 1, 1)"),
+                    {"p": key, "s": world.slots[slot], "d": day})
+
+
+def test_popularity_and_itemknn_arms_end_to_end(client, keys, db, world, monkeypatch, database_url, tmp_path,
+                                                capsys):
+    """Start (the CLI), serve, log, report (CLI and API), dashboard: a popularity control and an
+    item-kNN arm whose neighbours of s10 are the slots played with it (s15, then s4), not the
+    model's s9/s11."""
+    from datetime import UTC, date, datetime
+
+    from recsys.cli import main
+    from tests.api.test_dashboard import sign_in
+    from tests.factories import add_session
+
+    fans = {f"fan{i}": ["s10", "s15"] for i in range(6)} | {f"mix{i}": ["s10", "s4"] for i in range(3)}
+    add_interactions(db, world, fans | {"solo": ["s2"]}, date(2026, 11, 30))
+    with db.begin() as conn:  # popularity: s20 most played, then s19 (by players no arm serves)
+        for n, slot in enumerate(("s20", "s20", "s19")):
+            add_session(conn, f"pop{n}", db_player(conn, f"fan{n}"), world.slots[slot], datetime.now(UTC), 60)
+    client.app.state.serving.refresh_stats()
+
+    monkeypatch.setenv("RECSYS_DATABASE_URL", database_url)
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
+    assert main(["experiment", "start", "baselines", "--arm", "control=popularity:50",
+                 "--arm", "knn=itemknn:50"]) == 0
+    assert "knn=version itemknn" in capsys.readouterr().out
+    running = store.running(db)
+    assert [(a.name, a.version_id, a.strategy) for a in running.arms] == [
+        ("control", None, "popularity"), ("knn", None, "itemknn")]
+    serving = client.app.state.serving
+    serving.load_experiment()  # this process now (the NOTIFY does it too, a moment later)
+    assert client.get("/readyz").status_code == 200
+
+    arms = {pid: assign(running, pid).name for pid in ("p1", "p2", "p3", "p4", "p5")}
+    assert set(arms.values()) == {"control", "knn"}
+    for player_id, arm in arms.items():
+        body = client.get(f"/v1/players/{player_id}/recommendations?k=2&context_slot=s10",
+                          headers=keys["read"]).json()
+        slots = [item["slot_id"] for item in body["items"]]
+        row = logged(db, body["recommendation_id"])
+        assert (body["model_version"], row.version_id, row.experiment_id, row.arm) == (None, None, running.id, arm)
+        assert row.filters["strategy"] == ("popularity" if arm == "control" else "itemknn")
+        if arm == "control":
+            assert [(item["slot_id"], item["reason"], item["score"]) for item in body["items"]] == [
+                ("s20", "popular", 1.0), ("s19", "popular", 0.5)]
+        else:
+            assert slots == ["s15", "s4"] and row.filters["search"] == "itemknn", slots
+            assert body["items"][0]["score"] > body["items"][1]["score"]
+        assert {k: v for k, v in row.filters.items() if k not in ("strategy", "search", "candidate_source",
+                                                                   "personalised", "explored")} == {
+            "gate": "allowed", "k": 2, "market": "GB", "exclude_played": row.filters["exclude_played"],
+            "exploration_share": 0.0, "provider_cap": 100, "blend_weight": 0.0}
+
+    api = client.get("/v1/experiments/baselines", headers=keys["read"]).json()
+    assert [(a["name"], a["version"], a["strategy"]) for a in api["arms"]] == [
+        ("control", None, "popularity"), ("knn", None, "itemknn")]
+    assert main(["experiment", "report", "baselines"]) == 0
+    report = capsys.readouterr().out
+    assert "control" in report and "knn" in report
+    sign_in(client, keys["read"])
+    page = client.get("/dashboard/experiments").text
+    assert "<td>knn</td><td>itemknn</td>" in page and "<td>control</td><td>popularity</td>" in page
