@@ -221,6 +221,17 @@ class ServingState:
             current = self.snapshot.model
             if current is not None and current.version_id == active.id:
                 return
+            with self._swap:  # an arm's version promoted: it is in memory already
+                promoted = self.snapshot.arm_models.get(active.id)
+                if promoted is not None:
+                    self._keep_for_arms(self.snapshot.model)
+                    self._version = self._arms[active.id]
+                    self.snapshot = dataclasses.replace(self.snapshot, model=promoted)
+            if promoted is not None:
+                self.metrics.set_version(promoted.version_id, promoted.slot_keys.size)
+                self.last_error = None
+                log.info("serving version %d: an experiment arm's, already in memory", promoted.version_id)
+                return
             started = time.perf_counter()
             try:
                 catalogue = self.snapshot.catalogue
