@@ -50,6 +50,16 @@ class TrainOutcome:
     model: Any = field(default=None, repr=False)  # the TrainedNCF, for callers that inspect it
     data: InteractionData | None = field(default=None, repr=False)
 
+    @property
+    def passed(self) -> bool:
+        """Whether the quality gate passed the version (active, or ``ready`` with ``activate=False``)."""
+        return bool(self.gate.get("passed"))
+
+    @property
+    def status(self) -> str:
+        """``active``, ``ready`` (passed the gate, not activated: ``--no-activate``) or ``refused``."""
+        return "active" if self.activated else "ready" if self.passed else "refused"
+
 
 def ncf_config(training: Training, n_pairs: int):
     """The worker's NCFConfig: every field of ``training`` named like an ``NCFConfig`` field, for the
@@ -78,8 +88,14 @@ def ncf_config(training: Training, n_pairs: int):
     return NCFConfig(**shared, **stages, extra={"pairs": n_pairs})
 
 
-def run_training(engine, settings: Settings, *, end_day: date | None = None) -> TrainOutcome:
+def run_training(
+    engine, settings: Settings, *, end_day: date | None = None, activate: bool = True
+) -> TrainOutcome:
     """Train, evaluate, write a version, gate it and activate it when it passes.
+
+    With ``activate=False`` (``--no-activate``) a version that passes the gate ends ``ready``, with
+    its offline top-N written but no activation, NOTIFY or retirement: a candidate for an experiment
+    (docs/experiments.md) that serves no one until an experiment or an activation says so.
 
     A crash at any step leaves the version ``failed`` (or ``training`` if the process was killed,
     which the next run marks failed); only a finished version passing the gate becomes active.
@@ -132,7 +148,9 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
             holdout.test_player_idx.size,
         )
         try:
-            outcome = _train_and_publish(engine, settings, config, data, holdout, version_id, stages, followers)
+            outcome = _train_and_publish(
+                engine, settings, config, data, holdout, version_id, stages, followers, activate=activate
+            )
         except BaseException as exc:
             versions.fail_version(engine, version_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -224,7 +242,8 @@ def time_holdout(data: InteractionData, training: Training) -> Holdout:
 
 
 def _train_and_publish(
-    engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages, followers: _Followers
+    engine, settings, config, data: InteractionData, holdout: Holdout, version_id, stages, followers: _Followers,
+    *, activate: bool = True,
 ):
     from recsys.evaluation import evaluate_full, evaluate_sampled, hit_ratio_callback
     from recsys.ncf.plots import plot_training_curve
@@ -337,6 +356,9 @@ def _train_and_publish(
     versions.write_offline(engine, version_id, data.player_keys, data.slot_keys, slots, scores)
     stages["offline"] = time.perf_counter() - t
 
+    if not activate:
+        log.info("version %d passed the gate and is ready, not activated (--no-activate)", version_id)
+        return TrainOutcome(version_id, False, gate, metrics, 0.0, model=model, data=data)
     versions.activate(engine, version_id)
     retired = versions.retire_old(engine, settings.training.keep_versions)
     if retired:
