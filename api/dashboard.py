@@ -228,14 +228,14 @@ def _experiments(state: State, session, status: int = 200, error: str | None = N
     engine = state.serving.engine
     shown = []
     for experiment in experiment_store.list_all(engine, 20):
-        out = experiment_out(engine, experiment)
+        out = experiment_out(state.serving, experiment)
         charts_by_metric = {
             m.key: charts.intervals(
                 f"{m.label}: difference to {out.control}",
                 [(a.name, *(_scaled(getattr(a.results[m.key], f), m) for f in ("diff", "diff_low", "diff_high")))
                  for a in out.arms[1:]],
                 unit=f"difference to control ({'percentage points' if m.unit == '%' else m.unit}), 95 % interval")
-            for m in domain.METRICS
+            for m in domain.ALL_METRICS
         }
         shown.append((experiment, out, charts_by_metric))
     candidates = [v for v in versions.list_versions(engine, 100) if v.status in experiment_store.SERVABLE]
@@ -243,6 +243,7 @@ def _experiments(state: State, session, status: int = 200, error: str | None = N
     challenger = next((v.id for v in candidates if v.id != control), None)
     example = f"control={control or 12}:50 candidate={challenger or 13}:50"
     return page("experiments", status, session=session, experiments=shown, metrics=domain.METRICS,
+                guardrails=domain.GUARDRAILS,
                 shown=domain.shown, candidates=candidates, example=example, error=error, form=form or {},
                 running=any(e.status == "running" for e, _, _ in shown))
 
@@ -260,7 +261,8 @@ def start_form(request: Request, state: State, data: Form) -> Response:
     try:
         arms = [parse_arm(text, source) for text in data.get("arms", "").split()]
         start_experiment(state.serving, data.get("name", "").strip(),
-                         [(a.name, a.version_label, a.weight) for a in arms], source)
+                         [(a.name, a.version_label, a.weight) for a in arms], source,
+                         min_effect=data.get("min_effect", "").strip() or None, force=data.get("force") == "on")
     except InputError as exc:
         return _experiments(state, session, 422, str(exc), data)
     except ExperimentError as exc:
