@@ -9,7 +9,10 @@ both kinds of connection. Its steps, in order:
 
 1. the protection gate (``recsys.serving.gate``), fail-closed: a stopped player gets nothing;
    a player it allows, while an experiment runs, gets the model version of the arm the
-   experiment assigns (``recsys.experiments.assign``), and everything else stays the same;
+   experiment assigns (``recsys.experiments.assign``), and everything else stays the same (a
+   version not in memory yet is served through pgvector, as the active one is before its index
+   loads). Every list made while an experiment runs logs its experiment and the player's arm,
+   a suppressed one too (the share the gate stops per arm is a guardrail);
 2. for a trigger past the session limit or in the night hours, no games (the tracker's decision);
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
    disabled and out-of-market slots removed as the player's query found them
@@ -117,9 +120,10 @@ async def recommend_async(
     market: str | None = None,
 ) -> RecommendationList | None:
     """:func:`recommend` on the event loop, with ``pool``'s connections; None when the active
-    version is not in memory (then the list needs blocking pgvector reads: :func:`recommend`)."""
+    version, or a version of the running experiment's arms, is not in memory (then the list may
+    need blocking pgvector reads: :func:`recommend`)."""
     snap = serving.snapshot
-    if snap.model is None:
+    if snap.model is None or snap.missing_versions():
         return None
     context_key = _context_key(snap, context_slot)
     made = await pool.run(
@@ -180,6 +184,8 @@ def _flow(
     """
     if not snap.catalogue_loaded:
         raise NotReady("the slot catalogue is not loaded yet")
+    if not snap.experiment_read:  # a list made outside a running experiment would give a second arm
+        raise NotReady("the running experiment is not read yet")
     model = snap.model
     version_id = model.version_id if model is not None else _active_version_id(serving)
     arm, arm_model = _arm(snap, player_id)
@@ -197,10 +203,10 @@ def _flow(
     logged_context = context_key  # as asked, even a slot this process does not know yet
     filters = list_filters(serving.settings, k, market, gate=gate or "allowed")
     if gate is not None or late_reason is not None:
-        suppressed, arm = gate or late_reason, None  # only lists with games are split
+        suppressed = gate or late_reason  # logged with the player's arm: the arm's share the gate stops
     else:
         suppressed = None
-        if arm is not None:
+        if arm is not None:  # arm_model None: a popularity arm, or a version served through pgvector
             model, version_id = arm_model, arm.version_id
         # A slot added a moment ago may not be in this process's catalogue yet: then the player's
         # recent slots seed the list instead.
@@ -239,16 +245,14 @@ def _flow(
 
 
 def _arm(snap: Snapshot, player_id: str) -> tuple[Arm | None, ServingModel | None]:
-    """The running experiment's arm for this player and the model it ranks with (None for a
-    popularity arm); no arm when no experiment runs or this process has not loaded its version."""
+    """The running experiment's arm for this player and the model it ranks with: None for a
+    popularity arm, and for a version not in memory yet (then pgvector serves it); no arm when no
+    experiment runs."""
     experiment = snap.experiment
     if experiment is None:
         return None, None
     arm = assign(experiment, player_id)
-    if arm.version_id is None:
-        return arm, None
-    model = snap.model_of(arm.version_id)
-    return (arm, model) if model is not None else (None, None)
+    return arm, None if arm.version_id is None else snap.model_of(arm.version_id)
 
 
 def _ranked_items(
