@@ -2,7 +2,11 @@
 from the internet (docs/experiments.md, "The dashboard").
 
 Sign-in takes an API key with ``read`` or ``admin`` scope and sets a session cookie (``HttpOnly``,
-``SameSite=Strict``, ``Secure`` over HTTPS, expiring after :data:`SESSION_LIFETIME`). Admin actions
+``SameSite=Strict``, expiring after :data:`SESSION_LIFETIME`; ``Secure`` when the request came over
+TLS, directly or through a proxy named by ``RECSYS_TRUSTED_PROXIES``). Signing in and out takes a
+same-origin POST (``api.auth.cross_site``): another site cannot sign a browser in with the
+attacker's key or sign it out. A key holds at most ``RECSYS_DASHBOARD_MAX_SESSIONS`` sessions, the
+oldest ended first (issue 22: 200 sign-ins left 200 rows). Admin actions
 (activate a version, start or stop an experiment) need ``admin`` and carry the session's CSRF token
 in a hidden field; a page is never cached and may not be framed.
 """
@@ -25,6 +29,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect
 
 from api import charts
+from api.auth import cross_site, request_scheme
 from api.experiments import experiment_out, start_experiment, stop_experiment
 from recsys import experiments as domain
 from recsys.db import dashboard as store
@@ -110,27 +115,42 @@ def login_form() -> Response[str]:
 
 @post("/dashboard/login", sync_to_thread=True, include_in_schema=False)
 def login(request: Request, state: State, data: Form) -> Response:
-    engine = state.serving.engine
+    foreign = cross_site(request)
+    if foreign is not None:
+        return page("login", 403, session=None, error=_CROSS_SITE.format(what="sign-in", header=foreign))
+    engine, config = state.serving.engine, state.serving.settings.serving
     key = find_key(engine, data.get("key", "").strip()[:300])
     if key is None or key.revoked_at is not None:
         return page("login", 401, session=None, error="that API key is unknown or revoked")
     if not key.allows("read"):
         return page("login", 403, session=None, error=f"the dashboard needs a read or admin key; this one has "
                                                       f"{', '.join(key.scopes)}")
-    token, _ = store.create_session(engine, key, SESSION_LIFETIME)
-    cookie = Cookie(key=COOKIE, value=token, path="/dashboard", httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https", max_age=int(SESSION_LIFETIME.total_seconds()))
+    token, _ = store.create_session(engine, key, SESSION_LIFETIME, max_sessions=config.dashboard_max_sessions)
+    cookie = _cookie(request, state, token, int(SESSION_LIFETIME.total_seconds()))
     return Redirect("/dashboard", status_code=303, cookies=[cookie])
 
 
 @post("/dashboard/logout", sync_to_thread=True, include_in_schema=False)
 def logout(request: Request, state: State) -> Response:
+    foreign = cross_site(request)
+    if foreign is not None:
+        return page("refused", 403, session=None, message=_CROSS_SITE.format(what="sign-out", header=foreign))
     token = request.cookies.get(COOKIE)
     if token and len(token) <= 64:
         store.end_session(state.serving.engine, token)
-    return Redirect("/dashboard/login", status_code=303,
-                    cookies=[Cookie(key=COOKIE, value="", path="/dashboard", max_age=0, httponly=True,
-                                    samesite="strict")])
+    return Redirect("/dashboard/login", status_code=303, cookies=[_cookie(request, state, "", 0)])
+
+
+_CROSS_SITE = "a {what} must be a same-origin POST from this dashboard's own page; this request came from " \
+              "another site ({header})"
+
+
+def _cookie(request: Request, state: State, token: str, max_age: int) -> Cookie:
+    """The session cookie (``token`` "" and ``max_age`` 0 delete it); ``Secure`` when the browser
+    reached us over TLS, so it never travels in clear text (issue 22: never set behind a proxy)."""
+    secure = request_scheme(request, state.serving.settings.serving.trusted_proxies) == "https"
+    return Cookie(key=COOKIE, value=token, path="/dashboard", httponly=True, samesite="strict", secure=secure,
+                  max_age=max_age)
 
 
 # --- pages -----------------------------------------------------------------------------------------

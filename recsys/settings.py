@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import re
 import types
@@ -317,6 +318,14 @@ class RealTime(Group):
         return night_window(self.night_hours)
 
 
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Serving(Group):
     """The serving API (``recsys serve``; docs/api.md): server, snapshot refresh, API keys, timeouts."""
@@ -368,6 +377,15 @@ class Serving(Group):
     statement_timeout_ms: int = setting(
         "RECSYS_API_STATEMENT_TIMEOUT_MS", 10000,
         "`statement_timeout` of the API's connections: a longer statement is cancelled (503).", at_least=1,
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "RECSYS_TRUSTED_PROXIES", (),
+        "Reverse proxies (IP addresses or CIDR networks, comma-separated) whose `X-Forwarded-Proto` is believed.",
+        rules=(("IP addresses or networks, e.g. 10.0.0.0/8,::1", lambda v, _: all(map(_is_network, v))),),
+    )
+    dashboard_max_sessions: int = setting(
+        "RECSYS_DASHBOARD_MAX_SESSIONS", 10,
+        "Dashboard sessions one API key may hold; signing in past it ends the key's oldest.", at_least=1,
     )
     log_synchronous_commit: bool = setting(
         "RECSYS_LOG_SYNCHRONOUS_COMMIT", False,
