@@ -369,6 +369,11 @@ class Serving(Group):
         "RECSYS_API_STATEMENT_TIMEOUT_MS", 10000,
         "`statement_timeout` of the API's connections: a longer statement is cancelled (503).", at_least=1,
     )
+    dashboard_cache_seconds: float = setting(
+        "RECSYS_DASHBOARD_CACHE_SECONDS", 5.0,
+        "The dashboard's overview re-reads its 24-hour counts at most this often per process (0: every load).",
+        at_least=0,
+    )
     log_synchronous_commit: bool = setting(
         "RECSYS_LOG_SYNCHRONOUS_COMMIT", False,
         "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s.",
