@@ -387,6 +387,11 @@ class Serving(Group):
         "RECSYS_DASHBOARD_MAX_SESSIONS", 10,
         "Dashboard sessions one API key may hold; signing in past it ends the key's oldest.", at_least=1,
     )
+    dashboard_cache_seconds: float = setting(
+        "RECSYS_DASHBOARD_CACHE_SECONDS", 5.0,
+        "The dashboard's overview re-reads its 24-hour counts at most this often per process (0: every load).",
+        at_least=0,
+    )
     log_synchronous_commit: bool = setting(
         "RECSYS_LOG_SYNCHRONOUS_COMMIT", False,
         "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s.",
