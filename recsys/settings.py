@@ -538,6 +538,29 @@ def _index() -> dict[str, tuple[str, str, str, object]]:
     return index
 
 
+OTHER_VARIABLES = {
+    "RECSYS_API_KEY": "recsys simulate's default --api-key",
+    "RECSYS_IMPORT_DIR": "docker-compose.yml's import folder",
+    "RECSYS_TEST_DATABASE_URL": "the tests' server (tests/conftest.py)",
+    "RECSYS_TEST_DATA_DIR": "the tests' embedded server folder (tests/conftest.py)",
+}
+"""``RECSYS_*`` variables that are read, but not as settings: no warning for them."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``RECSYS_*`` variable in ``environ`` that is no setting, naming the nearest
+    setting when one is close (a misspelling is otherwise silently ignored: issue 23)."""
+    import difflib
+
+    known = [variable for _, _, variable, _ in _index().values()]
+    lines = []
+    for name in sorted(v for v in environ if v.startswith(PREFIX) and v not in known and v not in OTHER_VARIABLES):
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"did you mean {near[0]}?" if near else "README.md's \"Configuration\" lists the settings"
+        lines.append(f"{name} is not a setting; {hint}")
+    return lines
+
+
 def _parse(variable: str, raw: str, hint) -> object:
     optional = False
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
