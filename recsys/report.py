@@ -293,6 +293,8 @@ def _page(run: RunFacts, curve: str | None, purity: dict[str, list[Purity]]) -> 
     outcome = {"succeeded": "activated", "refused": "refused by the quality gate (not activated)"}.get(
         run.status, run.status
     )
+    if run.status == "succeeded" and run.stages.get("train", {}).get("activated") is False:
+        outcome = "passed the quality gate: ready, not activated (--no-activate)"
     window = f"{version.data_start} .. {version.data_end}" if version.data_start else "?"
     metrics = version.metrics
     if run.gate is not None:

@@ -53,6 +53,16 @@ class TrainOutcome:
     model: Any = field(default=None, repr=False)  # the TrainedNCF, for callers that inspect it
     data: InteractionData | None = field(default=None, repr=False)
 
+    @property
+    def passed(self) -> bool:
+        """Whether the quality gate passed the version (active, or ``ready`` with ``activate=False``)."""
+        return self.gate.passed
+
+    @property
+    def status(self) -> str:
+        """``active``, ``ready`` (passed the gate, not activated: ``--no-activate``) or ``refused``."""
+        return "active" if self.activated else "ready" if self.passed else "refused"
+
 
 def ncf_config(training: Training, n_pairs: int):
     """The worker's NCFConfig: every field of ``training`` named like an ``NCFConfig`` field, for the
@@ -81,8 +91,14 @@ def ncf_config(training: Training, n_pairs: int):
     return NCFConfig(**shared, **stages, extra={"pairs": n_pairs})
 
 
-def run_training(engine, settings: Settings, *, end_day: date | None = None) -> TrainOutcome:
+def run_training(
+    engine, settings: Settings, *, end_day: date | None = None, activate: bool = True
+) -> TrainOutcome:
     """Train, evaluate, write a version, gate it and activate it when it passes.
+
+    With ``activate=False`` (``--no-activate``) a version that passes the gate ends ``ready``, with
+    its offline top-N written but no activation, NOTIFY or retirement: a candidate for an experiment
+    (docs/experiments.md) that serves no one until an experiment or an activation says so.
 
     A crash at any step leaves the version ``failed`` (or ``training`` if the process was killed,
     which the next run marks failed); only a finished version passing the gate becomes active.
@@ -135,7 +151,9 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
             holdout.test_player_idx.size,
         )
         try:
-            outcome = _train_and_publish(engine, settings, config, data, holdout, version_id, stages, followers)
+            outcome = _train_and_publish(
+                engine, settings, config, data, holdout, version_id, stages, followers, activate=activate
+            )
         except BaseException as exc:
             versions.fail_version(engine, version_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -146,7 +164,7 @@ def run_training(engine, settings: Settings, *, end_day: date | None = None) -> 
 
 def _train_and_publish(
     engine, settings: Settings, config, data: InteractionData, holdout: Holdout, version_id: int,
-    stages: dict[str, float], followers: Followers,
+    stages: dict[str, float], followers: Followers, *, activate: bool = True,
 ) -> TrainOutcome:
     """The run's steps once the version row exists: fit, measure, write, gate, publish."""
     n_players, n_slots = len(data.player_keys), len(data.slot_keys)
@@ -182,9 +200,9 @@ def _train_and_publish(
         return TrainOutcome(version_id, False, gate, metrics, 0.0, model=model, data=data)
 
     t = time.perf_counter()
-    _publish(engine, settings, version_id, model, data)
+    _publish(engine, settings, version_id, model, data, activate=activate)
     stages["offline"] = time.perf_counter() - t
-    return TrainOutcome(version_id, True, gate, metrics, 0.0, model=model, data=data)
+    return TrainOutcome(version_id, activate, gate, metrics, 0.0, model=model, data=data)
 
 
 def _fit(settings: Settings, config, data: InteractionData, holdout: Holdout, train_u, train_i, test_cases,
@@ -319,12 +337,16 @@ def _replay(engine, settings: Settings, version_id: int, data: InteractionData, 
     return figures
 
 
-def _publish(engine, settings: Settings, version_id: int, model, data: InteractionData) -> None:
-    """Precompute the offline top-N lists, activate the version and drop old versions' embeddings."""
+def _publish(engine, settings: Settings, version_id: int, model, data: InteractionData, *, activate: bool) -> None:
+    """Precompute the offline top-N lists, then (``activate``) activate the version and drop old
+    versions' embeddings."""
     from recsys.offline import top_n
 
     slots, scores = top_n(model, data.player_idx, data.slot_idx, settings.training.offline_top_n)
     versions.write_offline(engine, version_id, data.player_keys, data.slot_keys, slots, scores)
+    if not activate:
+        log.info("version %d passed the gate and is ready, not activated (--no-activate)", version_id)
+        return
     versions.activate(engine, version_id)
     retired = versions.retire_old(engine, settings.training.keep_versions)
     if retired:
