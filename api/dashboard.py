@@ -42,6 +42,7 @@ from recsys.db.experiments import ExperimentError
 from recsys.db.versions import VersionError
 from recsys.errors import InputError, NotFound
 from recsys.experiments import parse_arm
+from recsys.metrics import BASELINES, REPLAY_POLICIES, VersionMetrics
 
 Session = NamedDependency[store.DashboardSession]
 COOKIE = "recsys_dashboard"
@@ -157,7 +158,6 @@ def _cookie(request: Request, state: State, token: str, max_age: int) -> Cookie:
 
 # --- pages -----------------------------------------------------------------------------------------
 
-BASELINES = (("this version", ""), ("popularity", "popularity_"), ("item-kNN", "itemknn_"), ("EASE", "ease_"))
 
 
 class CountsCache:
@@ -199,10 +199,10 @@ def overview(state: State, session: Session) -> Response:
     active = versions.active_version(engine)
     quality = []
     if active is not None:
-        for label, prefix in BASELINES:
-            hr, ndcg = active.metrics.get(f"{prefix}hr@10"), active.metrics.get(f"{prefix}ndcg@10")
-            if hr is not None:
-                quality.append((label, hr, ndcg))
+        metrics = VersionMetrics.from_json(active.metrics)
+        figures = [("this version", metrics.model)]
+        figures += [(b.name, metrics.baselines[b.key]) for b in BASELINES if b.key in metrics.baselines]
+        quality = [(label, f.hr, f.ndcg) for label, f in figures if f.hr is not None]
     hours, funnel = _counts(state).get(engine)
     reasons = sorted({r for h in hours for r in h.suppressed})
     series = {"served (API)": [h.served - h.triggered for h in hours], "served (trigger)": [h.triggered for h in hours],
@@ -231,8 +231,32 @@ def versions_page(state: State, session: Session) -> Response:
 
 
 def _versions(state: State, session, status: int = 200, error: str | None = None) -> Response:
-    return page("versions", status, session=session, versions=versions.list_versions(state.serving.engine, 100),
-                error=error)
+    listed = versions.list_versions(state.serving.engine, 100)
+    shown = next((v for v in listed if v.status == "active"), None) or next(
+        (v for v in listed if v.status in ("ready", "retired")), None)
+    return page("versions", status, session=session, versions=listed, error=error, quality_of=shown,
+                **_quality_tables(shown))
+
+
+def _quality_tables(version) -> dict[str, Any]:
+    """The models page's tables for ``version``: the model and each baseline on its holdout cases
+    (``baselines``: label, HR@10, NDCG@10, settings), and the trigger replay (``replay``: label,
+    HR@10, NDCG@10; ``replay_facts``: sessions and hours), from its typed metrics."""
+    if version is None:
+        return {"baselines": [], "replay": [], "replay_facts": None}
+    metrics = VersionMetrics.from_json(version.metrics)
+    rows = [("this version", metrics.model.hr, metrics.model.ndcg, "")]
+    for b in BASELINES:
+        figures = metrics.baselines.get(b.key)
+        if figures is not None:
+            rows.append((b.name, figures.hr, figures.ndcg, ", ".join(f"{k} {v:g}" for k, v in figures.params.items())))
+    replay = metrics.replay
+    policies = [] if replay is None else [
+        (label, replay.policies[key].hr, replay.policies[key].ndcg) for key, label in REPLAY_POLICIES
+        if key in replay.policies
+    ]
+    return {"baselines": [r for r in rows if r[1] is not None], "replay": policies,
+            "replay_facts": None if replay is None else (replay.sessions, replay.hours)}
 
 
 @post("/dashboard/versions/{version_id:int}/activate", sync_to_thread=True, include_in_schema=False)

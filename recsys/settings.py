@@ -211,6 +211,16 @@ class Training(Group):
     eval_max_players: int = setting(
         "RECSYS_EVAL_MAX_PLAYERS", 20000, "At most this many holdout players are evaluated (sampled).", at_least=1
     )
+    ials_player_limit: int = setting(
+        "RECSYS_IALS_PLAYER_LIMIT", 1000000,
+        "The iALS baseline (and its gate check) runs when the window has fewer players than this; 0 turns it "
+        "off (at 10^6 players it would cost about half the daily pipeline: docs/training.md).", at_least=0,
+    )
+    replay_hours: int = setting(
+        "RECSYS_REPLAY_HOURS", 24,
+        "Trigger replay: a long session's list is scored against the slots the player newly plays this many "
+        "hours after the crossing.", at_least=1,
+    )
     similarity_vector: str = setting(
         "RECSYS_SIMILARITY_VECTOR", "cooc",
         "Slot vector FAISS indexes: cooc (co-occurrence of the training pairs) or the model's gmf, concat, mlp "
@@ -247,6 +257,15 @@ class Gate(Group):
     )
     itemknn_margin: float = setting(
         "RECSYS_GATE_ITEMKNN_MARGIN", 0.0, "Quality gate: how far below item-kNN's HR@10 a version may fall.",
+        at_least=0, at_most=1,
+    )
+    beat_ials: bool = setting(
+        "RECSYS_GATE_BEAT_IALS", True,
+        "Quality gate: also refuse a version whose HR@10 is below iALS's by more than the margin below "
+        "(where the run measured iALS).",
+    )
+    ials_margin: float = setting(
+        "RECSYS_GATE_IALS_MARGIN", 0.0, "Quality gate: how far below iALS's HR@10 a version may fall.",
         at_least=0, at_most=1,
     )
 
