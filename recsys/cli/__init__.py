@@ -57,7 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _complete_help(parser)
     return parser
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """Each command's ``--help`` starts with its line from the list above it, and each option's help
+    ends with its default where it does not give it already (issue 23: options without defaults)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                command = action.choices[choice.dest]
+                if command.description is None:
+                    command.description = choice.help
+                _complete_help(command)
+        elif (action.option_strings and action.help and not _no_default(action.default)
+              and "default" not in action.help):
+            action.help += " (default: %(default)s)"
+
+
+def _no_default(value) -> bool:
+    """None, a flag's False, or argparse's SUPPRESS (by identity: a default of 0 is a default)."""
+    return value is None or value is False or value is argparse.SUPPRESS
 
 
 def main(argv: list[str] | None = None) -> int:
