@@ -69,3 +69,17 @@ def test_the_readmes_own_data_steps_after_the_demo_get_what_the_readme_says(monk
     assert "100 slots read: 100 inserted, 0 updated" in out
     assert re.search(r"^pipeline run 1 succeeded", out, flags=re.MULTILINE), out
     assert players(Settings.from_env()) == 1000
+
+
+def test_every_variable_of_the_readmes_shell_blocks_is_assigned_before_it_is_used():
+    """The forced-activation snippet used ``$ADMIN`` unassigned, before ``recsys serve`` was introduced."""
+    text = (ROOT / "README.md").read_text()
+    assigned: set[str] = set()
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.splitlines():
+            code = line.split("  #")[0]
+            used = set(re.findall(r"\$([A-Z][A-Z0-9_]*)\b", code)) - {"PATH", "HOME", "PWD"}
+            assert used <= assigned, f"{sorted(used - assigned)} used before it is assigned: {line!r}"
+            assigned |= set(re.findall(r"^([A-Z][A-Z0-9_]*)=", code))
+    serve = text.index("recsys serve                                        # http://127.0.0.1:8000")
+    assert serve < text.index("/v1/models/1/activate?force=true")
