@@ -438,7 +438,8 @@ class Ranking(Group):
         rules=(matches(r"ever|0*[1-9][0-9]*", "`ever` or a number of days"),),
     )
     exploration_share: float = setting(
-        "RECSYS_EXPLORATION_SHARE", 0.2, "Share of a list's places given to exploration (Thompson sampling).",
+        "RECSYS_EXPLORATION_SHARE", 0.1,
+        "Share of a list's places given to exploration (Thompson sampling; docs/training.md gives its price).",
         at_least=0, at_most=1,
     )
     explore_max_impressions: int = setting(
@@ -451,7 +452,8 @@ class Ranking(Group):
     provider_cap: int = setting("RECSYS_PROVIDER_CAP", 3, "At most this many slots of one provider in a list.",
                                 at_least=1)
     blend_weight: float = setting(
-        "RECSYS_BLEND_WEIGHT", 0.7, "Weight of the model's score against similarity when ranking.",
+        "RECSYS_BLEND_WEIGHT", 0.3,
+        "Weight of the model's score against similarity when ranking (chosen by the trigger replay, docs/training.md).",
         at_least=0, at_most=1,
     )
     candidate_pool: int = setting(
