@@ -135,14 +135,15 @@ out last would leave the other workers idle at the end."""
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test that reaches PostgreSQL ``db`` (it asks, directly or not, for a server
-    fixture), each test under tests/dashboard ``browser`` and the files of :data:`SLOW_FILES`
-    ``slow``; ``make test-fast`` deselects all three. Then move :data:`LONGEST_FIRST` to the front
-    (a stable sort: the order within a file, and of the other files, stays)."""
+    """Mark ``db`` each test that reaches PostgreSQL (it asks, directly or not, for a server fixture,
+    or lives in tests/db, where some start servers of their own), ``browser`` each test under
+    tests/dashboard and ``slow`` the files of :data:`SLOW_FILES`; ``make test-fast`` deselects all
+    three. Then move :data:`LONGEST_FIRST` to the front (a stable sort: the order within a file, and
+    of the other files, stays)."""
     root = Path(str(config.rootpath))
     for item in items:
         path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or path.startswith("tests/db/"):
             item.add_marker(pytest.mark.db)
         if path.startswith("tests/dashboard/"):
             item.add_marker(pytest.mark.browser)
