@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     start.add_argument("name", help="the experiment's name (letters, digits, '_', '.', '-')")
     start.add_argument("--arm", action="append", required=True, metavar="NAME=VERSION:WEIGHT",
-                       help="an arm: a model version id (or 'popularity') and its relative weight, e.g. "
-                            "control=12:50; repeat for each arm, the control first")
+                       help="an arm: a model version id (or a baseline: 'popularity', 'itemknn') and its relative "
+                            "weight, e.g. control=12:50; repeat for each arm, the control first")
     start.add_argument("--min-effect", default=None, metavar="LIFT",
                        help="the smallest relative lift in clicks per impression worth finding (default 0.1: "
                             "10 %%); the report gives no verdict before the sample that finds it with 80 %% "
@@ -94,7 +94,9 @@ def report_lines(experiment, outcomes, threshold_seconds: float = 3600.0, *, col
     for r in rows:
         o = r.outcome
         median = "-" if o.median_click_minutes is None else f"{o.median_click_minutes:.1f}"
-        lines.append(f"{o.arm:<14} {('popularity' if o.version_id is None else o.version_id):>10} {o.weight:>6} "
+        arm = experiment.arm(o.arm)
+        version = arm.version_label if arm is not None else o.version_id or "popularity"  # or the arm's strategy
+        lines.append(f"{o.arm:<14} {version:>10} {o.weight:>6} "
                      f"{o.players:>8} {o.lists:>8} {o.suppressed:>10} {o.impressions:>11} {o.clicks:>7} "
                      f"{o.plays:>7} {o.dismissals:>10} {median:>16}")
     for r in rows[1:]:
