@@ -12,23 +12,26 @@ from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter, RawBody
 
 from api.auth import ADMIN, READ
-from api.bodies import decode, documented
+from api.bodies import Name, decode, documented
 from recsys import experiments as domain
 from recsys.db import experiments as store
 
 SOURCE = "POST /v1/experiments"
+_VersionId = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 2**31 - 1})]
+_Strategy = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(domain.STRATEGIES)})]
 
 
 class ArmIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    version: int | str  # a model version id, or a baseline strategy: "popularity", "itemknn"
-    weight: int
+    name: Name
+    version: _VersionId | _Strategy  # a model version id, or a baseline strategy: "popularity", "itemknn"
+    weight: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 1_000_000})]
 
 
 class ExperimentIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    arms: list[ArmIn]  # the first is the control
-    min_effect: float | None = None  # relative lift in clicks per impression the sample is sized for (0.1)
+    name: Name
+    arms: Annotated[list[ArmIn], msgspec.Meta(extra_json_schema={"minItems": 2, "maxItems": 16})]  # control first
+    # Relative lift in clicks per impression the sample is sized for (0.1).
+    min_effect: Annotated[float, msgspec.Meta(extra_json_schema={"exclusiveMinimum": 0, "maximum": 10})] | None = None
 
 
 class EstimateOut(msgspec.Struct):

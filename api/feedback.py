@@ -8,6 +8,7 @@ slot and action), which also attributes play sessions that started on a recommen
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import msgspec
 from litestar import post
@@ -15,7 +16,8 @@ from litestar.datastructures import State
 from litestar.params import RawBody
 
 from api.auth import INGEST
-from api.bodies import decode, documented, validation_error
+from api.bodies import Id, Timestamp, Uuid, decode, documented, one_of, validation_error
+from recsys.constants import FEEDBACK_ACTIONS
 from recsys.db.feedback import Feedback, store_feedback
 from recsys.errors import InputError
 from recsys.events import TimeBounds, time_problem
@@ -26,14 +28,14 @@ SOURCE = "POST /v1/feedback"
 
 
 class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
-    recommendation_id: str
-    slot_id: str
-    action: str  # impression, click, play, dismiss
-    ts: datetime | None = None  # RFC 3339 with a zone; default: when it is received
+    recommendation_id: Uuid
+    slot_id: Id
+    action: Annotated[str, one_of(*FEEDBACK_ACTIONS)]
+    ts: Timestamp | None = None  # RFC 3339 with a zone; default: when it is received
 
 
 class FeedbackBatch(msgspec.Struct, forbid_unknown_fields=True):
-    feedback: list[FeedbackIn]
+    feedback: Annotated[list[FeedbackIn], msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_FEEDBACK})]
 
 
 class FeedbackResult(msgspec.Struct):

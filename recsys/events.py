@@ -85,6 +85,8 @@ def validate_events(
             value = getattr(event, name)
             if not value or len(value) > ID_LENGTH:
                 raise InputError(source, f"must be 1 to {ID_LENGTH} characters", index=index, field=name)
+            if not value.strip():  # as the import refuses a blank id (and the OpenAPI document says)
+                raise InputError(source, "must not be blank", index=index, field=name)
             if _CONTROL.search(value):
                 raise InputError(source, "must not contain control characters", index=index, field=name)
         if event.type not in EVENT_TYPES:

@@ -28,7 +28,7 @@ import numpy as np
 from recsys.metrics import Figures
 from recsys.serving.candidates import generate_candidates
 from recsys.serving.catalogue import Catalogue, SlotStats
-from recsys.serving.model import ServingModel, model_logits
+from recsys.serving.model import ServingModel, model_logits, towers_from_played
 from recsys.serving.ranking import rank
 from recsys.settings import Ranking
 
@@ -52,7 +52,8 @@ class ReplayCase:
     target_keys : np.ndarray
         Slots first played within the hours after the crossing that the version did not train on.
     towers : dict or None
-        The player's vectors in the version (``{"gmf": (f,), "mlp": (f',)}``); None: not personalised.
+        The player's vectors in the version (``{"gmf": (f,), "mlp": (f',)}``); None: built from the
+        played slots as a list builds them, or not personalised.
     """
 
     player_key: int
@@ -142,8 +143,9 @@ def served_list(case: ReplayCase, world: World, config: Ranking, excluded: np.nd
     """The list the trigger serves at the crossing (``recsys.serving.lists``' steps, no database):
     candidates around the context slot, the excluded slots removed, ranked and blended."""
     model = world.model
-    personalised = model.model is not None and case.towers is not None
-    top_n = _model_top(case, world, excluded, world.top_n) if personalised else np.zeros(0, dtype=np.int64)
+    towers = player_towers(case, world)
+    personalised = model.model is not None and towers is not None
+    top_n = _model_top(towers, world, excluded, world.top_n) if personalised else np.zeros(0, dtype=np.int64)
     candidates = generate_candidates(
         k=K,
         catalogue=world.catalogue,
@@ -159,7 +161,7 @@ def served_list(case: ReplayCase, world: World, config: Ranking, excluded: np.nd
         rng=rng,
     )
     allowed = ~excluded[candidates.all_keys()]
-    logits = model_logits(model, case.towers, candidates.primary) if personalised else None
+    logits = model_logits(model, towers, candidates.primary) if personalised else None
     items = rank(candidates, allowed, k=K, catalogue=world.catalogue, stats=world.stats, config=config, logits=logits)
     return [item.slot_key for item in items]
 
@@ -180,10 +182,18 @@ def _keep(keys: np.ndarray, excluded: np.ndarray, n: int = K) -> np.ndarray:
     return keys[~excluded[keys]][:n]
 
 
-def _model_top(case: ReplayCase, world: World, excluded: np.ndarray, n: int) -> np.ndarray:
-    """The version's ``n`` best allowed slots for this player by its logits, best first."""
+def player_towers(case: ReplayCase, world: World) -> dict[str, np.ndarray] | None:
+    """The player's vectors as a list would read them: stored in the version, or built from their
+    latest slots for a player the version does not know (``towers_from_played``)."""
+    if case.towers is not None:
+        return case.towers
+    return towers_from_played(world.model, case.played_keys[:RECENT_SLOTS])
+
+
+def _model_top(towers, world: World, excluded: np.ndarray, n: int) -> np.ndarray:
+    """The version's ``n`` best allowed slots for a player with ``towers`` by its logits, best first."""
     keys = world.catalogue.keys[~excluded[world.catalogue.keys]]
-    logits = model_logits(world.model, case.towers, keys)
+    logits = model_logits(world.model, towers, keys)
     order = np.argsort(-logits, kind="stable")[:n]
     return keys[order][np.isfinite(logits[order])]
 
@@ -198,9 +208,10 @@ def _simple_list(policy: str, case: ReplayCase, world: World, excluded: np.ndarr
         keys, _ = model.index.search(model.similarity[row], min(model.index.ntotal, K + int(excluded.sum()) + 1))
         return _keep(keys[0], excluded)
     if policy == "model":
-        if model.model is None or case.towers is None:
+        towers = player_towers(case, world)
+        if model.model is None or towers is None:
             return np.zeros(0, dtype=np.int64)
-        return _model_top(case, world, excluded, K)
+        return _model_top(towers, world, excluded, K)
     if policy == "itemknn":
         return _keep(world.cooccurrence(case.context_key, K + int(excluded.sum()) + 1), excluded)
     if policy == "popularity":

@@ -31,21 +31,32 @@ class ReplayInputs:
     world: World
 
 
+def holdout_window(settings: Settings, data: InteractionData) -> tuple[datetime, datetime]:
+    """The run's holdout days as ``[start, end)`` in UTC."""
+    holdout_start = data.end - timedelta(days=settings.training.holdout_days - 1)
+    return _midnight(holdout_start), _midnight(data.end + timedelta(days=1))
+
+
+def _midnight(day) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
 def replay_inputs(
-    engine, settings: Settings, version_id: int, data: InteractionData, players: np.ndarray, train: np.ndarray
+    engine, settings: Settings, version_id: int, data: InteractionData, train: np.ndarray, *,
+    window: tuple[datetime, datetime] | None = None, players: np.ndarray | None = None,
 ) -> ReplayInputs:
-    """The replay of ``version_id`` for the players at run rows ``players`` (``data``'s player_idx),
-    ``train`` the mask of ``data``'s pairs the version trained on."""
+    """The replay of ``version_id``: ``data`` the window it trained on, ``train`` the mask of ``data``'s
+    pairs it trained on; the long sessions ending in ``window`` (default: the holdout days) of the
+    players at run rows ``players`` (``data``'s player_idx; default: every player)."""
     from recsys.baselines import ItemKNN
     from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
     from recsys.serving.model import build_serving_model
 
-    holdout_start = data.end - timedelta(days=settings.training.holdout_days - 1)
-    start = datetime.combine(holdout_start, time(), tzinfo=UTC)
-    end = datetime.combine(data.end + timedelta(days=1), time(), tzinfo=UTC)
+    start, end = window or holdout_window(settings, data)
     threshold = settings.realtime.threshold_seconds
     sessions = long_sessions(engine, threshold, start, end)
-    wanted = np.isin(sessions.player_key, data.player_keys[players])
+    wanted = np.ones(sessions.player_key.size, dtype=bool) if players is None else np.isin(
+        sessions.player_key, data.player_keys[players])
     sessions_player, sessions_slot = sessions.player_key[wanted], sessions.slot_key[wanted]
     crossing = sessions.started[wanted] + threshold
 
@@ -81,7 +92,7 @@ def replay_inputs(
 def run_replay(engine, settings: Settings, version_id: int, data: InteractionData, players: np.ndarray,
                train: np.ndarray) -> ReplayFigures:
     """The stored figures of the replay with the served settings (``settings.ranking``)."""
-    inputs = replay_inputs(engine, settings, version_id, data, players, train)
+    inputs = replay_inputs(engine, settings, version_id, data, train, players=players)
     figures = replay(inputs.cases, inputs.world, settings.ranking, seed=settings.training.seed)
     counted = sum(1 for case in inputs.cases if case.target_keys.size)
     return ReplayFigures(sessions=counted, hours=settings.training.replay_hours, policies=figures)

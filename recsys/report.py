@@ -423,7 +423,8 @@ def _curve_caption(metrics: VersionMetrics) -> str:
 
 
 _STAGE_TIMES = (("load", "read the interactions"), ("train", "fit"), ("evaluate", "evaluate"),
-                ("write", "write embeddings"), ("offline", "precompute top-N lists"))
+                ("baselines", "fit and rank the baselines"), ("write", "write embeddings"),
+                ("replay", "replay the trigger's list"), ("offline", "precompute top-N lists"))
 
 
 def _stage_rows(stages: dict[str, dict[str, Any]]) -> list[list[str]]:

@@ -18,6 +18,7 @@ import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,16 @@ def setting(
     })
 
 
+def _splits(url: str) -> bool:
+    """Whether urllib can split ``url`` and read its port: an unclosed ``[`` or a port out of range
+    raised ValueError from the first function that parsed it, a traceback (issue 22)."""
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 -- reading .port is the check
+    except ValueError:
+        return False
+    return True
+
+
 def matches(pattern: str, phrase: str) -> Rule:
     """A rule: the whole value matches ``pattern``."""
     return phrase, lambda v, _: re.fullmatch(pattern, v) is not None
@@ -104,7 +115,8 @@ class Database(Group):
     url: str | None = setting(
         "RECSYS_DATABASE_URL", None,
         "PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the embedded PostgreSQL.",
-        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),),
+        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),
+               ("a URL whose host and port parse (e.g. [::1] with its bracket closed)", lambda v, _: _splits(v))),
     )
     data_dir: Path = setting(
         "RECSYS_DATA_DIR", Path(".recsys"), "Folder of the embedded PostgreSQL, run reports and plots."
@@ -426,7 +438,8 @@ class Ranking(Group):
         rules=(matches(r"ever|0*[1-9][0-9]*", "`ever` or a number of days"),),
     )
     exploration_share: float = setting(
-        "RECSYS_EXPLORATION_SHARE", 0.2, "Share of a list's places given to exploration (Thompson sampling).",
+        "RECSYS_EXPLORATION_SHARE", 0.1,
+        "Share of a list's places given to exploration (Thompson sampling; docs/training.md gives its price).",
         at_least=0, at_most=1,
     )
     explore_max_impressions: int = setting(
@@ -439,7 +452,8 @@ class Ranking(Group):
     provider_cap: int = setting("RECSYS_PROVIDER_CAP", 3, "At most this many slots of one provider in a list.",
                                 at_least=1)
     blend_weight: float = setting(
-        "RECSYS_BLEND_WEIGHT", 0.7, "Weight of the model's score against similarity when ranking.",
+        "RECSYS_BLEND_WEIGHT", 0.3,
+        "Weight of the model's score against similarity when ranking (chosen by the trigger replay, docs/training.md).",
         at_least=0, at_most=1,
     )
     candidate_pool: int = setting(

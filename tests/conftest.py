@@ -47,7 +47,7 @@ def _fresh_database(admin_url: str) -> str:
     return with_database(admin_url, TEST_DATABASE)
 
 
-def _server_folder() -> Path:
+def server_folder() -> Path:
     """A folder of its own for this process's embedded server, removed at exit after the server stops.
 
     Not under pytest's ``/tmp/pytest-of-<user>``: every pytest that starts (another worker, another
@@ -62,6 +62,13 @@ def _server_folder() -> Path:
     return folder
 
 
+@pytest.fixture
+def own_data_dir() -> Path:
+    """An empty ``RECSYS_DATA_DIR`` for a test that starts embedded servers the way a user does; they
+    stop when the worker exits, and the folder goes after them."""
+    return server_folder()
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """libpq URL of the server's maintenance database (``postgres``)."""
@@ -69,7 +76,7 @@ def server_url() -> str:
     if url:
         return url
     data_dir = os.environ.get("RECSYS_TEST_DATA_DIR")
-    data_dir = Path(data_dir) / (WORKER or "main") if data_dir else _server_folder()
+    data_dir = Path(data_dir) / (WORKER or "main") if data_dir else server_folder()
     return with_database(embedded_url(data_dir), "postgres")
 
 

@@ -1,7 +1,9 @@
 """The ``recsys`` command. Each sub-command lives in its own module with a ``register(subparsers)``.
 
 A command's handler is ``func(args, settings) -> int`` (the exit code). Settings are built here,
-once, where the program starts; a ``RecsysError`` becomes a one-line message and exit code 2.
+once, where the program starts; a ``RecsysError`` becomes a one-line message and exit code 2, and
+so does a statement that finds no table, column or function of the schema (a database never
+migrated, or migrated by an older release): it says to run ``recsys db upgrade`` (issue 22).
 """
 
 from __future__ import annotations
@@ -55,7 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _complete_help(parser)
     return parser
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """Each command's ``--help`` starts with its line from the list above it, and each option's help
+    ends with its default where it does not give it already (issue 23: options without defaults)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                command = action.choices[choice.dest]
+                if command.description is None:
+                    command.description = choice.help
+                _complete_help(command)
+        elif (action.option_strings and action.help and not _no_default(action.default)
+              and "default" not in action.help):
+            action.help += " (default: %(default)s)"
+
+
+def _no_default(value) -> bool:
+    """None, a flag's False, or argparse's SUPPRESS (by identity: a default of 0 is a default)."""
+    return value is None or value is False or value is argparse.SUPPRESS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     except RecsysError as exc:
         print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        missing = missing_schema(exc)
+        if missing is None:
+            raise
+        print(f"recsys {args.command}: error: the database's schema is missing or out of date ({missing}): "
+              "run `recsys db upgrade`", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"recsys {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def missing_schema(exc: BaseException) -> str | None:
+    """PostgreSQL's one-line message when ``exc`` (or an exception it was raised from, or the driver
+    error SQLAlchemy wraps) is a missing table, column or function; None for any other error."""
+    import psycopg
+
+    missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, missing):
+            return exc.diag.message_primary or type(exc).__name__
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

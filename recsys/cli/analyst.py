@@ -8,7 +8,6 @@ from recsys.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = argparse.ArgumentDefaultsHelpFormatter
     parser = subparsers.add_parser(
         "analyst", help="create, list or revoke analysts' database logins (read-only, time-limited)",
         description="Analysts' PostgreSQL logins: members of recsys_analyst (SELECT on the documented tables "
@@ -17,8 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Roles belong to the whole server.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = actions.add_parser("create", help="create a login and print how to connect (the password once)",
-                                formatter_class=defaults)
+    create = actions.add_parser("create", help="create a login and print how to connect (the password once)")
     create.add_argument("name", help="the login's name: lower-case letters, digits and _")
     create.add_argument("--statement-timeout", default="60s",
                         help="longest statement before PostgreSQL cancels it (a PostgreSQL time: 60s, 5min)")

@@ -179,27 +179,31 @@ def list_all(engine: sa.Engine, limit: int = 50) -> list[Experiment]:
 # each list's items, feedback and attributed sessions by their recommendation_id indexes), so the
 # cost follows the experiment's size, not the log's (docs/benchmarks.md, EXPLAIN).
 _PER_PLAYER = """
-WITH lists AS MATERIALIZED (
+WITH lists AS (
     SELECT r.id, r.created_at, r.player_key, r.arm, r.suppressed_reason IS NOT NULL AS suppressed,
            coalesce(r.action = 'reality_check', false) AS reality_check
     FROM recommendations r WHERE r.experiment_id = :e AND r.arm IS NOT NULL
-), feedback_of AS (
-    SELECT f.recommendation_id, f.slot_key, bool_or(f.action = 'impression') AS impressed,
-           bool_or(f.action = 'click') AS clicked, bool_or(f.action = 'dismiss') AS dismissed
-    FROM lists l JOIN feedback f ON f.recommendation_id = l.id
-    GROUP BY f.recommendation_id, f.slot_key
-), played AS (
-    SELECT s.recommendation_id, s.slot_key, sum(s.seconds) AS seconds
-    FROM lists l JOIN play_sessions s ON s.recommendation_id = l.id
-    GROUP BY s.recommendation_id, s.slot_key
 ), items AS MATERIALIZED (
-    SELECT l.arm, l.player_key, coalesce(f.impressed, false) AS impressed, coalesce(f.clicked, false) AS clicked,
-           coalesce(f.dismissed, false) AS dismissed, p.seconds IS NOT NULL AS played,
+    SELECT l.arm, l.player_key, f.impressed, f.clicked, f.dismissed, p.seconds IS NOT NULL AS played,
            CASE WHEN f.clicked THEN coalesce(p.seconds, 0) END AS click_seconds
     FROM lists l
-    JOIN recommendation_items i ON i.recommendation_id = l.id AND i.created_at = l.created_at
-    LEFT JOIN feedback_of f ON f.recommendation_id = i.recommendation_id AND f.slot_key = i.slot_key
-    LEFT JOIN played p ON p.recommendation_id = i.recommendation_id AND p.slot_key = i.slot_key
+    -- Each list's items, its feedback and play are read through their indexes, never by scanning
+    -- (or hashing) the whole log: OFFSET 0 and the aggregates keep these subqueries from being
+    -- pulled up into joins the planner could run as a scan of every partition, however large.
+    CROSS JOIN LATERAL (
+        SELECT i.recommendation_id, i.slot_key FROM recommendation_items i
+        WHERE i.recommendation_id = l.id AND i.created_at = l.created_at OFFSET 0
+    ) i
+    CROSS JOIN LATERAL (
+        SELECT coalesce(bool_or(fb.action = 'impression'), false) AS impressed,
+               coalesce(bool_or(fb.action = 'click'), false) AS clicked,
+               coalesce(bool_or(fb.action = 'dismiss'), false) AS dismissed
+        FROM feedback fb WHERE fb.recommendation_id = i.recommendation_id AND fb.slot_key = i.slot_key
+    ) f
+    CROSS JOIN LATERAL (
+        SELECT sum(s.seconds) AS seconds FROM play_sessions s
+        WHERE s.recommendation_id = i.recommendation_id AND s.slot_key = i.slot_key
+    ) p
 ), by_list AS (
     SELECT arm, player_key, count(*) AS lists, count(*) FILTER (WHERE suppressed) AS suppressed,
            count(*) FILTER (WHERE reality_check) AS reality_checks
