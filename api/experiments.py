@@ -12,23 +12,26 @@ from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter, RawBody
 
 from api.auth import ADMIN, READ
-from api.bodies import decode, documented
+from api.bodies import Name, decode, documented
 from recsys import experiments as domain
 from recsys.db import experiments as store
 
 SOURCE = "POST /v1/experiments"
+_VersionId = Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 2**31 - 1})]
+_Strategy = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(domain.STRATEGIES)})]
 
 
 class ArmIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    version: int | str  # a model version id, or "popularity"
-    weight: int
+    name: Name
+    version: _VersionId | _Strategy  # a model version id, or a baseline strategy: "popularity", "itemknn"
+    weight: Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 1, "maximum": 1_000_000})]
 
 
 class ExperimentIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    arms: list[ArmIn]  # the first is the control
-    min_effect: float | None = None  # relative lift in clicks per impression the sample is sized for (0.1)
+    name: Name
+    arms: Annotated[list[ArmIn], msgspec.Meta(extra_json_schema={"minItems": 2, "maxItems": 16})]  # control first
+    # Relative lift in clicks per impression the sample is sized for (0.1).
+    min_effect: Annotated[float, msgspec.Meta(extra_json_schema={"exclusiveMinimum": 0, "maximum": 10})] | None = None
 
 
 class EstimateOut(msgspec.Struct):
@@ -51,7 +54,8 @@ class SampleOut(msgspec.Struct):
 
 class ArmOut(msgspec.Struct):
     name: str
-    version: int | None  # null: popularity
+    version: int | None  # null: a baseline strategy
+    strategy: str  # model (ranks with ``version``), popularity or itemknn
     weight: int
     players: int
     lists: int
@@ -90,9 +94,11 @@ def experiment_out(serving, experiment: domain.Experiment) -> ExperimentOut:
             for m in domain.ALL_METRICS}
         sample = None if r.sample is None else SampleOut(r.sample.min_effect, r.sample.players,
                                                           r.sample.players_needed, r.sample.reached)
-        arms.append(ArmOut(o.arm, o.version_id, o.weight, o.players, o.lists, o.impressions, o.clicks, o.plays,
-                           o.dismissals, o.suppressed, o.reality_checks, o.median_click_minutes, estimates, sample,
-                           r.guardrail_flags()))
+        arm = experiment.arm(o.arm)
+        strategy = arm.strategy if arm is not None else domain.MODEL if o.version_id is not None else domain.POPULARITY
+        arms.append(ArmOut(o.arm, o.version_id, strategy, o.weight, o.players, o.lists, o.impressions, o.clicks,
+                           o.plays, o.dismissals, o.suppressed, o.reality_checks, o.median_click_minutes, estimates,
+                           sample, r.guardrail_flags()))
     return ExperimentOut(experiment.name, experiment.status, experiment.started_at, experiment.stopped_at,
                          experiment.promoted_arm, experiment.control.name, experiment.min_effect, arms)
 

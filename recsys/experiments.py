@@ -1,8 +1,9 @@
 """A/B experiments between model versions: arms, the player's arm, and per-arm results with intervals.
 
 An experiment splits the players who pass the protection gate between its arms by weight. Each arm
-ranks with one model version, or with popularity alone (``version`` ``popularity``). The first arm
-is the control every other arm is compared with.
+ranks with one model version, or with a baseline strategy: popularity alone (``version``
+``popularity``) or item-kNN co-occurrence of the training window (``itemknn``). The first arm is
+the control every other arm is compared with.
 
 Assignment needs no stored table: a player's arm is a function of the experiment's name, the
 player's id and the arms (SHA-256, so every replica and every restart agrees). Results come from
@@ -27,8 +28,15 @@ import numpy as np
 
 from recsys.errors import InputError
 
+MODEL = "model"
+"""An arm's strategy when it ranks with a model version."""
 POPULARITY = "popularity"
 """An arm's version for "no model": the popularity list every version falls back to."""
+ITEMKNN = "itemknn"
+"""An arm's version for item-kNN: each slot's neighbours by co-occurrence (cosine of the players
+who played both) in the active version's training window (``recsys.serving.itemknn``)."""
+STRATEGIES = (POPULARITY, ITEMKNN)
+"""The baseline strategies an arm may name instead of a model version."""
 NAME_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Experiment and arm names (the database checks the same shape)."""
 CONFIDENCE = 0.95
@@ -41,12 +49,18 @@ DEFAULT_MIN_EFFECT = 0.10
 @dataclass(frozen=True)
 class Arm:
     name: str
-    version_id: int | None  # None: popularity
+    version_id: int | None  # None: a baseline strategy
     weight: int
+    strategy: str = MODEL  # MODEL with a version; else one of STRATEGIES (version None: POPULARITY)
+
+    def __post_init__(self) -> None:
+        if self.version_id is None and self.strategy == MODEL:  # an arm stored before strategies
+            object.__setattr__(self, "strategy", POPULARITY)
 
     @property
     def version_label(self) -> str:
-        return POPULARITY if self.version_id is None else str(self.version_id)
+        """The arm's ``VERSION`` as ``NAME=VERSION:WEIGHT`` spells it: a version id or a strategy."""
+        return self.strategy if self.version_id is None else str(self.version_id)
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,8 @@ def check_name(name: str, source: str, field_name: str) -> str:
 
 
 def parse_arm(text: str, source: str = "--arm") -> Arm:
-    """``NAME=VERSION:WEIGHT`` (``control=12:50``, ``baseline=popularity:20``) as an :class:`Arm`."""
+    """``NAME=VERSION:WEIGHT`` (``control=12:50``, ``baseline=popularity:20``, ``knn=itemknn:20``)
+    as an :class:`Arm`."""
     name, sep, rest = text.partition("=")
     version, sep2, weight = rest.rpartition(":")
     if not sep or not sep2:
@@ -90,16 +105,19 @@ def parse_arm(text: str, source: str = "--arm") -> Arm:
 
 def make_arm(name: str, version: str | int, weight: str | int, source: str) -> Arm:
     check_name(name, source, "name")
-    if str(version) == POPULARITY:
-        version_id = None
-    else:
-        try:
-            version_id = int(version)
-        except ValueError:
-            version_id = 0
-        if version_id < 1:
-            raise InputError(source, f"arm {name!r}: version {version!r} is neither a model version id nor "
-                                     f"{POPULARITY!r}", field="version")
+    if str(version) in STRATEGIES:
+        return Arm(name, None, _weight(name, weight, source), str(version))
+    try:
+        version_id = int(version)
+    except ValueError:
+        version_id = 0
+    if version_id < 1:
+        raise InputError(source, f"arm {name!r}: version {version!r} is neither a model version id nor "
+                                 f"one of {', '.join(map(repr, STRATEGIES))}", field="version")
+    return Arm(name, version_id, _weight(name, weight, source))
+
+
+def _weight(name: str, weight: str | int, source: str) -> int:
     try:
         weight_value = int(weight)
     except ValueError:
@@ -107,7 +125,7 @@ def make_arm(name: str, version: str | int, weight: str | int, source: str) -> A
     if not 1 <= weight_value <= 1_000_000:
         raise InputError(source, f"arm {name!r}: weight {weight!r} is not a whole number from 1 to 1000000",
                          field="weight")
-    return Arm(name, version_id, weight_value)
+    return weight_value
 
 
 def check_arms(arms: list[Arm], source: str) -> tuple[Arm, ...]:

@@ -48,9 +48,6 @@ __all__ = ["PipelineBusy", "PipelineOutcome", "StageFailed", "run_pipeline"]
 OUTPUT_SETTING_GROUPS = ("scoring", "training", "gate")
 SPEED_ONLY_SETTINGS = ("train_threads", "train_processes")
 
-# The baselines whose HR@10 on the version's own cases the train stage's figures show (recsys.worker).
-BASELINES = ("popularity", "itemknn", "ease")
-
 # How long torchrun may take to stop its workers after SIGTERM before it is killed.
 TORCHRUN_STOP_SECONDS = 30
 
@@ -153,7 +150,7 @@ def _run_stages(
 
     pipeline_runs.finish_run(engine, run.id, status, version_id=outcome.version_id, report_path=str(report_path))
     if status == "refused":
-        verdict = f"NOT activated ({gate['reason']})"
+        verdict = f"NOT activated ({gate.reason})"
     else:
         verdict = "active" if activated else "passed the gate: ready, NOT activated (--no-activate)"
     return PipelineOutcome(
@@ -259,6 +256,7 @@ def train_under_torchrun(engine, settings: Settings, end_day: date | None, *, ac
     the outcome comes from the leader's ``--outcome-file`` and the version row, not from the exit
     code. The training lock taken by another run raises :class:`PipelineBusy` (exit code 4).
     """
+    from recsys.metrics import GateDecision, VersionMetrics
     from recsys.worker import TrainOutcome
 
     command = [
@@ -286,11 +284,12 @@ def train_under_torchrun(engine, settings: Settings, end_day: date | None, *, ac
         version = versions.get_version(engine, result["version_id"])
         if version is None:
             raise TorchrunFailed(f"torchrun reported version {result['version_id']}, which does not exist")
+        metrics = VersionMetrics.from_json(version.metrics)
         return TrainOutcome(
             version_id=version.id,
             activated=version.status == "active",
-            gate=dict(version.metrics.get("gate", {})),
-            metrics=dict(version.metrics),
+            gate=metrics.gate or GateDecision(passed=False, reason="the gate did not decide"),
+            metrics=metrics,
             seconds=float(result["seconds"]),
             stage_seconds=dict(result["stage_seconds"]),
         )
@@ -320,19 +319,23 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, Any]:
+    """The train stage's figures (the run row's ``stages.train``): the version, its HR@10 / NDCG@10,
+    each measured baseline's HR@10 (``<key>_hr@10``, ``recsys.metrics.BASELINES``) and the gate's reason."""
+    from recsys.metrics import BASELINES
+
     m = outcome.metrics
     figures: dict[str, Any] = {
         "version": outcome.version_id,
         "activated": outcome.activated,
         "previous_version": None if previous is None else previous.id,
-        "pairs": outcome.data.n_pairs if outcome.data is not None else m.get("train_pairs"),
-        "players": m.get("players"),
-        "slots": m.get("slots"),
-        "epochs": m.get("epochs"),
-        "hr@10": round(m["hr@10"], 4),
-        "ndcg@10": round(m["ndcg@10"], 4),
-        **{f"{name}_hr@10": round(m[f"{name}_hr@10"], 4) for name in BASELINES if f"{name}_hr@10" in m},
-        "gate": outcome.gate.get("reason"),
+        "pairs": outcome.data.n_pairs if outcome.data is not None else m.train_pairs,
+        "players": m.players,
+        "slots": m.slots,
+        "epochs": m.epochs,
+        "hr@10": round(m.model.hr, 4),
+        "ndcg@10": round(m.model.ndcg, 4),
+        **{f"{b.key}_hr@10": round(m.baselines[b.key].hr, 4) for b in BASELINES if b.key in m.baselines},
+        "gate": outcome.gate.reason,
     }
     figures.update({f"{name}_seconds": round(s, 2) for name, s in outcome.stage_seconds.items()})
     return figures
@@ -345,7 +348,7 @@ def write_run_report(
     status: str,
     version_id: int,
     previous: versions.ModelVersion | None,
-    gate: dict[str, Any],
+    gate,
     stages: _Stages,
 ) -> Path:
     """Gather the report's facts from the database and write ``<data_dir>/runs/pipeline-<id>/``."""
@@ -385,13 +388,14 @@ def write_run_report(
 
 
 def _facts(version: versions.ModelVersion):
+    from recsys.metrics import VersionMetrics
     from recsys.report import VersionFacts
 
     return VersionFacts(
         id=version.id,
         status=version.status,
         model=version.model,
-        metrics=version.metrics,
+        metrics=VersionMetrics.from_json(version.metrics),
         data_start=version.data_start,
         data_end=version.data_end,
         curve_path=version.curve_path,

@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     start.add_argument("name", help="the experiment's name (letters, digits, '_', '.', '-')")
     start.add_argument("--arm", action="append", required=True, metavar="NAME=VERSION:WEIGHT",
-                       help="an arm: a model version id (or 'popularity') and its relative weight, e.g. "
-                            "control=12:50; repeat for each arm, the control first")
+                       help="an arm: a model version id or a baseline strategy ('popularity', 'itemknn') and its "
+                            "relative weight, e.g. control=popularity:50; repeat for each arm, the control first")
     start.add_argument("--min-effect", default=None, metavar="LIFT",
                        help="the smallest relative lift in clicks per impression worth finding (default 0.1: "
                             "10 %%); the report gives no verdict before the sample that finds it with 80 %% "
@@ -29,14 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--force", action="store_true",
                        help="let an arm serve a version the quality gate refused (logged)")
     stop = actions.add_parser("stop", help="end an experiment, optionally activating an arm's version")
-    stop.add_argument("name")
+    stop.add_argument("name", help="the experiment's name")
     stop.add_argument("--promote", metavar="ARM", help="activate this arm's version (the normal activation)")
     stop.add_argument("--force", action="store_true",
                       help="promote a version the quality gate refused, or an arm flagged on a protection "
                            "guardrail (logged and recorded)")
     report = actions.add_parser("report", help="per-arm metrics and guardrails with 95%% intervals and the "
                                                "difference to control")
-    report.add_argument("name")
+    report.add_argument("name", help="the experiment's name")
     actions.add_parser("list", help="experiments, newest first")
     parser.set_defaults(func=run)
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.ncf import distributed
 
     if distributed.init_from_env() and not distributed.is_leader():
-        from recsys.worker import follow_training
+        from recsys.followers import follow_training
 
         follow_training()
         return 0
@@ -86,21 +86,21 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             "seconds": outcome.seconds,
             "stage_seconds": outcome.stage_seconds,
         })
+    from recsys.metrics import BASELINES
+
     m = outcome.metrics
     print(
-        f"version {outcome.version_id}: HR@10 {m['hr@10']:.3f}, NDCG@10 {m['ndcg@10']:.3f} "
-        f"(full catalogue HR@10 {m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, "
+        f"version {outcome.version_id}: HR@10 {m.model.hr:.3f}, NDCG@10 {m.model.ndcg:.3f} "
+        f"(full catalogue HR@10 {m.full.hr:.3f}) on {m.test_players:,} holdout players, "
         f"{outcome.seconds:.0f} s"
     )
-    print(
-        f"baselines on the same cases, HR@10 / NDCG@10: popularity {m['popularity_hr@10']:.3f} / "
-        f"{m['popularity_ndcg@10']:.3f}, item-kNN {m['itemknn_hr@10']:.3f} / {m['itemknn_ndcg@10']:.3f}, "
-        f"EASE (lambda {m['ease_lambda']:g}) {m['ease_hr@10']:.3f} / {m['ease_ndcg@10']:.3f}"
-    )
+    measured = [(b, m.baselines[b.key]) for b in BASELINES if b.key in m.baselines]
+    print("baselines on the same cases, HR@10 / NDCG@10: " + ", ".join(
+        f"{b.name}{_settings(f.params)} {f.hr:.3f} / {f.ndcg:.3f}" for b, f in measured))
     verdict = {"active": "activated", "ready": "ready, NOT activated (--no-activate)"}.get(
         outcome.status, "NOT activated"
     )
-    print(f"quality gate: {outcome.gate['reason']} -> {verdict}")
+    print(f"quality gate: {outcome.gate.reason} -> {verdict}")
     return 0 if outcome.passed else EXIT_REFUSED
 
 
@@ -119,3 +119,8 @@ def _write_outcome(path: str, outcome: dict) -> None:
     with open(partial, "w") as out:
         json.dump(outcome, out)
     os.replace(partial, path)
+
+
+def _settings(params: dict) -> str:
+    """`` (lambda 500)``, `` (factors 64, reg 0.1)``: the settings a baseline was fitted with."""
+    return "" if not params else " (" + ", ".join(f"{k} {v:g}" for k, v in params.items()) + ")"

@@ -13,7 +13,16 @@ import sqlalchemy as sa
 
 from recsys.db import versions
 from recsys.errors import InputError, NotFound, RecsysError
-from recsys.experiments import DEFAULT_MIN_EFFECT, SUM_NAMES, Arm, ArmOutcome, Experiment, PlayerSums, results
+from recsys.experiments import (
+    DEFAULT_MIN_EFFECT,
+    MODEL,
+    SUM_NAMES,
+    Arm,
+    ArmOutcome,
+    Experiment,
+    PlayerSums,
+    results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +46,13 @@ class UnknownExperiment(NotFound):
 
 def _arms(conn: sa.Connection, experiment_ids: list[int]) -> dict[int, tuple[Arm, ...]]:
     rows = conn.execute(
-        sa.text("SELECT experiment_id, name, version_id, weight FROM experiment_arms "
+        sa.text("SELECT experiment_id, name, version_id, weight, strategy FROM experiment_arms "
                 "WHERE experiment_id = ANY(:ids) ORDER BY experiment_id, position"),
         {"ids": experiment_ids},
     ).all()
     out: dict[int, list[Arm]] = {}
     for r in rows:
-        out.setdefault(r.experiment_id, []).append(Arm(r.name, r.version_id, r.weight))
+        out.setdefault(r.experiment_id, []).append(Arm(r.name, r.version_id, r.weight, r.strategy or MODEL))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -97,9 +106,10 @@ def start(engine: sa.Engine, name: str, arms: tuple[Arm, ...], *, min_effect: fl
             {"name": name, "m": min_effect},
         ).scalar_one()
         conn.execute(
-            sa.text("INSERT INTO experiment_arms (experiment_id, position, name, version_id, weight) "
-                    "VALUES (:e, :p, :n, :v, :w)"),
-            [{"e": experiment_id, "p": i, "n": a.name, "v": a.version_id, "w": a.weight} for i, a in enumerate(arms)],
+            sa.text("INSERT INTO experiment_arms (experiment_id, position, name, version_id, weight, strategy) "
+                    "VALUES (:e, :p, :n, :v, :w, :s)"),
+            [{"e": experiment_id, "p": i, "n": a.name, "v": a.version_id, "w": a.weight,
+              "s": None if a.version_id is not None else a.strategy} for i, a in enumerate(arms)],
         )
         conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": name})
         return _select(conn, "id = :id", {"id": experiment_id})[0]
@@ -122,7 +132,7 @@ def stop(engine: sa.Engine, name: str, *, promote: str | None = None, force: boo
             raise InputError("promote", f"experiment {name!r} has no arm {promote!r} "
                                         f"(arms: {', '.join(a.name for a in experiment.arms)})", field="promote")
         if arm.version_id is None:
-            raise ExperimentError(name, f"arm {promote!r} serves popularity, which is no model version to activate")
+            raise ExperimentError(name, f"arm {promote!r} serves {arm.strategy}, which is no model version to activate")
         if arm is not experiment.control:
             flags = next(r for r in results(outcomes(engine, experiment, threshold_seconds), experiment.min_effect)
                          if r.outcome.arm == arm.name).guardrail_flags()

@@ -124,6 +124,8 @@ play_sessions = sa.Table(
     # Attributed sessions by their list (experiment results, the dashboard's funnel); migration 0009.
     sa.Index("ix_play_sessions_recommendation_id", "recommendation_id",
              postgresql_where=sa.text("recommendation_id IS NOT NULL")),
+    # The play of a list's item (the dashboard's funnel, the experiments' outcomes; migration 0013).
+    sa.Index(None, "recommendation_id", "slot_key", postgresql_where=sa.text("recommendation_id IS NOT NULL")),
 )
 
 play_events = sa.Table(
@@ -293,6 +295,7 @@ recommendation_items = sa.Table(
     sa.UniqueConstraint("recommendation_id", "slot_key", "created_at"),
     sa.CheckConstraint(_in("reason", REASONS), name="reason"),
     sa.Index(None, "slot_key"),
+    sa.Index(None, "created_at"),  # the items of a time window, from the index alone (migration 0013)
     postgresql_partition_by="RANGE (created_at)",
 )
 
@@ -310,6 +313,8 @@ feedback = sa.Table(
     sa.UniqueConstraint("recommendation_id", "slot_key", "action"),
     sa.CheckConstraint(_in("action", FEEDBACK_ACTIONS), name="action"),
     sa.Index(None, "slot_key", "action"),
+    # The feedback of a time window: a list's feedback arrives after the list (migration 0013).
+    sa.Index(None, "received_at"),
 )
 
 api_keys = sa.Table(
@@ -410,10 +415,15 @@ experiment_arms = sa.Table(
     # No foreign key, as pipeline_runs.version_id: an experiment's history outlives its versions.
     sa.Column("version_id", sa.Integer, comment="model version the arm ranks with; NULL = popularity"),
     sa.Column("weight", sa.Integer, nullable=False, comment="share of the experiment's players, relative"),
+    sa.Column("strategy", sa.String(16),
+              comment="baseline the arm ranks with (popularity, itemknn); NULL = its model version"),
     sa.PrimaryKeyConstraint("experiment_id", "position"),
     sa.UniqueConstraint("experiment_id", "name"),
     sa.CheckConstraint("weight > 0", name="weight_positive"),
     sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'", name="name_shape"),
+    # Exactly one of a version and a strategy (migration 0012).
+    sa.CheckConstraint("(version_id IS NULL) = (strategy IS NOT NULL) AND "
+                       "(strategy IS NULL OR strategy IN ('popularity', 'itemknn'))", name="strategy"),
 )
 
 # A signed-in dashboard browser. Only the SHA-256 of the cookie's token is stored; the key it signed
