@@ -86,7 +86,7 @@ def start(engine: sa.Engine, name: str, arms: tuple[Arm, ...]) -> Experiment:
                     "VALUES (:e, :p, :n, :v, :w)"),
             [{"e": experiment_id, "p": i, "n": a.name, "v": a.version_id, "w": a.weight} for i, a in enumerate(arms)],
         )
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": name})
+        conn.execute(sa.text("SELECT recsys_notify(:c, :p)"), {"c": CHANNEL, "p": name})
         return _select(conn, "id = :id", {"id": experiment_id})[0]
 
 
@@ -114,7 +114,7 @@ def stop(engine: sa.Engine, name: str, *, promote: str | None = None, force: boo
         ).scalar()
         if updated is None:
             raise ExperimentError(name, "is not running")
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": name})
+        conn.execute(sa.text("SELECT recsys_notify(:c, :p)"), {"c": CHANNEL, "p": name})
         return _select(conn, "id = :id", {"id": updated})[0]
 
 
