@@ -22,7 +22,7 @@ from api import catalogue, dashboard, events, experiments, feedback, health, mod
 from api.auth import KeyCache
 from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
-from api.openapi import render_plugins
+from api.openapi import allow_options, render_plugins
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from recsys.db.engine import create_engine, libpq_url
 from recsys.db.pool import AsyncPool
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             engine.dispose()
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*allow_options(ROUTES), *ROUTES],
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics}),
         plugins=[problem_details_plugin()],
