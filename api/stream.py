@@ -3,7 +3,11 @@
 Each process keeps a :class:`PushHub` (created with its first stream, on ``app.state``): its open
 streams by player, each an asyncio queue, and — while any stream is open — one thread that LISTENs
 on ``recsys_push`` (``recsys.db.push``). A notification for a player with a stream here is read
-from ``recommendations`` once and handed to each of that player's queues on its event loop.
+from ``recommendations`` once, by id and only as that player's list (a payload is a hint, never
+content), and handed to each of that player's queues on its event loop.
+
+Protection is checked at delivery: every list, live or replayed, goes through the gate and the
+disabled-slot and market filters as they stand when it is sent (``recsys.serving.delivery``).
 
 Every list is an event ``recommendation`` whose ``id`` is the recommendation id. What a client
 missed while it was away is replayed from the table after the ``Last-Event-ID`` it sends back
@@ -21,6 +25,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
@@ -35,7 +40,8 @@ from recsys.db import push
 from recsys.db.engine import connection
 from recsys.db.listener import Listener
 from recsys.errors import NotFound, NotReady
-from recsys.serving.lists import SESSION_THRESHOLD, RecommendedItem, Suppression, TriggeredList
+from recsys.serving.delivery import deliverable
+from recsys.serving.lists import TriggeredList
 
 QUEUE_SIZE = 64
 """Lists waiting for one slow client; beyond, its stream ends and the client replays on reconnecting."""
@@ -134,13 +140,16 @@ class PushHub:
     def deliver(self, notices: list[push.Notice]) -> None:
         """On the LISTEN thread: read the lists meant for players with a stream here, queue them."""
         with self._lock:
-            wanted = [n.recommendation_id for n in notices if self._streams.get(n.player_id)]
+            wanted = [n for n in notices if self._streams.get(n.player_id)]
         if not wanted:
             return
         with connection(self.engine) as conn:
             lists = push.load_pushed(conn, wanted)
+        now = datetime.now(UTC)
         for pushed in lists:
-            item = triggered_list(pushed)
+            item = deliverable(pushed, now)
+            if item is None:
+                continue
             with self._lock:
                 streams = list(self._streams.get(pushed.player_id, ()))
             for stream in streams:
@@ -158,20 +167,6 @@ def _call_on_loop(stream: _Stream, callback, *args) -> None:
         stream.loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop is closed: the server is gone, and the stream with it
         stream.ended = True
-
-
-def triggered_list(pushed: push.Pushed) -> TriggeredList:
-    return TriggeredList(
-        pushed.recommendation_id,
-        pushed.player_id,
-        pushed.session_id,
-        pushed.context_slot_id,
-        pushed.version_id,
-        SESSION_THRESHOLD,
-        pushed.action,
-        [RecommendedItem(i.slot_id, round(i.score, 6), i.reason) for i in pushed.items],
-        None if pushed.suppressed_reason is None else Suppression(pushed.suppressed_reason),
-    )
 
 
 def _hub(state: State) -> PushHub:
@@ -219,7 +214,10 @@ def _start(engine, player_id: str) -> push.StreamStart:
 def _replay(engine, player_key: int, after: uuid.UUID | None) -> list[TriggeredList] | None:
     with connection(engine) as conn:
         lists = push.replay(conn, player_key, after, REPLAY_LIMIT)
-    return None if lists is None else [triggered_list(p) for p in lists]
+    if lists is None:
+        return None
+    now = datetime.now(UTC)
+    return [item for item in (deliverable(p, now) for p in lists) if item is not None]
 
 
 def _cursor(last_event_id: str | None, start: push.StreamStart) -> tuple[uuid.UUID | None, str | None]:

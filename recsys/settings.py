@@ -18,6 +18,7 @@ import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,16 @@ def setting(
     })
 
 
+def _splits(url: str) -> bool:
+    """Whether urllib can split ``url`` and read its port: an unclosed ``[`` or a port out of range
+    raised ValueError from the first function that parsed it, a traceback (issue 22)."""
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 -- reading .port is the check
+    except ValueError:
+        return False
+    return True
+
+
 def matches(pattern: str, phrase: str) -> Rule:
     """A rule: the whole value matches ``pattern``."""
     return phrase, lambda v, _: re.fullmatch(pattern, v) is not None
@@ -104,7 +115,8 @@ class Database(Group):
     url: str | None = setting(
         "RECSYS_DATABASE_URL", None,
         "PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the embedded PostgreSQL.",
-        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),),
+        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),
+               ("a URL whose host and port parse (e.g. [::1] with its bracket closed)", lambda v, _: _splits(v))),
     )
     data_dir: Path = setting(
         "RECSYS_DATA_DIR", Path(".recsys"), "Folder of the embedded PostgreSQL, run reports and plots."
@@ -211,6 +223,16 @@ class Training(Group):
     eval_max_players: int = setting(
         "RECSYS_EVAL_MAX_PLAYERS", 20000, "At most this many holdout players are evaluated (sampled).", at_least=1
     )
+    ials_player_limit: int = setting(
+        "RECSYS_IALS_PLAYER_LIMIT", 1000000,
+        "The iALS baseline (and its gate check) runs when the window has fewer players than this; 0 turns it "
+        "off (at 10^6 players it would cost about half the daily pipeline: docs/training.md).", at_least=0,
+    )
+    replay_hours: int = setting(
+        "RECSYS_REPLAY_HOURS", 24,
+        "Trigger replay: a long session's list is scored against the slots the player newly plays this many "
+        "hours after the crossing.", at_least=1,
+    )
     similarity_vector: str = setting(
         "RECSYS_SIMILARITY_VECTOR", "cooc",
         "Slot vector FAISS indexes: cooc (co-occurrence of the training pairs) or the model's gmf, concat, mlp "
@@ -247,6 +269,15 @@ class Gate(Group):
     )
     itemknn_margin: float = setting(
         "RECSYS_GATE_ITEMKNN_MARGIN", 0.0, "Quality gate: how far below item-kNN's HR@10 a version may fall.",
+        at_least=0, at_most=1,
+    )
+    beat_ials: bool = setting(
+        "RECSYS_GATE_BEAT_IALS", True,
+        "Quality gate: also refuse a version whose HR@10 is below iALS's by more than the margin below "
+        "(where the run measured iALS).",
+    )
+    ials_margin: float = setting(
+        "RECSYS_GATE_IALS_MARGIN", 0.0, "Quality gate: how far below iALS's HR@10 a version may fall.",
         at_least=0, at_most=1,
     )
 
@@ -387,6 +418,11 @@ class Serving(Group):
         "RECSYS_DASHBOARD_MAX_SESSIONS", 10,
         "Dashboard sessions one API key may hold; signing in past it ends the key's oldest.", at_least=1,
     )
+    dashboard_cache_seconds: float = setting(
+        "RECSYS_DASHBOARD_CACHE_SECONDS", 5.0,
+        "The dashboard's overview re-reads its 24-hour counts at most this often per process (0: every load).",
+        at_least=0,
+    )
     log_synchronous_commit: bool = setting(
         "RECSYS_LOG_SYNCHRONOUS_COMMIT", False,
         "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s.",
@@ -402,7 +438,8 @@ class Ranking(Group):
         rules=(matches(r"ever|0*[1-9][0-9]*", "`ever` or a number of days"),),
     )
     exploration_share: float = setting(
-        "RECSYS_EXPLORATION_SHARE", 0.2, "Share of a list's places given to exploration (Thompson sampling).",
+        "RECSYS_EXPLORATION_SHARE", 0.1,
+        "Share of a list's places given to exploration (Thompson sampling; docs/training.md gives its price).",
         at_least=0, at_most=1,
     )
     explore_max_impressions: int = setting(
@@ -415,7 +452,8 @@ class Ranking(Group):
     provider_cap: int = setting("RECSYS_PROVIDER_CAP", 3, "At most this many slots of one provider in a list.",
                                 at_least=1)
     blend_weight: float = setting(
-        "RECSYS_BLEND_WEIGHT", 0.7, "Weight of the model's score against similarity when ranking.",
+        "RECSYS_BLEND_WEIGHT", 0.3,
+        "Weight of the model's score against similarity when ranking (chosen by the trigger replay, docs/training.md).",
         at_least=0, at_most=1,
     )
     candidate_pool: int = setting(
@@ -531,6 +569,29 @@ def _index() -> dict[str, tuple[str, str, str, object]]:
             variable = f.metadata["variable"]
             index[variable.removeprefix(PREFIX).lower()] = (group.name, f.name, variable, hints[f.name])
     return index
+
+
+OTHER_VARIABLES = {
+    "RECSYS_API_KEY": "recsys simulate's default --api-key",
+    "RECSYS_IMPORT_DIR": "docker-compose.yml's import folder",
+    "RECSYS_TEST_DATABASE_URL": "the tests' server (tests/conftest.py)",
+    "RECSYS_TEST_DATA_DIR": "the tests' embedded server folder (tests/conftest.py)",
+}
+"""``RECSYS_*`` variables that are read, but not as settings: no warning for them."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``RECSYS_*`` variable in ``environ`` that is no setting, naming the nearest
+    setting when one is close (a misspelling is otherwise silently ignored: issue 23)."""
+    import difflib
+
+    known = [variable for _, _, variable, _ in _index().values()]
+    lines = []
+    for name in sorted(v for v in environ if v.startswith(PREFIX) and v not in known and v not in OTHER_VARIABLES):
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"did you mean {near[0]}?" if near else "README.md's \"Configuration\" lists the settings"
+        lines.append(f"{name} is not a setting; {hint}")
+    return lines
 
 
 def _parse(variable: str, raw: str, hint) -> object:

@@ -26,14 +26,17 @@ def cli(monkeypatch, db, database_url, tmp_path):
 
 def test_start_report_and_stop_with_promotion(cli, db, capsys):
     players, slots, old, new = cli
-    assert main(["experiment", "start", "ab", "--arm", f"control={old}:50", "--arm", f"candidate={new}:50"]) == 0
+    assert main(["experiment", "start", "ab", "--arm", f"control={old}:50", "--arm", f"candidate={new}:50",
+                 "--min-effect", "1"]) == 0
     assert capsys.readouterr().out == (f"started experiment 'ab': control=version {old} (weight 50), "
                                        f"candidate=version {new} (weight 50)\n")
     serve_experiment(db, store.running(db), players, list(slots.values()),
                      {"control": ClickModel(0.10), "candidate": ClickModel(0.20)}, seed=5)
     assert main(["experiment", "report", "ab"]) == 0
     report = capsys.readouterr().out
-    click_lines = report.split("clicks / impression (%)")[1].splitlines()
+    assert "candidate: sample reached: 400 players (sized for a 100% lift in clicks per impression" in report
+    assert "guardrail: lists suppressed by protection / list (%)" in report and "WARNING" not in report
+    click_lines = report.split("\nclicks / impression (%)")[1].splitlines()
     assert click_lines[2].split()[0] == "control" and click_lines[2].rstrip().endswith("control")
     assert click_lines[3].split()[0] == "candidate" and click_lines[3].rstrip().endswith("better")
     assert main(["experiment", "stop", "ab", "--promote", "candidate"]) == 0
@@ -48,10 +51,14 @@ def test_start_report_and_stop_with_promotion(cli, db, capsys):
     (["start", "x", "--arm", "control=1", "--arm", "b=2:1"], "NAME=VERSION:WEIGHT"),
     (["start", "x", "--arm", "a=1:1", "--arm", "b=999:1"], "version 999 does not exist"),
     (["start", "bad/name", "--arm", "a=1:1", "--arm", "b=1:1"], "field 'name'"),
+    (["start", "x", "--arm", "Control=1:1", "--arm", "control=2:1"], "arm names repeat (case does not count)"),
+    (["start", "x", "--arm", "a=1:1", "--arm", "b=2:1", "--min-effect", "0"], "field 'min_effect'"),
+    (["start", "x", "--arm", "a=1:1", "--arm", "b=2:1"], "quality gate refused model version 2"),
     (["stop", "nope"], "experiment 'nope': does not exist"),
     (["report", "nope"], "experiment 'nope': does not exist"),
 ])
-def test_mistakes_are_one_line_and_exit_2(cli, capsys, argv, message):
+def test_mistakes_are_one_line_and_exit_2(cli, db, capsys, argv, message):
+    versions.set_metrics(db, cli[3], {"gate": {"passed": False, "reason": "HR@10 0.478 is below popularity's 0.489"}})
     assert main(["experiment", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and err.startswith("recsys experiment: error:")

@@ -44,9 +44,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.db.engine import libpq_url
 
     host = args.host or settings.serving.host
-    port = args.port or settings.serving.port
+    port = settings.serving.port if args.port is None else args.port
     server = args.server or settings.serving.server
     workers = args.workers or settings.serving.workers
+    if args.port is not None and not 0 < args.port < 65536:
+        raise RecsysError(f"--port {args.port}: a TCP port is 1..65535")
     _check_port_free(host, port)
     url = libpq_url(settings)
     _check_schema(url)
