@@ -107,13 +107,14 @@ def main() -> None:
         f"model: {config.model}, user_history={config.user_history}, {config.factors} factors, "
         f"{config.stage('gmf').epochs} epochs per stage of {config.optimizer} at {config.lr}"
     )
-    print(f"{'seed':>4}  {'popularity':>13}  {'item-kNN':>13}  {'EASE (λ)':>22}  {'model':>13}  {'train s':>7}  "
-          f"{'cluster share: served / item-kNN':>33}")
+    print(f"{'seed':>4}  {'popularity':>13}  {'item-kNN':>13}  {'EASE (λ)':>22}  {'iALS (factors/reg)':>24}  "
+          f"{'model':>13}  {'train s':>7}  {'cluster share: served / item-kNN':>33}")
     for seed, f, ranked, seconds, _, kind, served, co, _, _ in rows:
         ease = f"{f['ease_hr@10']:.3f} / {f['ease_ndcg@10']:.3f} ({f['ease_lambda']:g})"
+        ials = f"{f['ials_hr@10']:.3f} / {f['ials_ndcg@10']:.3f} ({f['ials_factors']}/{f['ials_reg']:g})"
         print(
             f"{seed:>4}  {f['popularity_hr@10']:.3f} / {f['popularity_ndcg@10']:.3f}  "
-            f"{f['itemknn_hr@10']:.3f} / {f['itemknn_ndcg@10']:.3f}  {ease:>22}  "
+            f"{f['itemknn_hr@10']:.3f} / {f['itemknn_ndcg@10']:.3f}  {ease:>22}  {ials:>24}  "
             f"{ranked.hit_ratio:.3f} / {ranked.ndcg:.3f}  {seconds:>7.0f}  {kind:>12} {served:.3f} / {co:.3f}"
         )
 

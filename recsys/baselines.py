@@ -442,10 +442,12 @@ def ease_on_grid(
 
 # iALS (implicit ALS, Hu, Koren and Volinsky 2008, as benfred/implicit fits it): the settings tried on
 # the validation cases, factors x regularisation, and the fixed rest. A binary matrix with implicit's
-# confidence ``1 + alpha`` on a played pair; 15 sweeps, implicit's default.
-IALS_FACTORS_GRID = (32, 64, 128)
-IALS_REG_GRID = (0.01, 0.1, 1.0)
-IALS_DEFAULT = (64, 0.1)
+# confidence ``1 + alpha`` on a played pair; 15 sweeps, implicit's default. On the demo casino (2.5
+# slots a player) a grid of 32-128 factors and 0.01-1 chose its corner, 32 factors at 1.0, both
+# times: the grid reaches past it on both sides.
+IALS_FACTORS_GRID = (16, 32, 64, 128)
+IALS_REG_GRID = (0.1, 1.0, 10.0, 100.0)
+IALS_DEFAULT = (32, 1.0)
 IALS_ITERATIONS = 15
 IALS_ALPHA = 1.0
 

@@ -107,8 +107,9 @@ def _cases(engine, version_id: int, data: InteractionData, train: np.ndarray, se
     towers_keys, towers = versions.load_player_vectors(engine, version_id, np.unique(session_player))
     tower_row = {int(k): i for i, k in enumerate(towers_keys.tolist())}
     trained: dict[int, set[int]] = {}
-    for player, slot in zip(data.player_keys[data.player_idx[train]].tolist(),
-                            data.slot_keys[data.slot_idx[train]].tolist(), strict=True):
+    pair_players = data.player_keys[data.player_idx]
+    mine = train & np.isin(pair_players, session_player)  # the sessions' players' pairs only (10^6 players)
+    for player, slot in zip(pair_players[mine].tolist(), data.slot_keys[data.slot_idx[mine]].tolist(), strict=True):
         trained.setdefault(player, set()).add(slot)
     bounds = np.searchsorted(plays.player_key, np.unique(session_player))
     starts = dict(zip(np.unique(session_player).tolist(), bounds.tolist(), strict=True))

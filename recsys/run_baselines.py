@@ -91,7 +91,8 @@ def measure_ials(
 
         model, judged = ials_on_grid(train_u, train_i, n_players, n_slots, judge, seed=seed)
         grid = {f"{f}/{reg:g}": round(hr, 4) for (f, reg), (hr, _) in judged.items()}
-        if model.factors == max(IALS_FACTORS_GRID) or model.reg in (min(IALS_REG_GRID), max(IALS_REG_GRID)):
+        if model.factors in (min(IALS_FACTORS_GRID), max(IALS_FACTORS_GRID)) or model.reg in (
+            min(IALS_REG_GRID), max(IALS_REG_GRID)):
             log.info("iALS's best setting (%d factors, reg %g) is at the edge of its grid", model.factors, model.reg)
     ranked = evaluate_sampled(model, *test)
     return BaselineFigures(ranked.hit_ratio, ranked.ndcg, {"factors": model.factors, "reg": model.reg}, grid)

@@ -334,6 +334,14 @@ class RealTime(Group):
         "RECSYS_STREAM_KEEPALIVE_SECONDS", 15.0,
         "An open push stream (SSE) sends a comment line this often, so proxies keep it open.", above=0,
     )
+    streams_max: int = setting(
+        "RECSYS_STREAMS_MAX", 2000,
+        "Open push streams per server process; past it a new stream gets 503 with Retry-After.", at_least=1,
+    )
+    streams_per_key: int = setting(
+        "RECSYS_STREAMS_PER_KEY", 1000,
+        "Open push streams per API key in one server process; past it a new one gets 429.", at_least=1,
+    )
     event_max_future_seconds: float = setting(
         "RECSYS_EVENT_MAX_FUTURE_SECONDS", 300.0,
         "An event's `ts` may lie at most this far after the server's clock (clock skew); later: 422.", above=0,
@@ -372,6 +380,19 @@ class Serving(Group):
     )
     workers: int = setting(
         "RECSYS_SERVE_WORKERS", 1, "Server worker processes (each holds its own index).", at_least=1
+    )
+    backlog: int = setting(
+        "RECSYS_SERVE_BACKLOG", 4096, "Connections the kernel queues before `recsys serve` accepts them.", at_least=1
+    )
+    max_requests: int = setting(
+        "RECSYS_SERVE_MAX_REQUESTS", 3000,
+        "Requests (open streams included) one granian worker runs at once; keep it above RECSYS_STREAMS_MAX.",
+        at_least=1,
+    )
+    header_timeout_seconds: float = setting(
+        "RECSYS_SERVE_HEADER_TIMEOUT_SECONDS", 5.0,
+        "A client must send a request's headers within this; idle keep-alive and slow clients are closed.",
+        above=0,
     )
     index_factory: str = setting(
         "RECSYS_INDEX_FACTORY", "IDMap,Flat", "FAISS factory string of the similar-slot index (exact inner product).",

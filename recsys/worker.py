@@ -270,8 +270,8 @@ def _measure(model, training: Training, train_u, train_i, n_players: int, n_slot
 
 
 def ials_wanted(training: Training, n_players: int) -> bool:
-    """Whether this run measures iALS: with fewer than ``ials_player_limit`` players (0: never). Its five
-    fits cost about 100 s each at 10^6 players x 5,000 slots on one core (docs/training.md)."""
+    """Whether this run measures iALS: with fewer than ``ials_player_limit`` players (0: never). Its seven
+    fits cost 90-380 s each at 10^6 players x 5,000 slots on one core (docs/training.md)."""
     return n_players < training.ials_player_limit
 
 

@@ -109,20 +109,52 @@ def db(engine):
     return engine
 
 
-# --- markers: what `make test-fast` leaves out ---------------------------------------------------
+# --- markers: what `make test-fast` leaves out, and the order files start in ---------------------
 
-SERVER_FIXTURES = {"server_url", "database_url", "engine", "db", "settings"}
+SERVER_FIXTURES = {"server_url", "database_url", "engine", "db", "settings", "own_data_dir"}
+
+SLOW_FILES = {
+    "tests/ncf/test_distributed.py": "torchrun: two processes importing torch, three launches",
+    "tests/ncf/test_cli_evaluate.py": "each case runs `python -m recsys evaluate` in a new process",
+}
+"""Files without a server that still take tens of seconds: marked ``slow``."""
+
+LONGEST_FIRST = (
+    "tests/ncf/test_distributed.py",
+    "tests/test_first_hour.py",
+    "tests/test_worker.py",
+    "tests/test_pipeline.py",
+    "tests/api/test_schemathesis.py",
+    "tests/dashboard/test_screenshots.py",
+    "tests/test_feedback_loop.py",
+    "tests/dashboard/test_browser.py",
+    "tests/ncf/test_training.py",
+)
+"""The longest files (``--durations``), started first: under ``--dist loadfile`` a long file handed
+out last would leave the other workers idle at the end."""
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark each test that reaches PostgreSQL ``db`` (it asks, directly or not, for a server
-    fixture) and each test under tests/dashboard ``browser``; ``make test-fast`` deselects both and
-    ``slow``."""
+    fixture), each test under tests/dashboard ``browser`` and the files of :data:`SLOW_FILES`
+    ``slow``; ``make test-fast`` deselects all three. Then move :data:`LONGEST_FIRST` to the front
+    (a stable sort: the order within a file, and of the other files, stays)."""
+    root = Path(str(config.rootpath))
     for item in items:
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
-        if "dashboard" in item.path.parts and item.path.name == "test_browser.py":
+        if path.startswith("tests/dashboard/"):
             item.add_marker(pytest.mark.browser)
+        if path in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+
+    def position(item) -> int:
+        path = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        return rank.get(path, len(rank))
+
+    items.sort(key=position)
 
 
 # --- progress: one line per test file ------------------------------------------------------------

@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from recsys.db.migrations import missing_schema
+
         missing = missing_schema(exc)
         if missing is None:
             raise
@@ -109,21 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"recsys {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def missing_schema(exc: BaseException) -> str | None:
-    """PostgreSQL's one-line message when ``exc`` (or an exception it was raised from, or the driver
-    error SQLAlchemy wraps) is a missing table, column or function; None for any other error."""
-    import psycopg
-
-    missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction)
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, missing):
-            return exc.diag.message_primary or type(exc).__name__
-        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
-    return None
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def report_lines(experiment, outcomes, threshold_seconds: float = 3600.0, *, col
     for r in rows:
         o = r.outcome
         median = "-" if o.median_click_minutes is None else f"{o.median_click_minutes:.1f}"
-        lines.append(f"{o.arm:<14} {('popularity' if o.version_id is None else o.version_id):>10} {o.weight:>6} "
+        arm = experiment.arm(o.arm)
+        version = arm.version_label if arm is not None else o.version_id or "popularity"  # or the arm's strategy
+        lines.append(f"{o.arm:<14} {version:>10} {o.weight:>6} "
                      f"{o.players:>8} {o.lists:>8} {o.suppressed:>10} {o.impressions:>11} {o.clicks:>7} "
                      f"{o.plays:>7} {o.dismissals:>10} {median:>16}")
     for r in rows[1:]:

@@ -111,7 +111,7 @@ def start(engine: sa.Engine, name: str, arms: tuple[Arm, ...], *, min_effect: fl
             [{"e": experiment_id, "p": i, "n": a.name, "v": a.version_id, "w": a.weight,
               "s": None if a.version_id is not None else a.strategy} for i, a in enumerate(arms)],
         )
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": name})
+        conn.execute(sa.text("SELECT recsys_notify(:c, :p)"), {"c": CHANNEL, "p": name})
         return _select(conn, "id = :id", {"id": experiment_id})[0]
 
 
@@ -150,7 +150,7 @@ def stop(engine: sa.Engine, name: str, *, promote: str | None = None, force: boo
         ).scalar()
         if updated is None:
             raise ExperimentError(name, "is not running")
-        conn.execute(sa.text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": name})
+        conn.execute(sa.text("SELECT recsys_notify(:c, :p)"), {"c": CHANNEL, "p": name})
         return _select(conn, "id = :id", {"id": updated})[0]
 
 

@@ -438,3 +438,19 @@ dashboard_sessions = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index(None, "expires_at"),
 )
+
+# The HMAC key that signs the application's notifications (``recsys.db.channels``, migration 0010):
+# anyone may LISTEN and send ``NOTIFY``, so a listener trusts only what this key signed. Stored as
+# SHA-256's inner and outer pads, so SQL computes HMAC with the core ``sha256()``. No grant to the
+# analyst role.
+notify_keys = sa.Table(
+    "notify_keys",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("inner_pad", sa.LargeBinary, nullable=False),
+    sa.Column("outer_pad", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("id = 1", name="one_row"),
+    comment="HMAC key of the application's notifications, as SHA-256's inner and outer pads; one row, "
+    "readable by the application's role only",
+)

@@ -7,6 +7,7 @@ The casino is tests/api/conftest.py's: under the active version the neighbours o
 so there the neighbours of ``s10`` (position 7) are ``s3`` (6) and ``s17`` (8).
 """
 
+import re
 import uuid
 
 import numpy as np
@@ -246,7 +247,7 @@ def test_popularity_and_itemknn_arms_end_to_end(client, keys, db, world, monkeyp
         ("control", None, "popularity"), ("knn", None, "itemknn")]
     assert main(["experiment", "report", "baselines"]) == 0
     report = capsys.readouterr().out
-    assert "control" in report and "knn" in report
+    assert re.search(r"^control +popularity ", report, re.M) and re.search(r"^knn +itemknn ", report, re.M), report
     sign_in(client, keys["read"])
     page = client.get("/dashboard/experiments").text
     assert "<td>knn</td><td>itemknn</td>" in page and "<td>control</td><td>popularity</td>" in page

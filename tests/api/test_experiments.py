@@ -8,6 +8,7 @@ from recsys.db import experiments as store
 from recsys.db import versions
 from recsys.experiments import assign
 from tests.api.conftest import assert_problem, write_version
+from tests.api.test_dashboard import sign_in
 
 
 def test_start_read_and_stop_with_promotion(client, keys, world, db):
@@ -96,6 +97,13 @@ def test_promotion_refuses_an_arm_flagged_on_a_guardrail_unless_forced(client, k
     candidate = client.get("/v1/experiments/harm", headers=keys["read"]).json()["arms"][1]
     assert candidate["results"]["suppressed_share"]["verdict"] == "worse"
     assert candidate["guardrail_flags"][0].startswith("candidate is worse than the control on a protection guardrail")
+    csrf = sign_in(client, keys["admin"])
+    page = client.get("/dashboard/experiments").text
+    red = '<p class="error guardrail" role="alert" style="color: #b00020"><strong>Guardrail:</strong>'
+    assert f"{red} candidate is worse" in page
+    assert "guardrail: lists suppressed by protection / list" in page
+    dashboard = client.post("/dashboard/experiments/harm/stop", data={"csrf": csrf, "promote": "candidate"})
+    assert dashboard.status_code == 409 and "not promoting arm" in dashboard.text
     refused = assert_problem(client.post("/v1/experiments/harm/stop?promote=candidate", headers=keys["admin"]), 409)
     assert "not promoting arm 'candidate'" in refused["detail"]
     assert versions.active_version(db).id == world.version

@@ -30,11 +30,13 @@ def _servers_under(prefix: str) -> list[str]:
     return found
 
 
-def test_a_run_saves_every_page_and_leaves_no_postgres(tmp_path):
+def test_a_run_saves_every_page_and_leaves_no_postgres(tmp_path, own_data_dir):
+    # The script's temporary folder lands in own_data_dir (outside pytest's 0700 folder, which the
+    # server's system user may not reach), so only this run's servers are looked for.
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "dashboard_screenshots.py"), str(tmp_path / "out")],
-                          env={**os.environ, "TMPDIR": "/tmp"}, capture_output=True, text=True, timeout=300)
+                          env={**os.environ, "TMPDIR": str(own_data_dir)}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in [*PAGES, "login", "versions-read-only"]:
         assert (tmp_path / "out" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
-    assert _servers_under("/recsys-dashboard-") == []
+    assert _servers_under(f"{own_data_dir}/recsys-dashboard-") == []
     assert "Failed to stop server" not in done.stderr
