@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train", required=True, metavar="PATH", help="user\\titem\\trating\\ttimestamp lines")
     parser.add_argument("--test", required=True, metavar="PATH", help="same format, the held-out items")
     parser.add_argument("--negatives", metavar="PATH", help="(user,item)\\tneg1...\\tneg99 lines, one per test row")
-    parser.add_argument("--model", choices=MODELS, default="neumf")
+    parser.add_argument("--model", choices=MODELS, default="neumf", help="the model to train and evaluate")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
         "--epochs", type=int,
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ease-lambda", type=float, metavar="L2",
         help="EASE's L2 penalty (default: chosen from 10 .. 30000 on one training pair per user held out)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and sampling")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU cores to use)")
     parser.add_argument("--full", action="store_true", help="also rank against the whole catalogue")
     parser.add_argument("--plot", metavar="PATH", help="write the training curve (PNG) here")

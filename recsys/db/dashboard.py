@@ -29,17 +29,33 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_session(engine: sa.Engine, key: ApiKey, lifetime: timedelta) -> tuple[str, DashboardSession]:
-    """A new session for ``key``: ``(cookie token, session)``. Expired sessions are purged on the way."""
+def create_session(engine: sa.Engine, key: ApiKey, lifetime: timedelta, *,
+                   max_sessions: int | None = None) -> tuple[str, DashboardSession]:
+    """A new session for ``key``: ``(cookie token, session)``. Expired sessions are purged on the way,
+    and past ``max_sessions`` of ``key`` its oldest are ended (the new one counted)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM dashboard_sessions WHERE expires_at < now()"))
+        # One sign-in of a key at a time, so two at once cannot both keep max_sessions others.
+        conn.execute(sa.text("SELECT 1 FROM api_keys WHERE id = :k FOR UPDATE"), {"k": key.id})
         expires_at = conn.execute(
             sa.text("INSERT INTO dashboard_sessions (token_hash, api_key_id, csrf_token, expires_at) "
                     "VALUES (:h, :k, :c, now() + :life) RETURNING expires_at"),
             {"h": _digest(token), "k": key.id, "c": csrf, "life": lifetime},
         ).scalar_one()
+        if max_sessions is not None:
+            conn.execute(_END_OLDEST, {"k": key.id, "h": _digest(token), "keep": max_sessions - 1})
     return token, DashboardSession(key, csrf, expires_at)
+
+
+# The key's sessions but the new one (``h``), newest first; those after the first ``keep`` end.
+_END_OLDEST = sa.text("""
+    DELETE FROM dashboard_sessions WHERE token_hash IN (
+        SELECT token_hash FROM dashboard_sessions
+        WHERE api_key_id = :k AND token_hash <> :h
+        ORDER BY created_at DESC, expires_at DESC, token_hash
+        OFFSET :keep)
+""")
 
 
 def find_session(engine: sa.Engine, token: str) -> DashboardSession | None:
@@ -70,23 +86,22 @@ class HourlyLists:
     suppressed: dict[str, int]  # reason -> lists withheld
 
 
-def hourly_lists(engine: sa.Engine, hours: int = 24) -> list[HourlyLists]:
+HOURLY_LISTS = """
+SELECT date_trunc('hour', created_at) AS hour, suppressed_reason, trigger, count(*) AS n
+FROM recommendations
+WHERE created_at >= date_trunc('hour', now()) - make_interval(hours => :h - 1)
+GROUP BY 1, 2, 3
+"""
+
+
+def hourly_lists(conn: sa.Connection, hours: int = 24) -> list[HourlyLists]:
     """Lists per UTC hour over the last ``hours`` (every hour present, empty ones as zeros), oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT h.hour, r.suppressed_reason, r.trigger, count(r.id) AS n "
-                "FROM generate_series(date_trunc('hour', now()) - make_interval(hours => :h - 1), "
-                "                     date_trunc('hour', now()), interval '1 hour') AS h(hour) "
-                "LEFT JOIN recommendations r ON r.created_at >= h.hour AND r.created_at < h.hour + interval '1 hour' "
-                "GROUP BY h.hour, r.suppressed_reason, r.trigger ORDER BY h.hour"
-            ),
-            {"h": hours},
-        ).all()
-    out: dict[datetime, HourlyLists] = {}
-    for hour, reason, trigger, n in rows:
-        entry = out.setdefault(hour, HourlyLists(hour, 0, 0, {}))
-        if trigger is None:
+    first = conn.execute(sa.text("SELECT date_trunc('hour', now()) - make_interval(hours => :h - 1)"),
+                         {"h": hours}).scalar_one()
+    out = {first + timedelta(hours=n): HourlyLists(first + timedelta(hours=n), 0, 0, {}) for n in range(hours)}
+    for hour, reason, trigger, n in conn.execute(sa.text(HOURLY_LISTS), {"h": hours}):
+        entry = out.get(hour)
+        if entry is None:  # a list stamped in the future (a clock ahead): not in the chart's hours
             continue
         if reason is not None:
             entry.suppressed[reason] = entry.suppressed.get(reason, 0) + n
@@ -96,25 +111,54 @@ def hourly_lists(engine: sa.Engine, hours: int = 24) -> list[HourlyLists]:
     return list(out.values())
 
 
-def _answered(action: str) -> str:
-    return (f"count(*) FILTER (WHERE EXISTS (SELECT 1 FROM feedback f WHERE f.recommendation_id = "
-            f"i.recommendation_id AND f.slot_key = i.slot_key AND f.action = '{action}'))")
+FUNNEL = """
+WITH answered AS (
+    -- Feedback on a list arrives after the list (its id is known only once the list is logged), so
+    -- the feedback received since the window opened holds all the feedback on the window's items:
+    -- a tenth of them, read through ix_feedback_received_at instead of probing every item.
+    SELECT f.recommendation_id, f.slot_key, bool_or(f.action = 'impression') AS impressed,
+           bool_or(f.action = 'click') AS clicked, bool_or(f.action = 'dismiss') AS dismissed
+    FROM feedback f
+    WHERE f.received_at >= now() - make_interval(hours => :h)
+    GROUP BY f.recommendation_id, f.slot_key
+), window_items AS (
+    SELECT a.*
+    FROM answered a
+    WHERE EXISTS (SELECT 1 FROM recommendation_items i
+                  WHERE i.recommendation_id = a.recommendation_id AND i.slot_key = a.slot_key
+                    AND i.created_at >= now() - make_interval(hours => :h))
+)
+SELECT (SELECT count(*) FROM recommendation_items WHERE created_at >= now() - make_interval(hours => :h)) AS served,
+       count(*) FILTER (WHERE impressed) AS impressions,
+       count(*) FILTER (WHERE clicked) AS clicks,
+       -- A session is attributed to a list only through feedback on that slot, so played items
+       -- are answered ones (recsys.db.feedback.attribution).
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM play_sessions s WHERE s.recommendation_id = w.recommendation_id
+                                                                       AND s.slot_key = w.slot_key)) AS plays,
+       count(*) FILTER (WHERE dismissed) AS dismissals
+FROM window_items w
+"""
 
 
-def funnel(engine: sa.Engine, hours: int = 24) -> dict[str, int]:
-    """Items of the lists served in the last ``hours``: served, impressed, clicked, played, dismissed."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.text(
-                f"SELECT count(*) AS served, {_answered('impression')} AS impressions, {_answered('click')} AS clicks, "
-                "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM play_sessions s WHERE s.recommendation_id = "
-                "  i.recommendation_id AND s.slot_key = i.slot_key)) AS plays, "
-                f"{_answered('dismiss')} AS dismissals "
-                "FROM recommendation_items i WHERE i.created_at >= now() - make_interval(hours => :h)"
-            ),
-            {"h": hours},
-        ).one()
-    return dict(row._mapping)
+def funnel(conn: sa.Connection, hours: int = 24) -> dict[str, int]:
+    """Items of the lists served in the last ``hours``: served, impressed, clicked, played, dismissed.
+
+    Each item counts once per stage however many feedback rows or sessions it has. The cost grows with
+    the window's feedback and an index-only count of its items (docs/benchmarks.md, "Operator views").
+    """
+    return dict(conn.execute(sa.text(FUNNEL), {"h": hours}).one()._mapping)
+
+
+def overview_counts(engine: sa.Engine, hours: int = 24) -> tuple[list[HourlyLists], dict[str, int]]:
+    """:func:`hourly_lists` and :func:`funnel` of the last ``hours``, read in one snapshot on one core.
+
+    Parallel workers are turned off for these reads: on a small machine a parallel scan takes every
+    core from the requests serving lists, and the dashboard can wait where a player cannot.
+    """
+    with (engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn,
+          conn.begin()):
+        conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
+        return hourly_lists(conn, hours), funnel(conn, hours)
 
 
 @dataclass(frozen=True)

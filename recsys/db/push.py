@@ -79,8 +79,9 @@ def notify_statement(notices: list[Notice]) -> Statement:
     return Statement(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)}, fetch=False)
 
 
-_NOTIFY = "SELECT pg_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"
-"""One notification per payload, in the array's order (the order a function scan yields its rows)."""
+_NOTIFY = "SELECT recsys_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"
+"""One notification per payload, in the array's order (the order a function scan yields its rows),
+signed (``recsys.db.channels``: listeners drop what the application did not sign)."""
 
 
 # --- what a stream shows --------------------------------------------------------------------------
