@@ -7,6 +7,9 @@ domain, each module listing its ``ROUTES``.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +22,7 @@ from api import catalogue, dashboard, events, experiments, feedback, health, mod
 from api.auth import KeyCache
 from api.bodies import refuse_control_characters
 from api.metrics import Metrics, metrics_endpoint, metrics_middleware
-from api.openapi import render_plugins
+from api.openapi import allow_options, render_plugins
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from recsys.db.engine import create_engine, libpq_url
 from recsys.db.pool import AsyncPool
@@ -29,6 +32,35 @@ from recsys.settings import Settings
 ROUTES = [*health.ROUTES, metrics_endpoint, *catalogue.ROUTES, *players.ROUTES, *recommendations.ROUTES,
           *models.ROUTES, *events.ROUTES, *feedback.ROUTES, *stream.ROUTES, *experiments.ROUTES,
           *dashboard.ROUTES]
+
+
+PARENT_PID = "RECSYS_SERVE_PARENT_PID"
+"""The ``recsys serve`` process that started this worker (recsys.cli.serve sets it)."""
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when its parent exits."""
+
+
+def create_served_app() -> Litestar:
+    """The factory ``recsys serve`` hands its server: :func:`create_app` in a worker process that
+    first arranges to be killed when the ``recsys serve`` process ends, however it ends. A worker
+    that outlived a SIGKILLed parent kept the port and served on (issue 22); granian does not
+    watch for that itself."""
+    parent = os.environ.get(PARENT_PID)
+    if parent and int(parent) != os.getpid():  # a server running in-process has no parent to watch
+        die_with_parent(int(parent))
+    return create_app()
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent exits (Linux; elsewhere nothing happens). The parent may
+    have died before the call: then at once."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -56,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             engine.dispose()
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*allow_options(ROUTES), *ROUTES],
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics}),
         plugins=[problem_details_plugin()],

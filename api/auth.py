@@ -12,11 +12,17 @@ the token, in a least-recently-used table bounded by ``api_key_cache_bytes``.
 When the database cannot be reached, a key is a 503 (``DatabaseUnavailable``), except on the
 endpoints marked ``grace`` (``/similar``, answered from memory): there a key verified within the
 last ``api_key_grace_seconds`` keeps working.
+
+Where a request came from, for the dashboard's sign-in (issue 22): :func:`request_scheme` believes
+``X-Forwarded-Proto`` only from a proxy that ``RECSYS_TRUSTED_PROXIES`` names, and
+:func:`cross_site` says why a browser's request came from another site.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 import re
 import threading
 import time
@@ -108,3 +114,59 @@ READ = requires("read")
 READ_FROM_MEMORY = requires("read", grace=True)
 INGEST = requires("ingest")
 ADMIN = requires("admin")
+
+
+# --- where a request came from ------------------------------------------------------------------------
+
+
+@functools.cache
+def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+
+def _from_trusted_proxy(connection: ASGIConnection, trusted: tuple[str, ...]) -> bool:
+    peer = connection.client.host if connection.client else None
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:  # a Unix socket, or a test client
+        return False
+    return any(address in network for network in _networks(trusted))
+
+
+def request_scheme(connection: ASGIConnection, trusted: tuple[str, ...]) -> str:
+    """``https`` or ``http`` as the client used it: the connection's own scheme, or the first value of
+    ``X-Forwarded-Proto`` (the proxy nearest the client) when the peer is one of the ``trusted``
+    proxies (addresses or networks). Anyone else's header is ignored: it could claim TLS it lacks."""
+    forwarded = connection.headers.get("x-forwarded-proto")
+    if forwarded and _from_trusted_proxy(connection, trusted):
+        return "https" if forwarded.split(",")[0].strip().lower() == "https" else "http"
+    return "https" if connection.url.scheme in ("https", "wss") else "http"
+
+
+_DEFAULT_PORTS = (":80", ":443")
+
+
+def cross_site(connection: ASGIConnection) -> str | None:
+    """Why a browser sent this request from another origin (a header as it came), or None.
+
+    Fetch Metadata first: ``Sec-Fetch-Site`` must be ``same-origin`` (or ``none``: the user's own
+    navigation). Browsers without it send ``Origin`` on every POST; its host must be the ``Host``
+    this server was asked for (default ports aside; the scheme is not compared, so a TLS proxy
+    without ``RECSYS_TRUSTED_PROXIES`` does not lock old browsers out). A request with neither header
+    does not come from a browser, so no other site can have forged it.
+    """
+    site = connection.headers.get("sec-fetch-site")
+    if site is not None:
+        return None if site.lower() in ("same-origin", "none") else f"Sec-Fetch-Site: {site}"
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return None
+    _, separator, host = origin.partition("://")
+    own = connection.headers.get("host", "")
+    if not separator or _without_default_port(host.lower()) != _without_default_port(own.lower()):
+        return f"Origin: {origin}"
+    return None
+
+
+def _without_default_port(host: str) -> str:
+    return next((host.removesuffix(port) for port in _DEFAULT_PORTS if host.endswith(port)), host)

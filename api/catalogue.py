@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from functools import partial
 from typing import Annotated
 
@@ -14,8 +13,9 @@ from litestar.params import FromPath, QueryParameter, RawBody
 from msgspec import UNSET, UnsetType
 
 from api.auth import INGEST, READ_FROM_MEMORY
-from api.bodies import decode, documented
-from api.ingest import PutResult, batch_records, path_record, put_records
+from api.bodies import Amount, Day, Id, Markets, Text, decode, documented, one_of
+from api.ingest import PutResult, batch_of, batch_records, path_record, put_records
+from recsys.constants import VOLATILITIES
 from recsys.serving.similar import SimilarSlots, similar_by_pgvector, similar_in_memory
 from recsys.serving.state import ServingState
 
@@ -48,20 +48,20 @@ async def get_similar(
 class SlotFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A slot's fields, as in the import format (docs/import-format.md). Leave out what does not change."""
 
-    name: str | UnsetType = UNSET
-    provider: str | UnsetType = UNSET
-    theme: str | UnsetType = UNSET
-    volatility: str | UnsetType = UNSET  # low, medium, high
-    rtp: float | UnsetType = UNSET  # percent, (0, 100]
-    min_bet: float | UnsetType = UNSET
-    max_bet: float | UnsetType = UNSET
-    release_date: date | None | UnsetType = UNSET
+    name: Text | UnsetType = UNSET
+    provider: Text | UnsetType = UNSET
+    theme: Text | UnsetType = UNSET
+    volatility: Annotated[str, one_of(*VOLATILITIES)] | UnsetType = UNSET
+    rtp: Annotated[float, msgspec.Meta(extra_json_schema={"minimum": 0.01, "maximum": 100})] | UnsetType = UNSET
+    min_bet: Amount | UnsetType = UNSET
+    max_bet: Amount | UnsetType = UNSET
+    release_date: Day | None | UnsetType = UNSET
     active: bool | UnsetType = UNSET
-    markets: list[str] | None | UnsetType = UNSET  # None: every market
+    markets: Markets | None | UnsetType = UNSET  # None or empty: every market
 
 
 class SlotRecord(SlotFields, kw_only=True, forbid_unknown_fields=True):
-    slot_id: str
+    slot_id: Id
 
 
 def put_slots(serving: ServingState, records: list[dict], source: str, *, batch: bool) -> PutResult:
@@ -88,7 +88,7 @@ def put_slot_batch(state: State, body: RawBody) -> PutResult:
 
 
 documented("put_slot", "The fields to change; the id is the path's.", SlotFields)
-documented("put_slot_batch", "Slots with the fields to change (at most 10,000).", list[SlotRecord])
+documented("put_slot_batch", "Slots with the fields to change (at most 10,000).", batch_of(SlotRecord))
 
 
 ROUTES = [get_similar, put_slot, put_slot_batch]

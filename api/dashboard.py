@@ -2,7 +2,11 @@
 from the internet (docs/experiments.md, "The dashboard").
 
 Sign-in takes an API key with ``read`` or ``admin`` scope and sets a session cookie (``HttpOnly``,
-``SameSite=Strict``, ``Secure`` over HTTPS, expiring after :data:`SESSION_LIFETIME`). Admin actions
+``SameSite=Strict``, expiring after :data:`SESSION_LIFETIME`; ``Secure`` when the request came over
+TLS, directly or through a proxy named by ``RECSYS_TRUSTED_PROXIES``). Signing in and out takes a
+same-origin POST (``api.auth.cross_site``): another site cannot sign a browser in with the
+attacker's key or sign it out. A key holds at most ``RECSYS_DASHBOARD_MAX_SESSIONS`` sessions, the
+oldest ended first (issue 22: 200 sign-ins left 200 rows). Admin actions
 (activate a version, start or stop an experiment) need ``admin`` and carry the session's CSRF token
 in a hidden field; a page is never cached and may not be framed.
 """
@@ -27,6 +31,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect
 
 from api import charts
+from api.auth import cross_site, request_scheme
 from api.experiments import experiment_out, start_experiment, stop_experiment
 from recsys import experiments as domain
 from recsys.db import dashboard as store
@@ -37,6 +42,7 @@ from recsys.db.experiments import ExperimentError
 from recsys.db.versions import VersionError
 from recsys.errors import InputError, NotFound
 from recsys.experiments import parse_arm
+from recsys.metrics import BASELINES, REPLAY_POLICIES, VersionMetrics
 
 Session = NamedDependency[store.DashboardSession]
 COOKIE = "recsys_dashboard"
@@ -112,32 +118,46 @@ def login_form() -> Response[str]:
 
 @post("/dashboard/login", sync_to_thread=True, include_in_schema=False)
 def login(request: Request, state: State, data: Form) -> Response:
-    engine = state.serving.engine
+    foreign = cross_site(request)
+    if foreign is not None:
+        return page("login", 403, session=None, error=_CROSS_SITE.format(what="sign-in", header=foreign))
+    engine, config = state.serving.engine, state.serving.settings.serving
     key = find_key(engine, data.get("key", "").strip()[:300])
     if key is None or key.revoked_at is not None:
         return page("login", 401, session=None, error="that API key is unknown or revoked")
     if not key.allows("read"):
         return page("login", 403, session=None, error=f"the dashboard needs a read or admin key; this one has "
                                                       f"{', '.join(key.scopes)}")
-    token, _ = store.create_session(engine, key, SESSION_LIFETIME)
-    cookie = Cookie(key=COOKIE, value=token, path="/dashboard", httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https", max_age=int(SESSION_LIFETIME.total_seconds()))
+    token, _ = store.create_session(engine, key, SESSION_LIFETIME, max_sessions=config.dashboard_max_sessions)
+    cookie = _cookie(request, state, token, int(SESSION_LIFETIME.total_seconds()))
     return Redirect("/dashboard", status_code=303, cookies=[cookie])
 
 
 @post("/dashboard/logout", sync_to_thread=True, include_in_schema=False)
 def logout(request: Request, state: State) -> Response:
+    foreign = cross_site(request)
+    if foreign is not None:
+        return page("refused", 403, session=None, message=_CROSS_SITE.format(what="sign-out", header=foreign))
     token = request.cookies.get(COOKIE)
     if token and len(token) <= 64:
         store.end_session(state.serving.engine, token)
-    return Redirect("/dashboard/login", status_code=303,
-                    cookies=[Cookie(key=COOKIE, value="", path="/dashboard", max_age=0, httponly=True,
-                                    samesite="strict")])
+    return Redirect("/dashboard/login", status_code=303, cookies=[_cookie(request, state, "", 0)])
+
+
+_CROSS_SITE = "a {what} must be a same-origin POST from this dashboard's own page; this request came from " \
+              "another site ({header})"
+
+
+def _cookie(request: Request, state: State, token: str, max_age: int) -> Cookie:
+    """The session cookie (``token`` "" and ``max_age`` 0 delete it); ``Secure`` when the browser
+    reached us over TLS, so it never travels in clear text (issue 22: never set behind a proxy)."""
+    secure = request_scheme(request, state.serving.settings.serving.trusted_proxies) == "https"
+    return Cookie(key=COOKIE, value=token, path="/dashboard", httponly=True, samesite="strict", secure=secure,
+                  max_age=max_age)
 
 
 # --- pages -----------------------------------------------------------------------------------------
 
-BASELINES = (("this version", ""), ("popularity", "popularity_"), ("item-kNN", "itemknn_"), ("EASE", "ease_"))
 
 
 class CountsCache:
@@ -179,10 +199,10 @@ def overview(state: State, session: Session) -> Response:
     active = versions.active_version(engine)
     quality = []
     if active is not None:
-        for label, prefix in BASELINES:
-            hr, ndcg = active.metrics.get(f"{prefix}hr@10"), active.metrics.get(f"{prefix}ndcg@10")
-            if hr is not None:
-                quality.append((label, hr, ndcg))
+        metrics = VersionMetrics.from_json(active.metrics)
+        figures = [("this version", metrics.model)]
+        figures += [(b.name, metrics.baselines[b.key]) for b in BASELINES if b.key in metrics.baselines]
+        quality = [(label, f.hr, f.ndcg) for label, f in figures if f.hr is not None]
     hours, funnel = _counts(state).get(engine)
     reasons = sorted({r for h in hours for r in h.suppressed})
     series = {"served (API)": [h.served - h.triggered for h in hours], "served (trigger)": [h.triggered for h in hours],
@@ -211,8 +231,32 @@ def versions_page(state: State, session: Session) -> Response:
 
 
 def _versions(state: State, session, status: int = 200, error: str | None = None) -> Response:
-    return page("versions", status, session=session, versions=versions.list_versions(state.serving.engine, 100),
-                error=error)
+    listed = versions.list_versions(state.serving.engine, 100)
+    shown = next((v for v in listed if v.status == "active"), None) or next(
+        (v for v in listed if v.status in ("ready", "retired")), None)
+    return page("versions", status, session=session, versions=listed, error=error, quality_of=shown,
+                **_quality_tables(shown))
+
+
+def _quality_tables(version) -> dict[str, Any]:
+    """The models page's tables for ``version``: the model and each baseline on its holdout cases
+    (``baselines``: label, HR@10, NDCG@10, settings), and the trigger replay (``replay``: label,
+    HR@10, NDCG@10; ``replay_facts``: sessions and hours), from its typed metrics."""
+    if version is None:
+        return {"baselines": [], "replay": [], "replay_facts": None}
+    metrics = VersionMetrics.from_json(version.metrics)
+    rows = [("this version", metrics.model.hr, metrics.model.ndcg, "")]
+    for b in BASELINES:
+        figures = metrics.baselines.get(b.key)
+        if figures is not None:
+            rows.append((b.name, figures.hr, figures.ndcg, ", ".join(f"{k} {v:g}" for k, v in figures.params.items())))
+    replay = metrics.replay
+    policies = [] if replay is None else [
+        (label, replay.policies[key].hr, replay.policies[key].ndcg) for key, label in REPLAY_POLICIES
+        if key in replay.policies
+    ]
+    return {"baselines": [r for r in rows if r[1] is not None], "replay": policies,
+            "replay_facts": None if replay is None else (replay.sessions, replay.hours)}
 
 
 @post("/dashboard/versions/{version_id:int}/activate", sync_to_thread=True, include_in_schema=False)
@@ -262,14 +306,14 @@ def _experiments(state: State, session, status: int = 200, error: str | None = N
     engine = state.serving.engine
     shown = []
     for experiment in experiment_store.list_all(engine, 20):
-        out = experiment_out(engine, experiment)
+        out = experiment_out(state.serving, experiment)
         charts_by_metric = {
             m.key: charts.intervals(
                 f"{m.label}: difference to {out.control}",
                 [(a.name, *(_scaled(getattr(a.results[m.key], f), m) for f in ("diff", "diff_low", "diff_high")))
                  for a in out.arms[1:]],
                 unit=f"difference to control ({'percentage points' if m.unit == '%' else m.unit}), 95 % interval")
-            for m in domain.METRICS
+            for m in domain.ALL_METRICS
         }
         shown.append((experiment, out, charts_by_metric))
     candidates = [v for v in versions.list_versions(engine, 100) if v.status in experiment_store.SERVABLE]
@@ -277,6 +321,7 @@ def _experiments(state: State, session, status: int = 200, error: str | None = N
     challenger = next((v.id for v in candidates if v.id != control), None)
     example = f"control={control or 12}:50 candidate={challenger or 13}:50"
     return page("experiments", status, session=session, experiments=shown, metrics=domain.METRICS,
+                guardrails=domain.GUARDRAILS,
                 shown=domain.shown, candidates=candidates, example=example, error=error, form=form or {},
                 running=any(e.status == "running" for e, _, _ in shown))
 
@@ -294,7 +339,8 @@ def start_form(request: Request, state: State, data: Form) -> Response:
     try:
         arms = [parse_arm(text, source) for text in data.get("arms", "").split()]
         start_experiment(state.serving, data.get("name", "").strip(),
-                         [(a.name, a.version_label, a.weight) for a in arms], source)
+                         [(a.name, a.version_label, a.weight) for a in arms], source,
+                         min_effect=data.get("min_effect", "").strip() or None, force=data.get("force") == "on")
     except InputError as exc:
         return _experiments(state, session, 422, str(exc), data)
     except ExperimentError as exc:

@@ -9,8 +9,8 @@ a blocking connection from a worker thread (``recsys.tracker.track``).
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import partial
+from typing import Annotated
 
 import anyio
 import msgspec
@@ -19,7 +19,8 @@ from litestar.datastructures import State
 from litestar.params import RawBody
 
 from api.auth import INGEST
-from api.bodies import decode, documented
+from api.bodies import Amount, Id, Timestamp, decode, documented, one_of
+from recsys.constants import EVENT_TYPES
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 from recsys.serving.lists import TriggeredList
@@ -34,19 +35,19 @@ SOURCE = "POST /v1/events"
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """One play event (docs/api.md): ``ts`` is RFC 3339 event time with a zone."""
 
-    event_id: str
-    type: str  # start, heartbeat, spin, end
-    session_id: str
-    player_id: str
-    slot_id: str
-    ts: datetime
-    bet: float | None = None
-    win: float | None = None
+    event_id: Id
+    type: Annotated[str, one_of(*EVENT_TYPES)]
+    session_id: Id
+    player_id: Id
+    slot_id: Id
+    ts: Timestamp
+    bet: Amount | None = None
+    win: Amount | None = None
     bonus: bool | None = None
 
 
 class EventBatch(msgspec.Struct, forbid_unknown_fields=True):
-    events: list[EventIn]
+    events: Annotated[list[EventIn], msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_EVENTS})]
 
 
 class EventsResult(msgspec.Struct):

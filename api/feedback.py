@@ -7,7 +7,8 @@ slot and action), which also attributes play sessions that started on a recommen
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import msgspec
 from litestar import post
@@ -15,9 +16,11 @@ from litestar.datastructures import State
 from litestar.params import RawBody
 
 from api.auth import INGEST
-from api.bodies import decode, documented, validation_error
+from api.bodies import Id, Timestamp, Uuid, decode, documented, one_of, validation_error
+from recsys.constants import FEEDBACK_ACTIONS
 from recsys.db.feedback import Feedback, store_feedback
 from recsys.errors import InputError
+from recsys.events import TimeBounds, time_problem
 from recsys.serving.state import ServingState
 
 MAX_FEEDBACK = 1_000
@@ -25,14 +28,14 @@ SOURCE = "POST /v1/feedback"
 
 
 class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
-    recommendation_id: str
-    slot_id: str
-    action: str  # impression, click, play, dismiss
-    ts: datetime | None = None  # RFC 3339 with a zone; default: when it is received
+    recommendation_id: Uuid
+    slot_id: Id
+    action: Annotated[str, one_of(*FEEDBACK_ACTIONS)]
+    ts: Timestamp | None = None  # RFC 3339 with a zone; default: when it is received
 
 
 class FeedbackBatch(msgspec.Struct, forbid_unknown_fields=True):
-    feedback: list[FeedbackIn]
+    feedback: Annotated[list[FeedbackIn], msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_FEEDBACK})]
 
 
 class FeedbackResult(msgspec.Struct):
@@ -54,10 +57,22 @@ def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:
     items = [Feedback(f.recommendation_id, f.slot_id, f.action, f.ts) for f in _decode(body).feedback]
     if len(items) > MAX_FEEDBACK:
         raise InputError(SOURCE, f"{len(items):,} items; at most {MAX_FEEDBACK:,} per request")
+    config = serving.settings.realtime
+    _check_times(items, TimeBounds(timedelta(seconds=config.event_max_future_seconds),
+                                   timedelta(seconds=config.event_max_age_seconds)))
     with serving.engine.begin() as conn:
-        window = serving.settings.realtime.attribution_window_seconds
-        result = store_feedback(conn, items, window_seconds=window, source=SOURCE)
+        result = store_feedback(conn, items, window_seconds=config.attribution_window_seconds, source=SOURCE)
     return FeedbackResult(result.accepted, result.duplicates, result.attributed_sessions)
+
+
+def _check_times(items: list[Feedback], bounds: TimeBounds) -> None:
+    """A ``ts`` is an event time like a play event's, with the same window (docs/api.md; issue 22:
+    years 0001 and 9999 were stored, and an offset past 15:59 was a 500)."""
+    window = bounds.window(datetime.now(UTC))
+    for index, item in enumerate(items):
+        problem = None if item.ts is None else time_problem(item.ts, window, "feedback times")
+        if problem is not None:
+            raise InputError(SOURCE, problem, index=index, field="ts")
 
 
 def _decode(body: bytes) -> FeedbackBatch:

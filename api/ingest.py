@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, Meta
 
 from recsys.db import records as db
 from recsys.db.imports import ImportResult
 from recsys.errors import InputError
 
 MAX_BATCH = 10_000
+
+
+def batch_of(kind: type) -> object:
+    """``list[kind]`` as the OpenAPI document gives a PUT batch: 1 to :data:`MAX_BATCH` records."""
+    return Annotated[list[kind], Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_BATCH})]
 
 
 class PutResult(msgspec.Struct):

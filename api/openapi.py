@@ -6,6 +6,11 @@ itself (``api/bodies.py``: every body, for one strict decoder), the bearer secur
 guarded endpoints, and every problem response (RFC 9457, ``application/problem+json``) an
 operation can give. ``tests/api/test_schemathesis.py`` checks the server against the result.
 
+Parameters get the patterns and lengths the API checks (:data:`PARAMETERS`), bodies theirs from the
+Structs' ``Meta`` (``api/bodies.py``), so what the document allows the API takes (issue 22: ST202).
+:func:`allow_options` answers ``OPTIONS`` with every method of a path (ST205: Litestar 2.25 lists only
+the first handler's when two serve one path).
+
 ``/schema`` serves a small HTML page of its own (no script, no stylesheet from elsewhere) listing
 the operations and linking the raw document: ``/schema/openapi.json`` and ``/schema/openapi.yaml``.
 """
@@ -14,15 +19,17 @@ from __future__ import annotations
 
 import copy
 import html
+from collections import defaultdict
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
+from litestar import route as route_handler
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
 from litestar.routes import HTTPRoute
 
-from api.bodies import REQUEST_BODIES
+from api.bodies import ID_SCHEMA, NAME_SCHEMA, PLAIN_SCHEMA, REQUEST_BODIES
 
 PROBLEM = {
     "type": "object",
@@ -56,6 +63,10 @@ DESCRIPTIONS = {
 UNGUARDED = {"/healthz", "/readyz", "/metrics"}
 """Operations that need no database: no 503 from them (``/readyz`` documents its own 503)."""
 NOT_FOUND = ("{player_id}", "{slot_id}", "{version}", "{name}")
+PARAMETERS = {"player_id": ID_SCHEMA, "slot_id": ID_SCHEMA, "context_slot": PLAIN_SCHEMA, "market": PLAIN_SCHEMA,
+              "name": NAME_SCHEMA, "promote": NAME_SCHEMA}
+"""Path and query parameters by name: what the API takes of them (no control characters, which are a
+422 before any handler: ``api.bodies.refuse_control_characters``)."""
 
 
 def complete(schema: dict[str, Any], routes) -> dict[str, Any]:
@@ -86,12 +97,42 @@ def complete(schema: dict[str, Any], routes) -> dict[str, Any]:
     return schema
 
 
+def _constrain(schema: dict, constraints: dict) -> None:
+    """Add ``constraints`` to the string schema, or to the string branch of a ``oneOf``."""
+    for branch in schema.get("oneOf", [schema]):
+        if branch.get("type") == "string":
+            branch.update(constraints)
+
+
+def allow_options(handlers: list) -> list[HTTPRouteHandler]:
+    """An ``OPTIONS`` handler for each path two or more of ``handlers`` serve, whose ``Allow`` lists
+    them all; put them before ``handlers``, so Litestar makes none of its own."""
+    methods: dict[str, set[str]] = defaultdict(set)
+    for handler in handlers:
+        if isinstance(handler, HTTPRouteHandler):
+            for path in handler.paths:
+                methods[path] |= set(handler.http_methods)
+    return [_options(path, ", ".join(sorted(served | {"OPTIONS"})))
+            for path, served in methods.items() if len(served) > 1]
+
+
+def _options(path: str, allow: str) -> HTTPRouteHandler:
+    def options() -> Response:
+        return Response(content=None, status_code=204, headers={"Allow": allow})
+
+    return route_handler(path, http_method=["OPTIONS"], include_in_schema=False, sync_to_thread=False,
+                 name=f"options {path}")(options)
+
+
 def _name(kind) -> str:
     return repr(kind)
 
 
 def _complete_operation(operation: dict, path: str, handler: HTTPRouteHandler, body_refs: dict) -> None:
     responses = operation.setdefault("responses", {})
+    for parameter in operation.get("parameters", []):
+        if parameter["name"] in PARAMETERS:
+            _constrain(parameter["schema"], PARAMETERS[parameter["name"]])
     statuses = []
     if handler.handler_name in body_refs:
         _, description = REQUEST_BODIES[handler.handler_name]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
 from litestar import put
 from litestar.datastructures import State
@@ -11,23 +9,23 @@ from litestar.params import FromPath, RawBody
 from msgspec import UNSET, UnsetType
 
 from api.auth import INGEST
-from api.bodies import decode, documented
-from api.ingest import PutResult, batch_records, path_record, put_records
+from api.bodies import Id, Market, Timestamp, decode, documented
+from api.ingest import PutResult, batch_of, batch_records, path_record, put_records
 
 
 class PlayerFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A player's fields, as in the import format (docs/import-format.md). Leave out what does not change."""
 
-    market: str | None | UnsetType = UNSET
-    registered_at: datetime | None | UnsetType = UNSET
-    self_excluded_until: datetime | None | UnsetType = UNSET
-    cooling_off_until: datetime | None | UnsetType = UNSET
+    market: Market | None | UnsetType = UNSET
+    registered_at: Timestamp | None | UnsetType = UNSET
+    self_excluded_until: Timestamp | None | UnsetType = UNSET
+    cooling_off_until: Timestamp | None | UnsetType = UNSET
     marketing_consent: bool | UnsetType = UNSET
     risk_flag: bool | UnsetType = UNSET
 
 
 class PlayerRecord(PlayerFields, kw_only=True, forbid_unknown_fields=True):
-    player_id: str
+    player_id: Id
 
 
 @put("/v1/players/{player_id:str}", guards=[INGEST], sync_to_thread=True, tags=["players"])
@@ -46,6 +44,6 @@ def put_player_batch(state: State, body: RawBody) -> PutResult:
 
 
 documented("put_player", "The fields to change; the id is the path's.", PlayerFields)
-documented("put_player_batch", "Players with the fields to change (at most 10,000).", list[PlayerRecord])
+documented("put_player_batch", "Players with the fields to change (at most 10,000).", batch_of(PlayerRecord))
 
 ROUTES = [put_player, put_player_batch]

@@ -3,7 +3,11 @@
 Each process keeps a :class:`PushHub` (created with its first stream, on ``app.state``): its open
 streams by player, each an asyncio queue, and — while any stream is open — one thread that LISTENs
 on ``recsys_push`` (``recsys.db.push``). A notification for a player with a stream here is read
-from ``recommendations`` once and handed to each of that player's queues on its event loop.
+from ``recommendations`` once, by id and only as that player's list (a payload is a hint, never
+content), and handed to each of that player's queues on its event loop.
+
+Protection is checked at delivery: every list, live or replayed, goes through the gate and the
+disabled-slot and market filters as they stand when it is sent (``recsys.serving.delivery``).
 
 Every list is an event ``recommendation`` whose ``id`` is the recommendation id. What a client
 missed while it was away is replayed from the table after the ``Last-Event-ID`` it sends back
@@ -12,6 +16,10 @@ message naming the player's latest pushed list (``0``: none yet), so even a clie
 nothing before its connection broke resumes without a gap. A stream ends itself, for the client to
 reconnect and replay, when its queue overflows (a client that does not read) and when its
 process's LISTEN connection was lost (notifications may have been missed).
+
+Open streams are capped per process (``RECSYS_STREAMS_MAX``: 503) and per API key
+(``RECSYS_STREAMS_PER_KEY``: 429), both with ``Retry-After``: 1,024 streams opened with one key took
+every request slot of the API (issue 22).
 """
 
 from __future__ import annotations
@@ -21,21 +29,25 @@ import threading
 import uuid
 import weakref
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
 import msgspec
-from litestar import get
+from litestar import Request, get
 from litestar.datastructures import State
+from litestar.exceptions import ServiceUnavailableException, TooManyRequestsException
 from litestar.params import FromPath, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import READ
 from recsys.db import push
+from recsys.db.apikeys import prefix_of
 from recsys.db.engine import connection
 from recsys.db.listener import Listener
 from recsys.errors import NotFound, NotReady
-from recsys.serving.lists import SESSION_THRESHOLD, RecommendedItem, Suppression, TriggeredList
+from recsys.serving.delivery import deliverable
+from recsys.serving.lists import TriggeredList
 
 QUEUE_SIZE = 64
 """Lists waiting for one slow client; beyond, its stream ends and the client replays on reconnecting."""
@@ -45,6 +57,8 @@ READY_SECONDS = 5.0
 """A stream waits this long for its process's LISTEN connection before answering 503."""
 RETRY_MS = 2000
 """The reconnection delay the stream asks the client's EventSource to use."""
+FULL_RETRY_SECONDS = 5
+"""``Retry-After`` of a stream refused at a cap: streams end and reconnect all the time."""
 NO_LIST = "0"
 """``Last-Event-ID`` of a client that has seen no list: everything is replayed (at most REPLAY_LIMIT)."""
 
@@ -52,8 +66,9 @@ NO_LIST = "0"
 class _Stream:
     """One open stream's queue, and the event loop that serves it."""
 
-    def __init__(self, player_id: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, player_id: str, key: str, loop: asyncio.AbstractEventLoop) -> None:
         self.player_id = player_id
+        self.key = key
         self.loop = loop
         self.queue: asyncio.Queue[TriggeredList | None] = asyncio.Queue(QUEUE_SIZE)
         self.ended = False
@@ -106,14 +121,33 @@ class PushHub:
         self.engine = engine
         self.url = url
         self._lock = threading.Lock()
-        # Weak: a stream whose response never started (client gone at once) leaves by itself.
+        # Weak: a stream whose response never started (client gone at once) leaves by itself, and
+        # stops counting against the caps with it.
         self._streams: dict[str, weakref.WeakSet[_Stream]] = {}
+        self._all: weakref.WeakSet[_Stream] = weakref.WeakSet()
+        self._by_key: dict[str, weakref.WeakSet[_Stream]] = {}
         self._listener: _Listener | None = None
 
-    def open(self, player_id: str) -> tuple[_Stream, _Listener]:
-        """Register a stream (on its event loop); starts the LISTEN thread if none runs."""
-        stream = _Stream(player_id, asyncio.get_running_loop())
+    def open(self, player_id: str, key: str, *, most: int, most_per_key: int) -> tuple[_Stream, _Listener]:
+        """Register a stream (on its event loop) opened with API key ``key`` (its prefix); starts the
+        LISTEN thread if none runs. Past ``most`` open streams in this process: 503; past
+        ``most_per_key`` with this key: 429 (both with ``Retry-After``)."""
+        stream = _Stream(player_id, key, asyncio.get_running_loop())
         with self._lock:
+            if len(self._all) >= most:
+                raise ServiceUnavailableException(
+                    f"this server has {most} open streams (RECSYS_STREAMS_MAX); retry later",
+                    headers={"Retry-After": str(FULL_RETRY_SECONDS)},
+                )
+            keyed = self._by_key.setdefault(key, weakref.WeakSet())
+            if len(keyed) >= most_per_key:
+                raise TooManyRequestsException(
+                    f"this API key has {most_per_key} open streams on this server (RECSYS_STREAMS_PER_KEY); "
+                    "close one or retry later",
+                    headers={"Retry-After": str(FULL_RETRY_SECONDS)},
+                )
+            keyed.add(stream)
+            self._all.add(stream)
             self._streams.setdefault(player_id, weakref.WeakSet()).add(stream)
             if self._listener is None:
                 self._listener = _Listener(self)
@@ -122,6 +156,12 @@ class PushHub:
     def close(self, stream: _Stream) -> None:
         """Unregister a stream; the last one out stops the LISTEN thread."""
         with self._lock:
+            self._all.discard(stream)
+            keyed = self._by_key.get(stream.key)
+            if keyed is not None:
+                keyed.discard(stream)
+                if not keyed:
+                    del self._by_key[stream.key]
             streams = self._streams.get(stream.player_id)
             if streams is not None:
                 streams.discard(stream)
@@ -134,13 +174,16 @@ class PushHub:
     def deliver(self, notices: list[push.Notice]) -> None:
         """On the LISTEN thread: read the lists meant for players with a stream here, queue them."""
         with self._lock:
-            wanted = [n.recommendation_id for n in notices if self._streams.get(n.player_id)]
+            wanted = [n for n in notices if self._streams.get(n.player_id)]
         if not wanted:
             return
         with connection(self.engine) as conn:
             lists = push.load_pushed(conn, wanted)
+        now = datetime.now(UTC)
         for pushed in lists:
-            item = triggered_list(pushed)
+            item = deliverable(pushed, now)
+            if item is None:
+                continue
             with self._lock:
                 streams = list(self._streams.get(pushed.player_id, ()))
             for stream in streams:
@@ -160,20 +203,6 @@ def _call_on_loop(stream: _Stream, callback, *args) -> None:
         stream.ended = True
 
 
-def triggered_list(pushed: push.Pushed) -> TriggeredList:
-    return TriggeredList(
-        pushed.recommendation_id,
-        pushed.player_id,
-        pushed.session_id,
-        pushed.context_slot_id,
-        pushed.version_id,
-        SESSION_THRESHOLD,
-        pushed.action,
-        [RecommendedItem(i.slot_id, round(i.score, 6), i.reason) for i in pushed.items],
-        None if pushed.suppressed_reason is None else Suppression(pushed.suppressed_reason),
-    )
-
-
 def _hub(state: State) -> PushHub:
     hub = state.get("push_hub")
     if hub is None:  # on the event loop: no other coroutine runs between the test and the set
@@ -184,6 +213,7 @@ def _hub(state: State) -> PushHub:
 @get("/v1/players/{player_id:str}/stream", guards=[READ], tags=["events"])
 async def player_stream(
     state: State,
+    request: Request,
     player_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id", max_length=64)] = None,
 ) -> ServerSentEvent:
@@ -191,7 +221,9 @@ async def player_stream(
     engine = state.serving.engine
     start = await anyio.to_thread.run_sync(_start, engine, player_id)
     hub = _hub(state)
-    stream, listener = hub.open(player_id)
+    realtime = state.serving.settings.realtime
+    key = prefix_of(request.headers.get("authorization", "").partition(" ")[2].strip()) or ""
+    stream, listener = hub.open(player_id, key, most=realtime.streams_max, most_per_key=realtime.streams_per_key)
     try:
         # LISTEN is in place before the backlog is read: a list committed meanwhile is in one or the other.
         if not await _wait(listener.ready, READY_SECONDS):
@@ -219,7 +251,10 @@ def _start(engine, player_id: str) -> push.StreamStart:
 def _replay(engine, player_key: int, after: uuid.UUID | None) -> list[TriggeredList] | None:
     with connection(engine) as conn:
         lists = push.replay(conn, player_key, after, REPLAY_LIMIT)
-    return None if lists is None else [triggered_list(p) for p in lists]
+    if lists is None:
+        return None
+    now = datetime.now(UTC)
+    return [item for item in (deliverable(p, now) for p in lists) if item is not None]
 
 
 def _cursor(last_event_id: str | None, start: push.StreamStart) -> tuple[uuid.UUID | None, str | None]:

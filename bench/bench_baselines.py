@@ -2,7 +2,7 @@
 
 A synthetic casino is generated in memory and cut the way the worker cuts it
 (``bench_weighting.worker_casino``: consolidated pairs, the worker's time holdout, its sampled
-negatives and validation / test halves); then ``recsys.worker.baseline_metrics`` runs exactly as in
+negatives and validation / test halves); then ``recsys.run_baselines.measure_baselines`` runs exactly as in
 a training run, timed as a whole, and its parts are timed once more one by one. The process's
 resident memory is sampled every 0.1 s: the peak above what it held before the baselines is what
 they add to a training run.
@@ -73,7 +73,9 @@ def main() -> None:
 
     from recsys.baselines import EASE_L2_GRID, ItemKNN, Popularity, TrainItems, ease_weights
     from recsys.evaluation import evaluate_sampled
-    from recsys.worker import baseline_metrics, evaluation_cases
+    from recsys.holdout_cases import evaluation_cases
+    from recsys.metrics import VersionMetrics
+    from recsys.run_baselines import measure_baselines
 
     settings = Settings()
     started = time.perf_counter()
@@ -94,10 +96,11 @@ def main() -> None:
 
     with PeakRSS() as memory:
         t = time.perf_counter()
-        figures = baseline_metrics(train_u, train_i, n_players, n_slots, test_cases, validation_cases)
+        figures = VersionMetrics(baselines=measure_baselines(
+            train_u, train_i, n_players, n_slots, test_cases, validation_cases, ials=False)).to_json()
         total = time.perf_counter() - t
     print(
-        f"\nworker.baseline_metrics: {total:.1f} s, peak resident memory +{memory.added_mib:,.0f} MiB\n"
+        f"\nmeasure_baselines (iALS apart): {total:.1f} s, peak resident memory +{memory.added_mib:,.0f} MiB\n"
         f"  popularity HR@10 {figures['popularity_hr@10']:.3f} NDCG@10 {figures['popularity_ndcg@10']:.3f}\n"
         f"  item-kNN   HR@10 {figures['itemknn_hr@10']:.3f} NDCG@10 {figures['itemknn_ndcg@10']:.3f}\n"
         f"  EASE       HR@10 {figures['ease_hr@10']:.3f} NDCG@10 {figures['ease_ndcg@10']:.3f} "

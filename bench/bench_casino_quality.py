@@ -2,7 +2,7 @@
 
 For each seed a casino is generated in memory and cut the way the worker cuts it
 (``bench_weighting.worker_casino``: consolidated pairs, the worker's time holdout, its sampled
-negatives, validation and test halves). The baselines are ``recsys.worker.baseline_metrics``
+negatives, validation and test halves). The baselines are ``recsys.run_baselines.measure_baselines``
 (EASE's λ chosen on the validation half); the model is the worker's (``recsys.worker.ncf_config``
 at the settings of the environment, ``RECSYS_TRAIN_*``, with the seed as ``train_seed``), each stage
 keeping its best epoch on the validation half as the worker does. Everything is scored on the test
@@ -48,10 +48,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from recsys.baselines import ItemKNN
+    from recsys.epoch_log import kept_epochs as _kept_epochs
     from recsys.evaluation import evaluate_sampled, hit_ratio_callback
+    from recsys.holdout_cases import evaluation_cases
+    from recsys.metrics import VersionMetrics
     from recsys.ncf.training import train
     from recsys.ncf.vectors import most_similar
-    from recsys.worker import _kept_epochs, baseline_metrics, evaluation_cases, ncf_config, slot_similarity_vectors
+    from recsys.run_baselines import measure_baselines
+    from recsys.worker import ncf_config, slot_similarity_vectors
 
     players, slots, days = SCALES[args.scale]
     rows = []
@@ -68,7 +72,8 @@ def main() -> None:
             flush=True,
         )
         t = time.perf_counter()
-        figures = baseline_metrics(train_u, train_i, n_players, n_slots, test_cases, validation_cases)
+        figures = VersionMetrics(baselines=measure_baselines(
+            train_u, train_i, n_players, n_slots, test_cases, validation_cases)).to_json()
         baseline_seconds = time.perf_counter() - t
 
         config = ncf_config(settings.training, data.n_pairs)
@@ -102,13 +107,14 @@ def main() -> None:
         f"model: {config.model}, user_history={config.user_history}, {config.factors} factors, "
         f"{config.stage('gmf').epochs} epochs per stage of {config.optimizer} at {config.lr}"
     )
-    print(f"{'seed':>4}  {'popularity':>13}  {'item-kNN':>13}  {'EASE (λ)':>22}  {'model':>13}  {'train s':>7}  "
-          f"{'cluster share: served / item-kNN':>33}")
+    print(f"{'seed':>4}  {'popularity':>13}  {'item-kNN':>13}  {'EASE (λ)':>22}  {'iALS (factors/reg)':>24}  "
+          f"{'model':>13}  {'train s':>7}  {'cluster share: served / item-kNN':>33}")
     for seed, f, ranked, seconds, _, kind, served, co, _, _ in rows:
         ease = f"{f['ease_hr@10']:.3f} / {f['ease_ndcg@10']:.3f} ({f['ease_lambda']:g})"
+        ials = f"{f['ials_hr@10']:.3f} / {f['ials_ndcg@10']:.3f} ({f['ials_factors']}/{f['ials_reg']:g})"
         print(
             f"{seed:>4}  {f['popularity_hr@10']:.3f} / {f['popularity_ndcg@10']:.3f}  "
-            f"{f['itemknn_hr@10']:.3f} / {f['itemknn_ndcg@10']:.3f}  {ease:>22}  "
+            f"{f['itemknn_hr@10']:.3f} / {f['itemknn_ndcg@10']:.3f}  {ease:>22}  {ials:>24}  "
             f"{ranked.hit_ratio:.3f} / {ranked.ndcg:.3f}  {seconds:>7.0f}  {kind:>12} {served:.3f} / {co:.3f}"
         )
 

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from recsys.db.training_data import InteractionData
+from recsys.holdout_cases import EPOCH_DAY, holdout_negatives, time_holdout
 from recsys.scoring import normalize, score_sessions
 from recsys.settings import Scoring, Settings
 from recsys.synth import SynthConfig
-from recsys.worker import EPOCH_DAY, holdout_negatives, time_holdout
 
 
 def consolidated_pairs(sessions: pd.DataFrame, formula: Scoring, window_days: int) -> InteractionData:
@@ -130,7 +130,7 @@ def _check_against_reference(
 
 def worker_casino(players: int, slots: int, days: int, seed: int, settings: Settings):
     """A synthetic casino in memory, its consolidated pairs and the worker's time holdout of them
-    (``recsys.worker.time_holdout``): ``(casino, data, holdout)``."""
+    (``recsys.holdout_cases.time_holdout``): ``(casino, data, holdout)``."""
     from recsys.synth import generate_casino
 
     casino = generate_casino(SynthConfig(players=players, slots=slots, days=days, seed=seed))

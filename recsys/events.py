@@ -16,6 +16,9 @@ from recsys.errors import InputError
 AMOUNT_LIMIT = numeric_limit(BET)
 """``bet`` and ``win`` are ``NUMERIC(12, 2)``: below 10^10 after rounding to cents."""
 _CONTROL = re.compile(CONTROL_CHARACTERS)
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+"""The largest zone offset PostgreSQL's ``timestamptz`` reads (RFC 3339 allows up to 23:59; issue 22:
+``+16:00`` was a 500, ``InvalidTimeZoneDisplacementValue``). Real zones lie within -12:00 .. +14:00."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,21 @@ class TimeBounds:
         return now - self.max_age, now + self.max_future
 
 
+def time_problem(ts: datetime, window: tuple[datetime, datetime] | None, what: str) -> str | None:
+    """Why ``ts`` cannot be stored as one of ``what`` (``"event times"``), or None: it needs a zone,
+    an offset PostgreSQL reads (:data:`MAX_UTC_OFFSET`), and to lie in ``window`` (``(earliest,
+    latest)``; None: any)."""
+    offset = ts.utcoffset()
+    if offset is None:
+        return "needs a time zone (RFC 3339)"
+    if abs(offset) > MAX_UTC_OFFSET:
+        return f"{ts.isoformat()} has a time-zone offset beyond -15:59 .. +15:59"
+    if window is not None and not window[0] <= ts <= window[1]:
+        return (f"{ts.isoformat()} is outside the accepted {what} "
+                f"{window[0].isoformat(timespec='seconds')} .. {window[1].isoformat(timespec='seconds')}")
+    return None
+
+
 def validate_events(
     events: list[PlayEvent], source: str = "events", *, window: tuple[datetime, datetime] | None = None
 ) -> None:
@@ -67,20 +85,15 @@ def validate_events(
             value = getattr(event, name)
             if not value or len(value) > ID_LENGTH:
                 raise InputError(source, f"must be 1 to {ID_LENGTH} characters", index=index, field=name)
+            if not value.strip():  # as the import refuses a blank id (and the OpenAPI document says)
+                raise InputError(source, "must not be blank", index=index, field=name)
             if _CONTROL.search(value):
                 raise InputError(source, "must not contain control characters", index=index, field=name)
         if event.type not in EVENT_TYPES:
             raise InputError(source, f"must be one of {', '.join(EVENT_TYPES)}", index=index, field="type")
-        if event.ts.tzinfo is None:
-            raise InputError(source, "needs a time zone (RFC 3339)", index=index, field="ts")
-        if window is not None and not window[0] <= event.ts <= window[1]:
-            raise InputError(
-                source,
-                f"{event.ts.isoformat()} is outside the accepted event times "
-                f"{window[0].isoformat(timespec='seconds')} .. {window[1].isoformat(timespec='seconds')}",
-                index=index,
-                field="ts",
-            )
+        problem = time_problem(event.ts, window, "event times")
+        if problem is not None:
+            raise InputError(source, problem, index=index, field="ts")
         for name in ("bet", "win"):
             value = getattr(event, name)
             if value is not None and not value >= 0:

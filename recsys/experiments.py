@@ -1,14 +1,18 @@
 """A/B experiments between model versions: arms, the player's arm, and per-arm results with intervals.
 
 An experiment splits the players who pass the protection gate between its arms by weight. Each arm
-ranks with one model version, or with popularity alone (``version`` ``popularity``). The first arm
-is the control every other arm is compared with.
+ranks with one model version, or with a baseline strategy: popularity alone (``version``
+``popularity``) or item-kNN co-occurrence of the training window (``itemknn``). The first arm is
+the control every other arm is compared with.
 
 Assignment needs no stored table: a player's arm is a function of the experiment's name, the
 player's id and the arms (SHA-256, so every replica and every restart agrees). Results come from
-what the product already records about each list an experiment made: impressions, clicks, plays
-attributed to the list, minutes played after a click and dismissals (docs/experiments.md). The
-intervals and tests are statsmodels', not formulas written here.
+what the product already records about each list an experiment made, summed per player: players
+are what is randomized, so every metric is a ratio of per-player sums and its interval comes from
+the delta method over players (Deng, Knoblich and Lu 2018), never from items treated as
+independent. Guardrails (suppressed lists, reality checks, long continuous play after a click) are
+ratios of the same kind; a candidate worse on one is flagged whatever its clicks say
+(docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -18,29 +22,45 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from statistics import NormalDist
 
 import numpy as np
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, test_proportions_2indep
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from recsys.errors import InputError
 
+MODEL = "model"
+"""An arm's strategy when it ranks with a model version."""
 POPULARITY = "popularity"
 """An arm's version for "no model": the popularity list every version falls back to."""
+ITEMKNN = "itemknn"
+"""An arm's version for item-kNN: each slot's neighbours by co-occurrence (cosine of the players
+who played both) in the active version's training window (``recsys.serving.itemknn``)."""
+STRATEGIES = (POPULARITY, ITEMKNN)
+"""The baseline strategies an arm may name instead of a model version."""
 NAME_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """Experiment and arm names (the database checks the same shape)."""
 CONFIDENCE = 0.95
+POWER = 0.80
+"""The chance the planned sample detects a true lift of ``min_effect`` (docs/experiments.md, peeking)."""
+DEFAULT_MIN_EFFECT = 0.10
+"""The smallest relative lift in clicks per impression an experiment is sized for, unless given."""
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
-    version_id: int | None  # None: popularity
+    version_id: int | None  # None: a baseline strategy
     weight: int
+    strategy: str = MODEL  # MODEL with a version; else one of STRATEGIES (version None: POPULARITY)
+
+    def __post_init__(self) -> None:
+        if self.version_id is None and self.strategy == MODEL:  # an arm stored before strategies
+            object.__setattr__(self, "strategy", POPULARITY)
 
     @property
     def version_label(self) -> str:
-        return POPULARITY if self.version_id is None else str(self.version_id)
+        """The arm's ``VERSION`` as ``NAME=VERSION:WEIGHT`` spells it: a version id or a strategy."""
+        return self.strategy if self.version_id is None else str(self.version_id)
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Experiment:
     started_at: datetime
     stopped_at: datetime | None = None
     promoted_arm: str | None = None
+    min_effect: float = DEFAULT_MIN_EFFECT  # relative lift in clicks per impression the sample is sized for
 
     @property
     def control(self) -> Arm:
@@ -73,7 +94,8 @@ def check_name(name: str, source: str, field_name: str) -> str:
 
 
 def parse_arm(text: str, source: str = "--arm") -> Arm:
-    """``NAME=VERSION:WEIGHT`` (``control=12:50``, ``baseline=popularity:20``) as an :class:`Arm`."""
+    """``NAME=VERSION:WEIGHT`` (``control=12:50``, ``baseline=popularity:20``, ``knn=itemknn:20``)
+    as an :class:`Arm`."""
     name, sep, rest = text.partition("=")
     version, sep2, weight = rest.rpartition(":")
     if not sep or not sep2:
@@ -83,16 +105,19 @@ def parse_arm(text: str, source: str = "--arm") -> Arm:
 
 def make_arm(name: str, version: str | int, weight: str | int, source: str) -> Arm:
     check_name(name, source, "name")
-    if str(version) == POPULARITY:
-        version_id = None
-    else:
-        try:
-            version_id = int(version)
-        except ValueError:
-            version_id = 0
-        if version_id < 1:
-            raise InputError(source, f"arm {name!r}: version {version!r} is neither a model version id nor "
-                                     f"{POPULARITY!r}", field="version")
+    if str(version) in STRATEGIES:
+        return Arm(name, None, _weight(name, weight, source), str(version))
+    try:
+        version_id = int(version)
+    except ValueError:
+        version_id = 0
+    if version_id < 1:
+        raise InputError(source, f"arm {name!r}: version {version!r} is neither a model version id nor "
+                                 f"one of {', '.join(map(repr, STRATEGIES))}", field="version")
+    return Arm(name, version_id, _weight(name, weight, source))
+
+
+def _weight(name: str, weight: str | int, source: str) -> int:
     try:
         weight_value = int(weight)
     except ValueError:
@@ -100,19 +125,32 @@ def make_arm(name: str, version: str | int, weight: str | int, source: str) -> A
     if not 1 <= weight_value <= 1_000_000:
         raise InputError(source, f"arm {name!r}: weight {weight!r} is not a whole number from 1 to 1000000",
                          field="weight")
-    return Arm(name, version_id, weight_value)
+    return weight_value
 
 
 def check_arms(arms: list[Arm], source: str) -> tuple[Arm, ...]:
-    """At least two arms with distinct names. Versions may repeat (an A/A test checks the split)."""
+    """At least two arms with distinct names, without regard to case ("Control" and "control" would
+    read as one arm in a report). Versions may repeat (an A/A test checks the split)."""
     if len(arms) < 2:
         raise InputError(source, "an experiment needs at least two arms (the first is the control)", field="arms")
     if len(arms) > 16:
         raise InputError(source, f"{len(arms)} arms; at most 16", field="arms")
     names = [a.name for a in arms]
-    if len(set(names)) != len(names):
-        raise InputError(source, f"arm names repeat: {', '.join(names)}", field="arms")
+    if len({n.casefold() for n in names}) != len(names):
+        raise InputError(source, f"arm names repeat (case does not count): {', '.join(names)}", field="arms")
     return tuple(arms)
+
+
+def check_min_effect(value: float | str, source: str) -> float:
+    """A relative lift in clicks per impression: above 0 and at most 10 (1000 %)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 < number <= 10:
+        raise InputError(source, f"min effect {value!r} is not a relative lift above 0 and at most 10 "
+                                 "(0.05 = 5 % more clicks per impression)", field="min_effect")
+    return number
 
 
 def bucket(experiment: str, player_id: str) -> float:
@@ -134,26 +172,79 @@ def assign(experiment: Experiment, player_id: str) -> Arm:
 
 # --- results ---------------------------------------------------------------------------------------
 
+Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)
+"""The normal quantile of a two-sided 95 % interval (1.96)."""
+Z_POWER = NormalDist().inv_cdf(POWER)
+"""The normal quantile of 80 % power (0.84)."""
+
+SUM_NAMES = ("lists", "suppressed", "reality_checks", "items", "impressions", "clicks", "plays", "dismissals",
+             "click_minutes", "long_clicks")
+
+
+@dataclass(frozen=True)
+class PlayerSums:
+    """One arm's per-player sums: entry ``j`` of every array, shape ``(n,)``, is one player the arm served.
+
+    ``suppressed``: lists without games (the protection gate, or the late-session rule);
+    ``reality_checks``: lists whose action was a reality check; ``items``: items of its lists;
+    ``impressions`` / ``clicks`` / ``dismissals``: items with that feedback; ``plays``: items with
+    a play session attributed to the list; ``click_minutes``: minutes of continuous play in the
+    sessions attributed to clicked items (0 for a click without play); ``long_clicks``: clicked
+    items whose attributed continuous play reached the session threshold.
+    """
+
+    lists: np.ndarray
+    suppressed: np.ndarray
+    reality_checks: np.ndarray
+    items: np.ndarray
+    impressions: np.ndarray
+    clicks: np.ndarray
+    plays: np.ndarray
+    dismissals: np.ndarray
+    click_minutes: np.ndarray
+    long_clicks: np.ndarray
+
+    @classmethod
+    def of(cls, **columns) -> PlayerSums:
+        """From per-player sequences by name (float64 arrays); a name left out is zeros for every player."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        return cls(**{name: np.asarray(columns[name], dtype=np.float64) if name in columns else np.zeros(n)
+                      for name in SUM_NAMES})
+
+    @property
+    def players(self) -> int:
+        return int(self.lists.size)
+
+    def total(self, name: str) -> int:
+        return int(round(float(getattr(self, name).sum())))
+
+
 @dataclass(frozen=True)
 class ArmOutcome:
-    """What the log holds about one arm's lists (one row of ``v_experiment_outcomes``)."""
+    """What the log holds about one arm's lists: its per-player sums, and the median of the minutes
+    of continuous play after each of its clicks (None without clicks)."""
 
     arm: str
     version_id: int | None
     weight: int
-    players: int
-    lists: int
-    items: int
-    impressions: int
-    clicks: int
-    plays: int
-    dismissals: int
-    minutes_after_click: np.ndarray  # (clicks,) minutes played from each clicked item
+    sums: PlayerSums
+    median_click_minutes: float | None = None
+
+    @property
+    def players(self) -> int:
+        return self.sums.players
+
+    def __getattr__(self, name: str) -> int:
+        # lists, items, impressions, clicks, ...: the arm's totals.
+        if name in SUM_NAMES:
+            return self.sums.total(name)
+        raise AttributeError(name)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A rate or mean of one arm, and its difference against the control (``arm - control``)."""
+    """A ratio of one arm, and its difference against the control (``arm - control``), with 95 %
+    intervals (delta method over players) and the difference's two-sided p-value."""
 
     value: float | None
     low: float | None
@@ -171,18 +262,122 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Metric:
+    """``sum(numerator) / sum(denominator)`` over an arm's players (``denominator`` None: per player)."""
+
     key: str
     label: str
-    unit: str  # "%" for rates (shown x100), "min"
+    unit: str  # "%" for rates (shown x100), "min", "/player"
     higher_is_better: bool
+    numerator: str
+    denominator: str | None
+    guardrail: bool = False
 
 
 METRICS = (
-    Metric("click_rate", "clicks / impression", "%", True),
-    Metric("play_rate", "plays / impression", "%", True),
-    Metric("dismiss_rate", "dismissals / impression", "%", False),
-    Metric("minutes_per_click", "minutes played / click", "min", True),
+    Metric("click_rate", "clicks / impression", "%", True, "clicks", "impressions"),
+    Metric("play_rate", "plays / impression", "%", True, "plays", "impressions"),
+    Metric("dismiss_rate", "dismissals / impression", "%", False, "dismissals", "impressions"),
+    Metric("minutes_per_click", "minutes played / click", "min", True, "click_minutes", "clicks"),
 )
+GUARDRAILS = (
+    Metric("suppressed_share", "lists suppressed by protection / list", "%", False, "suppressed", "lists", True),
+    Metric("reality_checks_per_player", "reality checks / player", "/player", False, "reality_checks", None, True),
+    Metric("long_play_share", "clicks followed by continuous play past the session threshold / click", "%", False,
+           "long_clicks", "clicks", True),
+)
+"""Protection guardrails: a candidate worse on one (interval clear of zero) is flagged, even where
+its clicks win, and is not promoted without ``force``."""
+ALL_METRICS = METRICS + GUARDRAILS
+PRIMARY = METRICS[0]
+"""The metric the sample is sized for (``min_effect``)."""
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray | None) -> tuple[float | None, float | None]:
+    """``sum(x) / sum(y)`` over players and its variance by the delta method (Deng et al. 2018).
+
+    With ``R = sum(x) / sum(y)`` and ``n`` players, ``Var(R) ~ Var(x - R y) / (n mean(y)^2)``: the
+    players' residuals, not their items, carry the noise, so a few heavy players widen the interval
+    as they should. ``denominator`` None: a mean per player. Returns ``(None, None)`` without
+    players or with ``sum(y) == 0`` (no data), and a variance of None for a single player.
+    """
+    n = numerator.size
+    y = np.ones(n) if denominator is None else denominator
+    total = float(y.sum())
+    if n == 0 or total <= 0:
+        return None, None
+    value = float(numerator.sum()) / total
+    if n < 2:
+        return value, None
+    residual = numerator - value * y  # sums to zero: its second moment is its variance
+    mean_y = total / n
+    return value, float(residual @ residual) / (n - 1) / n / mean_y**2
+
+
+def estimate(metric: Metric, sums: PlayerSums, control: PlayerSums | None) -> Estimate:
+    """``metric`` of one arm with its interval; against ``control``, the difference, its interval
+    (the arms are independent: variances add) and the p-value of a two-sided z test."""
+    x, y = getattr(sums, metric.numerator), None if metric.denominator is None else getattr(sums, metric.denominator)
+    value, variance = ratio(x, y)
+    if value is None:
+        return Estimate(None, None, None)
+    low, high = _interval(value, variance)
+    if control is None:
+        return Estimate(value, low, high)
+    base, base_variance = ratio(getattr(control, metric.numerator),
+                                None if metric.denominator is None else getattr(control, metric.denominator))
+    if base is None:
+        return Estimate(value, low, high)
+    diff = value - base
+    if variance is None or base_variance is None:
+        return Estimate(value, low, high, diff)
+    se = math.sqrt(variance + base_variance)
+    diff_low, diff_high = _interval(diff, variance + base_variance)
+    # A zero standard error: both arms are constant (0 dismissals everywhere): no noise, no doubt.
+    p = math.erfc(abs(diff) / se / math.sqrt(2)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    return Estimate(value, low, high, diff, diff_low, diff_high, p)
+
+
+def _interval(value: float, variance: float | None) -> tuple[float | None, float | None]:
+    if variance is None:
+        return None, None
+    half = Z * math.sqrt(variance)
+    return value - half, value + half
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """Whether an arm's comparison with the control has the sample it was sized for.
+
+    The sample is reached when the standard error of the difference in clicks per impression is at
+    most ``min_effect x control rate / (z_0.975 + z_0.8)``: a true lift of ``min_effect`` is then
+    found with 80 % power at 95 %. ``players_needed`` (both arms) scales today's players by the
+    ratio of the variances; None before both arms have impressions.
+    """
+
+    min_effect: float
+    players: int
+    players_needed: int | None
+    reached: bool
+
+    def words(self) -> str:
+        sized = f"sized for a {self.min_effect:.0%} lift in clicks per impression at 80 % power"
+        if self.reached:
+            return f"sample reached: {self.players:,} players ({sized})"
+        needed = "an unknown number (no impressions yet)" if self.players_needed is None else \
+            f"about {self.players_needed:,}"
+        return f"sample not reached: {self.players:,} of {needed} players ({sized}); no verdict before"
+
+
+def sample_plan(min_effect: float, sums: PlayerSums, control: PlayerSums) -> SamplePlan:
+    players = sums.players + control.players
+    value, variance = ratio(sums.clicks, sums.impressions)
+    base, base_variance = ratio(control.clicks, control.impressions)
+    if value is None or base is None or variance is None or base_variance is None or base == 0:
+        return SamplePlan(min_effect, players, None, False)
+    target = min_effect * base / (Z + Z_POWER)
+    se2 = variance + base_variance
+    needed = max(players, math.ceil(players * se2 / target**2))
+    return SamplePlan(min_effect, players, needed, se2 <= target**2)
 
 
 @dataclass(frozen=True)
@@ -190,73 +385,46 @@ class ArmResult:
     outcome: ArmOutcome
     is_control: bool
     estimates: dict[str, Estimate] = field(default_factory=dict)
+    sample: SamplePlan | None = None  # None for the control
 
     def verdict(self, metric: Metric) -> str:
-        """``better``, ``worse`` or ``no difference`` than the control, at 95 % (``no data`` without an interval)."""
+        """``better``, ``worse`` or ``no difference`` than the control at 95 %; ``no data`` without an
+        interval; ``too early`` for an outcome metric before the sample is reached (a guardrail's
+        verdict is never held back: harm is shown as soon as the data show it)."""
         estimate = self.estimates[metric.key]
         if self.is_control:
             return "control"
         if estimate.diff_low is None:
             return "no data"
+        if not metric.guardrail and self.sample is not None and not self.sample.reached:
+            return "too early"
         if not estimate.significant:
             return "no difference"
         return "better" if (estimate.diff > 0) == metric.higher_is_better else "worse"
 
-
-def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def rate(count: int, nobs: int, control: ArmOutcome | None, control_count: int | None) -> Estimate:
-    """A proportion with its Wilson interval; against the control, Newcombe's interval of the
-    difference and a two-sided Wald test (statsmodels)."""
-    if nobs == 0:
-        return Estimate(None, None, None)
-    alpha = 1 - CONFIDENCE
-    low, high = proportion_confint(count, nobs, alpha=alpha, method="wilson")
-    estimate = Estimate(count / nobs, float(low), float(high))
-    if control is None or control.impressions == 0:
-        return estimate
-    diff_low, diff_high = confint_proportions_2indep(count, nobs, control_count, control.impressions,
-                                                     method="newcomb", compare="diff", alpha=alpha)
-    p = test_proportions_2indep(count, nobs, control_count, control.impressions, method="wald",
-                                compare="diff").pvalue
-    return Estimate(estimate.value, low, high, count / nobs - control_count / control.impressions,
-                    _finite(diff_low), _finite(diff_high), _finite(p))
+    def guardrail_flags(self) -> list[str]:
+        """One sentence per guardrail this arm is worse on than the control (interval clear of zero)."""
+        flags = []
+        for metric in GUARDRAILS:
+            if self.verdict(metric) == "worse":
+                e = self.estimates[metric.key]
+                flags.append(f"{self.outcome.arm} is worse than the control on a protection guardrail: "
+                             f"{metric.label} {interval(e, metric, diff=True)}")
+        return flags
 
 
-def mean(values: np.ndarray, control: np.ndarray | None) -> Estimate:
-    """A mean with its t interval; against the control, Welch's interval and test (statsmodels)."""
-    if values.size < 2:
-        return Estimate(float(values.mean()) if values.size else None, None, None)
-    alpha = 1 - CONFIDENCE
-    stats = DescrStatsW(values)
-    low, high = stats.tconfint_mean(alpha=alpha)
-    if control is None or control.size < 2:
-        return Estimate(float(stats.mean), _finite(low), _finite(high))
-    compare = CompareMeans(stats, DescrStatsW(control))
-    diff_low, diff_high = compare.tconfint_diff(alpha=alpha, usevar="unequal")
-    p = compare.ttest_ind(usevar="unequal")[1]
-    return Estimate(float(stats.mean), _finite(low), _finite(high), float(stats.mean - control.mean()),
-                    _finite(diff_low), _finite(diff_high), _finite(p))
-
-
-def results(outcomes: list[ArmOutcome]) -> list[ArmResult]:
-    """Each arm's rates and mean with 95 % intervals; every arm after the first against the first."""
+def results(outcomes: list[ArmOutcome], min_effect: float = DEFAULT_MIN_EFFECT) -> list[ArmResult]:
+    """Each arm's metrics and guardrails with 95 % intervals; every arm after the first against the
+    first, with its sample plan."""
     if not outcomes:
         return []
     control = outcomes[0]
     out = []
     for position, arm in enumerate(outcomes):
-        base = None if position == 0 else control
-        estimates = {
-            "click_rate": rate(arm.clicks, arm.impressions, base, control.clicks),
-            "play_rate": rate(arm.plays, arm.impressions, base, control.plays),
-            "dismiss_rate": rate(arm.dismissals, arm.impressions, base, control.dismissals),
-            "minutes_per_click": mean(arm.minutes_after_click, None if base is None else control.minutes_after_click),
-        }
-        out.append(ArmResult(arm, position == 0, estimates))
+        base = None if position == 0 else control.sums
+        estimates = {m.key: estimate(m, arm.sums, base) for m in ALL_METRICS}
+        plan = None if base is None else sample_plan(min_effect, arm.sums, base)
+        out.append(ArmResult(arm, position == 0, estimates, plan))
     return out
 
 
@@ -265,12 +433,17 @@ def shown(x: float | None, unit: str, *, signed: bool = False) -> str:
     if x is None:
         return "-"
     value = x * 100 if unit == "%" else x
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
+    digits = 3 if unit == "/player" else 2
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def unit_words(metric: Metric, *, diff: bool = False) -> str:
+    return "pp" if diff and metric.unit == "%" else metric.unit
 
 
 def interval(estimate: Estimate, metric: Metric, *, diff: bool = False) -> str:
     """``12.30 % [10.10, 14.50]`` or, for a difference, ``+2.10 pp [+0.30, +3.90]``."""
-    unit = "pp" if diff and metric.unit == "%" else metric.unit
+    unit = unit_words(metric, diff=diff)
     value, low, high = (estimate.diff, estimate.diff_low, estimate.diff_high) if diff else (
         estimate.value, estimate.low, estimate.high)
     if value is None:

@@ -44,6 +44,12 @@ MARKETS_SEPARATOR = "|"
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 PROGRESS_ROWS = 100_000  # inputs at least this large log each step with its rows/s
 
+MAX_MARKETS = 100
+"""Markets one slot may list. The list is stored in the partial index ``ix_slots_hidden``, whose rows
+PostgreSQL bounds at 2,704 bytes: 100 codes of 16 characters (20 bytes each in an array) fit with room
+to spare (issue 22: 100,000 made a 9,208-byte row, and a 503). A slot offered nearly everywhere lists
+no markets (every market)."""
+
 MARKET_PATTERN = rf"[A-Za-z0-9_-]{{1,{MARKET_LENGTH}}}"
 """A market code: ISO country codes (GB), regions (US-NJ, CA_ON); letters, digits, ``-`` and ``_``."""
 
@@ -476,19 +482,31 @@ def _parse_markets(values: pd.Series, column: Column) -> Parsed:
     codes = pc.utf8_trim_whitespace(lists.flatten())
     wrong = pc.invert(pc.fill_null(pc.match_substring_regex(codes, f"^{MARKET_PATTERN}$"), False))
     parents = pc.list_parent_indices(lists).to_numpy()
-    bad = np.zeros(len(values), dtype=bool)
+    lengths = pc.list_value_length(lists)
+    bad = pc.greater(lengths, MAX_MARKETS).to_numpy(zero_copy_only=False)
     bad[parents[wrong.to_numpy(zero_copy_only=False)]] = True
     offsets = pc.subtract(lists.offsets, lists.offsets[0])
-    cleaned = pa.ListArray.from_arrays(offsets, codes)
+    # An empty list is every market, as an empty cell: NULL, never '{}' (which no market lists).
+    cleaned = pa.ListArray.from_arrays(offsets, codes, mask=pc.equal(lengths, 0))
     parsed = pd.Series(cleaned, index=values.index, dtype=pd.ArrowDtype(cleaned.type))
 
     def describe(raw) -> str:
+        count = len(raw.split(MARKETS_SEPARATOR)) if isinstance(raw, str) else _length(raw)
+        if count is not None and count > MAX_MARKETS:
+            return f"{count:,} markets; at most {MAX_MARKETS} (list none for every market)"
         return (
             f"{_shown(raw)} is not a list of market codes separated by {MARKETS_SEPARATOR!r} "
             f"(each 1-{MARKET_LENGTH} letters, digits, - or _)"
         )
 
     return parsed, bad, describe
+
+
+def _length(raw) -> int | None:
+    try:
+        return len(raw)
+    except TypeError:
+        return None
 
 
 def _parse_timestamp(values: pd.Series, column: Column) -> Parsed:

@@ -48,9 +48,6 @@ __all__ = ["PipelineBusy", "PipelineOutcome", "StageFailed", "run_pipeline"]
 OUTPUT_SETTING_GROUPS = ("scoring", "training", "gate")
 SPEED_ONLY_SETTINGS = ("train_threads", "train_processes")
 
-# The baselines whose HR@10 on the version's own cases the train stage's figures show (recsys.worker).
-BASELINES = ("popularity", "itemknn", "ease")
-
 # How long torchrun may take to stop its workers after SIGTERM before it is killed.
 TORCHRUN_STOP_SECONDS = 30
 
@@ -67,8 +64,9 @@ class StageFailed(RecsysError):
 
 @dataclass
 class PipelineOutcome:
-    """How a run ended: ``status`` is succeeded (new version active), refused (the gate kept it
-    inactive) or skipped (nothing new since run ``previous_run``)."""
+    """How a run ended: ``status`` is succeeded (the new version passed the gate: active, or ``ready``
+    with ``activate=False``, as ``activated`` says), refused (the gate kept it inactive) or skipped
+    (nothing new since run ``previous_run``)."""
 
     run_id: int
     status: str
@@ -78,27 +76,36 @@ class PipelineOutcome:
     previous_run: int | None = None
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    activated: bool = False
 
 
-def run_pipeline(engine, settings: Settings, *, end_day: date | None = None, force: bool = False) -> PipelineOutcome:
+def run_pipeline(
+    engine, settings: Settings, *, end_day: date | None = None, force: bool = False, activate: bool = True
+) -> PipelineOutcome:
     """Run the daily cycle once.
 
     Raises :class:`PipelineBusy` (nothing done) when another pipeline or a training run holds its
     lock, and :class:`StageFailed` when a stage raises; the run row is ``failed`` with the error.
     ``end_day`` ends the training window (default: the latest consolidated day); ``force`` trains
-    even when nothing changed since the last completed run.
+    even when nothing changed since the last completed run. ``activate=False`` (``--no-activate``)
+    leaves a version that passes the gate ``ready`` (a candidate for an experiment), not active.
     """
     started = time.perf_counter()
     with pipeline_runs.pipeline_lock(engine):
         recovered = recover(engine)
         inputs = read_inputs(engine, settings, end_day)
+        if not activate:
+            # A candidate run and a normal run never count as each other's repeat (skip).
+            inputs["activate"] = False
         run = pipeline_runs.start_run(engine, inputs=inputs, host=socket.gethostname(), pid=os.getpid())
         log.info("pipeline run %d started (run day %s)", run.id, run.run_day)
         stages = _Stages(engine, run.id)
         if recovered:
             pipeline_runs.record_stage(engine, run.id, "recover", recovered)
         try:
-            outcome = _run_stages(engine, settings, run, inputs, stages, end_day=end_day, force=force)
+            outcome = _run_stages(
+                engine, settings, run, inputs, stages, end_day=end_day, force=force, activate=activate
+            )
         except BaseException as exc:
             error = str(exc) if isinstance(exc, StageFailed) else describe(exc)
             if stages.current is not None and not isinstance(exc, StageFailed):
@@ -113,7 +120,7 @@ def run_pipeline(engine, settings: Settings, *, end_day: date | None = None, for
 
 
 def _run_stages(
-    engine, settings: Settings, run: PipelineRun, inputs: dict, stages: _Stages, *, end_day, force
+    engine, settings: Settings, run: PipelineRun, inputs: dict, stages: _Stages, *, end_day, force, activate
 ) -> PipelineOutcome:
     previous_run = pipeline_runs.last_completed(engine, before=run.id)
     if not force and previous_run is not None and previous_run.inputs == inputs:
@@ -128,11 +135,12 @@ def _run_stages(
     with stages.stage("train") as figures:
         previous = versions.active_version(engine)
         stages.newest_version_before = _newest_version_id(engine)
-        outcome = _train(engine, settings, end_day)
+        outcome = _train(engine, settings, end_day, activate=activate)
         stages.version_id = outcome.version_id
         pipeline_runs.set_version(engine, run.id, outcome.version_id)
         figures.update(train_figures(outcome, previous))
-        status = "succeeded" if outcome.activated else "refused"
+        status = "succeeded" if outcome.passed else "refused"
+        activated = outcome.activated
         gate = outcome.gate
         outcome.model = outcome.data = None  # the embeddings' memory is not needed any more
 
@@ -141,7 +149,10 @@ def _run_stages(
         figures["files"] = len(list(report_path.parent.iterdir()))
 
     pipeline_runs.finish_run(engine, run.id, status, version_id=outcome.version_id, report_path=str(report_path))
-    verdict = "active" if status == "succeeded" else f"NOT activated ({gate['reason']})"
+    if status == "refused":
+        verdict = f"NOT activated ({gate.reason})"
+    else:
+        verdict = "active" if activated else "passed the gate: ready, NOT activated (--no-activate)"
     return PipelineOutcome(
         run_id=run.id,
         status=status,
@@ -149,6 +160,7 @@ def _run_stages(
         version_id=outcome.version_id,
         report_path=report_path,
         previous_run=previous_run.id if previous_run else None,
+        activated=activated,
     )
 
 
@@ -218,13 +230,13 @@ def keep_recent_logs(engine, settings: Settings) -> dict[str, Any]:
             "default_rows_deleted": result.deleted_default_rows}
 
 
-def _train(engine, settings: Settings, end_day: date | None):
+def _train(engine, settings: Settings, end_day: date | None, *, activate: bool = True):
     if settings.training.processes > 1:
-        return train_under_torchrun(engine, settings, end_day)
+        return train_under_torchrun(engine, settings, end_day, activate=activate)
     from recsys.worker import is_training_busy, run_training  # imports torch: only when a run trains
 
     try:
-        return run_training(engine, settings, end_day=end_day)
+        return run_training(engine, settings, end_day=end_day, activate=activate)
     except versions.VersionError as exc:
         if is_training_busy(exc):  # a `recsys train` took the lock since recover() checked it
             raise PipelineBusy(f"{exc}; this pipeline exits") from exc
@@ -235,14 +247,16 @@ class TorchrunFailed(RecsysError):
     """``recsys train`` under torchrun ended without a version that finished (the message says why)."""
 
 
-def train_under_torchrun(engine, settings: Settings, end_day: date | None):
-    """Run ``torchrun --standalone --nproc-per-node N -m recsys train`` (N = ``train_processes``) with
-    ``settings`` and return its :class:`~recsys.worker.TrainOutcome` as the version row tells it.
+def train_under_torchrun(engine, settings: Settings, end_day: date | None, *, activate: bool = True):
+    """Run ``torchrun --standalone --nproc-per-node N -m recsys train`` (N = ``train_processes``; with
+    ``--no-activate`` unless ``activate``) with ``settings`` and return its
+    :class:`~recsys.worker.TrainOutcome` as the version row tells it.
 
     torchrun exits 1 whatever code a failing worker returned (3 for a refused version included), so
     the outcome comes from the leader's ``--outcome-file`` and the version row, not from the exit
     code. The training lock taken by another run raises :class:`PipelineBusy` (exit code 4).
     """
+    from recsys.metrics import GateDecision, VersionMetrics
     from recsys.worker import TrainOutcome
 
     command = [
@@ -251,6 +265,8 @@ def train_under_torchrun(engine, settings: Settings, end_day: date | None):
     ]  # fmt: skip
     if end_day is not None:
         command += ["--end-day", end_day.isoformat()]
+    if not activate:
+        command.append("--no-activate")
     newest_before = _newest_version_id(engine)
     with tempfile.TemporaryDirectory(prefix="recsys-train-") as folder:
         path = Path(folder) / "outcome.json"
@@ -268,11 +284,12 @@ def train_under_torchrun(engine, settings: Settings, end_day: date | None):
         version = versions.get_version(engine, result["version_id"])
         if version is None:
             raise TorchrunFailed(f"torchrun reported version {result['version_id']}, which does not exist")
+        metrics = VersionMetrics.from_json(version.metrics)
         return TrainOutcome(
             version_id=version.id,
             activated=version.status == "active",
-            gate=dict(version.metrics.get("gate", {})),
-            metrics=dict(version.metrics),
+            gate=metrics.gate or GateDecision(passed=False, reason="the gate did not decide"),
+            metrics=metrics,
             seconds=float(result["seconds"]),
             stage_seconds=dict(result["stage_seconds"]),
         )
@@ -302,19 +319,23 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def train_figures(outcome, previous: versions.ModelVersion | None) -> dict[str, Any]:
+    """The train stage's figures (the run row's ``stages.train``): the version, its HR@10 / NDCG@10,
+    each measured baseline's HR@10 (``<key>_hr@10``, ``recsys.metrics.BASELINES``) and the gate's reason."""
+    from recsys.metrics import BASELINES
+
     m = outcome.metrics
     figures: dict[str, Any] = {
         "version": outcome.version_id,
         "activated": outcome.activated,
         "previous_version": None if previous is None else previous.id,
-        "pairs": outcome.data.n_pairs if outcome.data is not None else m.get("train_pairs"),
-        "players": m.get("players"),
-        "slots": m.get("slots"),
-        "epochs": m.get("epochs"),
-        "hr@10": round(m["hr@10"], 4),
-        "ndcg@10": round(m["ndcg@10"], 4),
-        **{f"{name}_hr@10": round(m[f"{name}_hr@10"], 4) for name in BASELINES if f"{name}_hr@10" in m},
-        "gate": outcome.gate.get("reason"),
+        "pairs": outcome.data.n_pairs if outcome.data is not None else m.train_pairs,
+        "players": m.players,
+        "slots": m.slots,
+        "epochs": m.epochs,
+        "hr@10": round(m.model.hr, 4),
+        "ndcg@10": round(m.model.ndcg, 4),
+        **{f"{b.key}_hr@10": round(m.baselines[b.key].hr, 4) for b in BASELINES if b.key in m.baselines},
+        "gate": outcome.gate.reason,
     }
     figures.update({f"{name}_seconds": round(s, 2) for name, s in outcome.stage_seconds.items()})
     return figures
@@ -327,7 +348,7 @@ def write_run_report(
     status: str,
     version_id: int,
     previous: versions.ModelVersion | None,
-    gate: dict[str, Any],
+    gate,
     stages: _Stages,
 ) -> Path:
     """Gather the report's facts from the database and write ``<data_dir>/runs/pipeline-<id>/``."""
@@ -367,13 +388,14 @@ def write_run_report(
 
 
 def _facts(version: versions.ModelVersion):
+    from recsys.metrics import VersionMetrics
     from recsys.report import VersionFacts
 
     return VersionFacts(
         id=version.id,
         status=version.status,
         model=version.model,
-        metrics=version.metrics,
+        metrics=VersionMetrics.from_json(version.metrics),
         data_start=version.data_start,
         data_end=version.data_end,
         curve_path=version.curve_path,

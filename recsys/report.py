@@ -11,16 +11,18 @@ chance means it recovered that structure from play alone.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recsys.verdict import Verdict, verdict
+from recsys.metrics import BASELINES, REPLAY_POLICIES, GateDecision, VersionMetrics
+from recsys.verdict import Comparison, Verdict, verdict
 
 REPORT_FILE = "report.html"
 CURVE_FILE = "training-curve.png"
@@ -29,26 +31,28 @@ NEIGHBOURS_K = 10
 
 # The model's own metrics: their change against the previous version is coloured (better / worse).
 MODEL_METRICS = (
-    ("hr@10", "HR@10 (99 sampled negatives)"),
-    ("ndcg@10", "NDCG@10 (99 sampled negatives)"),
-    ("full_hr@10", "HR@10, full catalogue"),
-    ("full_ndcg@10", "NDCG@10, full catalogue"),
+    ("HR@10 (99 sampled negatives)", lambda m: m.model.hr),
+    ("NDCG@10 (99 sampled negatives)", lambda m: m.model.ndcg),
+    ("HR@10, full catalogue", lambda m: m.full.hr),
+    ("NDCG@10, full catalogue", lambda m: m.full.ndcg),
 )
+
+
+def _baseline_figure(key: str, attribute: str):
+    return lambda m: None if key not in m.baselines else getattr(m.baselines[key], attribute)
+
+
 # Baselines and counts: shown, their change left uncoloured (a baseline's gain is not the model's).
 OTHER_METRICS = (
-    ("popularity_hr@10", "popularity baseline HR@10"),
-    ("popularity_ndcg@10", "popularity baseline NDCG@10"),
-    ("itemknn_hr@10", "item-kNN baseline HR@10"),
-    ("itemknn_ndcg@10", "item-kNN baseline NDCG@10"),
-    ("ease_hr@10", "EASE baseline HR@10"),
-    ("ease_ndcg@10", "EASE baseline NDCG@10"),
-    ("test_players", "holdout players (test half)"),
-    ("validation_players", "holdout players (validation half, picks the epochs)"),
-    ("train_pairs", "training pairs"),
-    ("players", "players"),
-    ("slots", "slots"),
-    ("epochs", "epochs"),
-    ("train_seconds", "training seconds"),
+    *((f"{b.name} baseline {label}", _baseline_figure(b.key, attribute))
+      for b in BASELINES for attribute, label in (("hr", "HR@10"), ("ndcg", "NDCG@10"))),
+    ("holdout players (test half)", lambda m: m.test_players),
+    ("holdout players (validation half, picks the epochs)", lambda m: m.validation_players),
+    ("training pairs", lambda m: m.train_pairs),
+    ("players", lambda m: m.players),
+    ("slots", lambda m: m.slots),
+    ("epochs", lambda m: m.epochs),
+    ("training seconds", lambda m: m.train_seconds),
 )
 OTHER_COLOUR = "#c8c8c8"
 
@@ -60,7 +64,7 @@ class VersionFacts:
     id: int
     status: str
     model: str
-    metrics: dict[str, Any]
+    metrics: VersionMetrics
     data_start: date | None = None
     data_end: date | None = None
     curve_path: str | None = None
@@ -87,7 +91,7 @@ class RunFacts:
     previous: VersionFacts | None
     volumes: dict[str, Any]
     stages: dict[str, dict[str, Any]]
-    gate: dict[str, Any] = field(default_factory=dict)
+    gate: GateDecision | None = None
 
 
 @dataclass(frozen=True)
@@ -266,12 +270,21 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 
 
 def verdict_html(v: Verdict) -> str:
-    """The verdict's sentences, each baseline's margin green where the model wins and red where it loses."""
+    """The verdict's sentences, each margin coloured by its own sign: green where the model is ahead,
+    red where it is behind (``+0.038 HR@10`` green and ``-0.006 NDCG@10`` red in one comparison)."""
     text = html.escape(v.baseline_sentence())
     for c in v.comparisons:
-        words = html.escape(c.words())
-        text = text.replace(words, f'<span class="{"better" if c.beats else "worse"}">{words}</span>', 1)
+        text = text.replace(html.escape(c.words()), _comparison_html(c), 1)
     return f"{text} {html.escape(v.gate_sentence())}"
+
+
+def _comparison_html(c: Comparison) -> str:
+    def signed(delta: float, metric: str) -> str:
+        css = "better" if delta > 0 else "worse" if delta < 0 else "muted"
+        return f'<span class="{css}">{delta:+.3f} {metric}</span>'
+
+    ndcg = "" if c.delta_ndcg is None else f" ({signed(c.delta_ndcg, 'NDCG@10')})"
+    return f"{html.escape(c.baseline)} by {signed(c.delta_hr, 'HR@10')}{ndcg}"
 
 
 def _page(run: RunFacts, curve: str | None, purity: dict[str, list[Purity]]) -> str:
@@ -280,10 +293,12 @@ def _page(run: RunFacts, curve: str | None, purity: dict[str, list[Purity]]) -> 
     outcome = {"succeeded": "activated", "refused": "refused by the quality gate (not activated)"}.get(
         run.status, run.status
     )
+    if run.status == "succeeded" and run.stages.get("train", {}).get("activated") is False:
+        outcome = "passed the quality gate: ready, not activated (--no-activate)"
     window = f"{version.data_start} .. {version.data_end}" if version.data_start else "?"
-    metrics = dict(version.metrics)
-    if run.gate:
-        metrics["gate"] = run.gate
+    metrics = version.metrics
+    if run.gate is not None:
+        metrics = dataclasses.replace(metrics, gate=run.gate)
     v = verdict(metrics, version.model)
     css = {True: "passed", False: "refused", None: ""}[v.gate_passed]
     parts = [
@@ -301,6 +316,7 @@ def _page(run: RunFacts, curve: str | None, purity: dict[str, list[Purity]]) -> 
     ]
     parts.append("<h2>Metrics</h2>")
     parts.extend(_metrics_table(run, version, previous))
+    parts.extend(_replay_section(version.metrics))
     parts.append("<h2>Stages</h2>")
     parts.append(_table(["stage", "seconds", "what happened"], _stage_rows(run.stages), text_columns={2}))
     parts.append("<h2>Data</h2>")
@@ -348,42 +364,67 @@ def _metrics_table(run: RunFacts, version: VersionFacts, previous: VersionFacts 
         header = ["", f"version {version.id}", f"version {previous.id}", "change"]
     rows = []
     for metrics, coloured in ((MODEL_METRICS, True), (OTHER_METRICS, False)):
-        for key, label in metrics:
-            new = version.metrics.get(key)
-            if new is None and (previous is None or previous.metrics.get(key) is None):
+        for label, figure in metrics:
+            new = figure(version.metrics)
+            old = None if previous is None else figure(previous.metrics)
+            if new is None and old is None:
                 continue
             row = [html.escape(label), _number(new)]
             if previous is not None:
-                old = previous.metrics.get(key)
                 row += [_number(old), _change(new, old, coloured=coloured)]
             rows.append(row)
-    if previous is not None and "new_hr@10_common" in run.gate:
-        common = run.gate
+    common = run.gate
+    if previous is not None and common is not None and common.new_hr_common is not None:
         rows.append([
-            f"HR@10 on this run's holdout ({_number(common.get('common_cases'))} cases)",
-            _number(common["new_hr@10_common"]),
-            _number(common["active_hr@10_common"]),
-            _change(common["new_hr@10_common"], common["active_hr@10_common"], coloured=True),
+            f"HR@10 on this run's holdout ({_number(common.common_cases)} cases)",
+            _number(common.new_hr_common),
+            _number(common.active_hr_common),
+            _change(common.new_hr_common, common.active_hr_common, coloured=True),
         ])
     parts.append(_table(header, rows))
     return parts
 
 
-def _curve_caption(metrics: dict[str, Any]) -> str:
+def _replay_section(metrics: VersionMetrics) -> list[str]:
+    """The trigger's list replayed (recsys.replay): each policy's HR@10 / NDCG@10, best HR@10 in bold."""
+    replay = metrics.replay
+    if replay is None or not replay.policies:
+        return []
+    best = max(f.hr for f in replay.policies.values() if f.hr is not None)
+    rows = []
+    for policy, label in REPLAY_POLICIES:
+        figures = replay.policies.get(policy)
+        if figures is None:
+            continue
+        hr = _number(figures.hr)
+        rows.append([html.escape(label), f"<strong>{hr}</strong>" if figures.hr == best else hr,
+                     _number(figures.ndcg)])
+    return [
+        "<h2>The trigger's list, replayed</h2>",
+        f"<p>For each of {replay.sessions:,} long sessions that ended in the holdout days, the list each policy "
+        f"would have served when the session crossed the threshold, from this version, against the slots the "
+        f"player newly played in the next {replay.hours} hours (HR@10: at least one of them in the list; "
+        "NDCG@10 by the first one's place).</p>",
+        _table(["policy", "HR@10", "NDCG@10"], rows),
+    ]
+
+
+def _curve_caption(metrics: VersionMetrics) -> str:
     """Which epochs were kept and what the fused model scored, from the version's metrics."""
-    kept = metrics.get("kept_epochs")
+    kept = metrics.kept_epochs
     words = []
     if kept:
         words.append("Kept (best HR@10 on the validation players, starred): "
                      + ", ".join(f"{stage} epoch {epoch}" for stage, epoch in kept.items()) + ".")
-    if isinstance(metrics.get("hr@10"), int | float):
-        words.append(f"The served model scores HR@10 {metrics['hr@10']:.3f} on the test players "
+    if metrics.model.hr is not None:
+        words.append(f"The served model scores HR@10 {metrics.model.hr:.3f} on the test players "
                      "(the curve's HR@10 is on the validation players).")
     return " ".join(words) or "Loss and HR@10 per epoch of each training stage."
 
 
 _STAGE_TIMES = (("load", "read the interactions"), ("train", "fit"), ("evaluate", "evaluate"),
-                ("write", "write embeddings"), ("offline", "precompute top-N lists"))
+                ("baselines", "fit and rank the baselines"), ("write", "write embeddings"),
+                ("replay", "replay the trigger's list"), ("offline", "precompute top-N lists"))
 
 
 def _stage_rows(stages: dict[str, dict[str, Any]]) -> list[list[str]]:
@@ -419,7 +460,7 @@ def _stage_words(stage: str, f: dict[str, Any]) -> str:
         text = f"{f['files']} files written"
     else:
         text = ""
-    rest = [f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in f.items() if k not in known]
+    rest = [f"{k.replace('_', ' ')}: {_plain(v)}" for k, v in f.items() if k not in known and not _empty(v)]
     return "; ".join(t for t in [text, *rest] if t)
 
 
@@ -454,6 +495,11 @@ def _plain(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_plain(v) for v in value)
     return str(value)
+
+
+def _empty(value: Any) -> bool:
+    """Nothing to say: an empty list, dict or text (``months dropped`` when none were)."""
+    return isinstance(value, list | tuple | dict | str) and not value
 
 
 def _number(value: Any) -> str:

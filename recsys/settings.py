@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,16 @@ def setting(
     })
 
 
+def _splits(url: str) -> bool:
+    """Whether urllib can split ``url`` and read its port: an unclosed ``[`` or a port out of range
+    raised ValueError from the first function that parsed it, a traceback (issue 22)."""
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 -- reading .port is the check
+    except ValueError:
+        return False
+    return True
+
+
 def matches(pattern: str, phrase: str) -> Rule:
     """A rule: the whole value matches ``pattern``."""
     return phrase, lambda v, _: re.fullmatch(pattern, v) is not None
@@ -103,7 +115,8 @@ class Database(Group):
     url: str | None = setting(
         "RECSYS_DATABASE_URL", None,
         "PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the embedded PostgreSQL.",
-        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),),
+        rules=(matches(r"(?s)postgres(ql)?://.*", "a postgresql:// (or postgres://) URL"),
+               ("a URL whose host and port parse (e.g. [::1] with its bracket closed)", lambda v, _: _splits(v))),
     )
     data_dir: Path = setting(
         "RECSYS_DATA_DIR", Path(".recsys"), "Folder of the embedded PostgreSQL, run reports and plots."
@@ -210,6 +223,16 @@ class Training(Group):
     eval_max_players: int = setting(
         "RECSYS_EVAL_MAX_PLAYERS", 20000, "At most this many holdout players are evaluated (sampled).", at_least=1
     )
+    ials_player_limit: int = setting(
+        "RECSYS_IALS_PLAYER_LIMIT", 1000000,
+        "The iALS baseline (and its gate check) runs when the window has fewer players than this; 0 turns it "
+        "off (at 10^6 players it would cost about half the daily pipeline: docs/training.md).", at_least=0,
+    )
+    replay_hours: int = setting(
+        "RECSYS_REPLAY_HOURS", 24,
+        "Trigger replay: a long session's list is scored against the slots the player newly plays this many "
+        "hours after the crossing.", at_least=1,
+    )
     similarity_vector: str = setting(
         "RECSYS_SIMILARITY_VECTOR", "cooc",
         "Slot vector FAISS indexes: cooc (co-occurrence of the training pairs) or the model's gmf, concat, mlp "
@@ -246,6 +269,15 @@ class Gate(Group):
     )
     itemknn_margin: float = setting(
         "RECSYS_GATE_ITEMKNN_MARGIN", 0.0, "Quality gate: how far below item-kNN's HR@10 a version may fall.",
+        at_least=0, at_most=1,
+    )
+    beat_ials: bool = setting(
+        "RECSYS_GATE_BEAT_IALS", True,
+        "Quality gate: also refuse a version whose HR@10 is below iALS's by more than the margin below "
+        "(where the run measured iALS).",
+    )
+    ials_margin: float = setting(
+        "RECSYS_GATE_IALS_MARGIN", 0.0, "Quality gate: how far below iALS's HR@10 a version may fall.",
         at_least=0, at_most=1,
     )
 
@@ -302,6 +334,14 @@ class RealTime(Group):
         "RECSYS_STREAM_KEEPALIVE_SECONDS", 15.0,
         "An open push stream (SSE) sends a comment line this often, so proxies keep it open.", above=0,
     )
+    streams_max: int = setting(
+        "RECSYS_STREAMS_MAX", 2000,
+        "Open push streams per server process; past it a new stream gets 503 with Retry-After.", at_least=1,
+    )
+    streams_per_key: int = setting(
+        "RECSYS_STREAMS_PER_KEY", 1000,
+        "Open push streams per API key in one server process; past it a new one gets 429.", at_least=1,
+    )
     event_max_future_seconds: float = setting(
         "RECSYS_EVENT_MAX_FUTURE_SECONDS", 300.0,
         "An event's `ts` may lie at most this far after the server's clock (clock skew); later: 422.", above=0,
@@ -315,6 +355,14 @@ class RealTime(Group):
     def night_window(self) -> tuple[int, int] | None:
         """``(start_hour, end_hour)`` in UTC of the night hours, or None; the window may wrap midnight."""
         return night_window(self.night_hours)
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -332,6 +380,19 @@ class Serving(Group):
     )
     workers: int = setting(
         "RECSYS_SERVE_WORKERS", 1, "Server worker processes (each holds its own index).", at_least=1
+    )
+    backlog: int = setting(
+        "RECSYS_SERVE_BACKLOG", 4096, "Connections the kernel queues before `recsys serve` accepts them.", at_least=1
+    )
+    max_connections: int = setting(
+        "RECSYS_SERVE_MAX_CONNECTIONS", 10000,
+        "Connections one worker holds (idle, streams, requests); past it new ones wait (granian) or get 503.",
+        at_least=1,
+    )
+    header_timeout_seconds: float = setting(
+        "RECSYS_SERVE_HEADER_TIMEOUT_SECONDS", 5.0,
+        "A client must send a request's headers within this; idle keep-alive and slow clients are closed.",
+        above=0,
     )
     index_factory: str = setting(
         "RECSYS_INDEX_FACTORY", "IDMap,Flat", "FAISS factory string of the similar-slot index (exact inner product).",
@@ -369,6 +430,15 @@ class Serving(Group):
         "RECSYS_API_STATEMENT_TIMEOUT_MS", 10000,
         "`statement_timeout` of the API's connections: a longer statement is cancelled (503).", at_least=1,
     )
+    trusted_proxies: tuple[str, ...] = setting(
+        "RECSYS_TRUSTED_PROXIES", (),
+        "Reverse proxies (IP addresses or CIDR networks, comma-separated) whose `X-Forwarded-Proto` is believed.",
+        rules=(("IP addresses or networks, e.g. 10.0.0.0/8,::1", lambda v, _: all(map(_is_network, v))),),
+    )
+    dashboard_max_sessions: int = setting(
+        "RECSYS_DASHBOARD_MAX_SESSIONS", 10,
+        "Dashboard sessions one API key may hold; signing in past it ends the key's oldest.", at_least=1,
+    )
     dashboard_cache_seconds: float = setting(
         "RECSYS_DASHBOARD_CACHE_SECONDS", 5.0,
         "The dashboard's overview re-reads its 24-hour counts at most this often per process (0: every load).",
@@ -389,7 +459,8 @@ class Ranking(Group):
         rules=(matches(r"ever|0*[1-9][0-9]*", "`ever` or a number of days"),),
     )
     exploration_share: float = setting(
-        "RECSYS_EXPLORATION_SHARE", 0.2, "Share of a list's places given to exploration (Thompson sampling).",
+        "RECSYS_EXPLORATION_SHARE", 0.1,
+        "Share of a list's places given to exploration (Thompson sampling; docs/training.md gives its price).",
         at_least=0, at_most=1,
     )
     explore_max_impressions: int = setting(
@@ -402,7 +473,8 @@ class Ranking(Group):
     provider_cap: int = setting("RECSYS_PROVIDER_CAP", 3, "At most this many slots of one provider in a list.",
                                 at_least=1)
     blend_weight: float = setting(
-        "RECSYS_BLEND_WEIGHT", 0.7, "Weight of the model's score against similarity when ranking.",
+        "RECSYS_BLEND_WEIGHT", 0.3,
+        "Weight of the model's score against similarity when ranking (chosen by the trigger replay, docs/training.md).",
         at_least=0, at_most=1,
     )
     candidate_pool: int = setting(
@@ -518,6 +590,29 @@ def _index() -> dict[str, tuple[str, str, str, object]]:
             variable = f.metadata["variable"]
             index[variable.removeprefix(PREFIX).lower()] = (group.name, f.name, variable, hints[f.name])
     return index
+
+
+OTHER_VARIABLES = {
+    "RECSYS_API_KEY": "recsys simulate's default --api-key",
+    "RECSYS_IMPORT_DIR": "docker-compose.yml's import folder",
+    "RECSYS_TEST_DATABASE_URL": "the tests' server (tests/conftest.py)",
+    "RECSYS_TEST_DATA_DIR": "the tests' embedded server folder (tests/conftest.py)",
+}
+"""``RECSYS_*`` variables that are read, but not as settings: no warning for them."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``RECSYS_*`` variable in ``environ`` that is no setting, naming the nearest
+    setting when one is close (a misspelling is otherwise silently ignored: issue 23)."""
+    import difflib
+
+    known = [variable for _, _, variable, _ in _index().values()]
+    lines = []
+    for name in sorted(v for v in environ if v.startswith(PREFIX) and v not in known and v not in OTHER_VARIABLES):
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"did you mean {near[0]}?" if near else "README.md's \"Configuration\" lists the settings"
+        lines.append(f"{name} is not a setting; {hint}")
+    return lines
 
 
 def _parse(variable: str, raw: str, hint) -> object:

@@ -26,6 +26,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 60.0  # event time between heartbeats
+SPINS_PER_BEAT = 12.0  # Poisson mean of the spins a beat reports (one spin event when there are any)
 BATCH = 100  # events per POST /v1/events
 
 
@@ -94,21 +95,26 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 async def simulate(
-    config: SimulationConfig, player_ids: list[str], slot_ids: list[str], slot_weights: np.ndarray
+    config: SimulationConfig, player_ids: list[str], slot_ids: list[str], slot_weights: np.ndarray,
+    *, transport: httpx.AsyncBaseTransport | None = None,
 ) -> SimulationSummary:
-    """Run the simulation for ``config.duration`` wall seconds; returns what happened."""
+    """Run the simulation for ``config.duration`` wall seconds; returns what happened.
+
+    ``transport`` replaces the network (tests count what would be sent with httpx's MockTransport).
+    """
     if not player_ids or not slot_ids:
         raise ValueError("the simulation needs players and slots")
     rng = np.random.default_rng(config.seed)
     summary = SimulationSummary()
-    sessions_wanted = max(1, round(config.rate * HEARTBEAT_SECONDS / config.speed))
+    sessions_wanted = max(1, round(config.rate * HEARTBEAT_SECONDS / config.speed / events_per_beat(config)))
     wall0 = time.monotonic()
     event0 = datetime.now(UTC) - timedelta(seconds=config.duration * config.speed)
     active: dict[str, _Session] = {}
     busy: set[str] = set()
     headers = {"Authorization": f"Bearer {config.api_key}"}
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-    async with httpx.AsyncClient(base_url=config.url, headers=headers, timeout=10.0, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=config.url, headers=headers, timeout=10.0, limits=limits,
+                                 transport=transport) as client:
         sim = _Simulation(config, client, rng, summary, player_ids, slot_ids, slot_weights)
         while (elapsed := time.monotonic() - wall0) < config.duration:
             now = event0 + timedelta(seconds=elapsed * config.speed)
@@ -129,6 +135,18 @@ async def simulate(
             await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - wall0 - elapsed)))
     summary.seconds = time.monotonic() - wall0
     return summary
+
+
+def events_per_beat(config: SimulationConfig) -> float:
+    """Play events a session sends per heartbeat, on average: the beat itself, a spin event when the
+    beat has spins (almost always), and its share of the session's final ``end``.
+
+    ``rate`` counts all of them: sizing the sessions by the beats alone sent twice the rate asked
+    (issue 23). A session of ``m`` minutes has ``floor(m) + 1`` beats; ``m`` is log-normal (sigma 1),
+    so its mean is ``median * e^0.5``.
+    """
+    beats = config.median_session_minutes * float(np.exp(0.5)) / (HEARTBEAT_SECONDS / 60.0) + 0.5
+    return 1.0 + (1.0 - float(np.exp(-SPINS_PER_BEAT))) + 1.0 / beats
 
 
 class _Simulation:
@@ -177,7 +195,7 @@ class _Simulation:
             kind = "start" if session.next_beat == session.started else "heartbeat"
             ts = session.next_beat.isoformat()
             events.append(self.event(session, kind, ts))
-            spins = int(self.rng.poisson(12))
+            spins = int(self.rng.poisson(SPINS_PER_BEAT))
             if spins:
                 bet = round(float(self.rng.choice([0.2, 0.5, 1.0, 2.0])) * spins, 2)
                 win = round(bet * float(self.rng.uniform(0.0, 1.9)), 2)

@@ -1,20 +1,18 @@
 """The verdict of a model version against its baselines, in words, for the run report and ``recsys demo``.
 
-Built from a version's flat metrics dict (``model_versions.metrics``): ``hr@10`` / ``ndcg@10`` of the
-model, ``<baseline>_hr@10`` / ``<baseline>_ndcg@10`` of each baseline measured on the same holdout
-cases, and ``gate`` (``passed``, ``reason``) once the quality gate has decided. A baseline whose keys
-are missing was not measured for that version (older versions) and is left out of the sentence.
+Built from a version's :class:`~recsys.metrics.VersionMetrics` (or its stored dict): the model's
+HR@10 / NDCG@10, each baseline's measured on the same holdout cases (``recsys.metrics.BASELINES``, in
+that order), and the gate's decision once it has decided. A baseline an older version did not
+measure is left out of the sentence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Baselines in the order the sentence names them: (metrics key prefix, name in words).
-BASELINES = (("popularity", "popularity"), ("itemknn", "item-kNN"), ("ease", "EASE"))
-METRIC = "hr@10"
-SECOND_METRIC = "ndcg@10"
+from recsys.metrics import BASELINES, VersionMetrics
 
 
 @dataclass(frozen=True)
@@ -94,41 +92,35 @@ class Verdict:
         return [self.baseline_sentence(), self.gate_sentence()]
 
 
-def verdict(metrics: dict[str, Any], model: str = "neumf") -> Verdict:
-    """The verdict of a version with these ``metrics`` (a ``model_versions.metrics`` dict).
+def verdict(metrics: VersionMetrics | Mapping[str, Any], model: str = "neumf") -> Verdict:
+    """The verdict of a version with these ``metrics`` (typed, or a ``model_versions.metrics`` dict).
 
     >>> v = verdict({"hr@10": 0.74, "popularity_hr@10": 0.56, "gate": {"passed": True, "reason": "ok"}})
     >>> v.baseline_sentence()
     'NeuMF (HR@10 0.740) beats popularity by +0.180 HR@10.'
     """
-    hr, ndcg = _number(metrics.get(METRIC)), _number(metrics.get(SECOND_METRIC))
+    if not isinstance(metrics, VersionMetrics):
+        metrics = VersionMetrics.from_json(metrics)
+    hr, ndcg = metrics.model.hr, metrics.model.ndcg
     comparisons = []
-    for prefix, name in BASELINES:
-        base_hr = _number(metrics.get(f"{prefix}_{METRIC}"))
-        if hr is None or base_hr is None:
+    for baseline in BASELINES:
+        figures = metrics.baseline(baseline)
+        if hr is None or figures is None or figures.hr is None:
             continue
-        base_ndcg = _number(metrics.get(f"{prefix}_{SECOND_METRIC}"))
-        delta_ndcg = None if ndcg is None or base_ndcg is None else ndcg - base_ndcg
-        comparisons.append(Comparison(name, hr, base_hr, hr - base_hr, delta_ndcg))
-    gate = metrics.get("gate") or {}
-    passed = gate.get("passed")
+        delta_ndcg = None if ndcg is None or figures.ndcg is None else ndcg - figures.ndcg
+        comparisons.append(Comparison(baseline.name, hr, figures.hr, hr - figures.hr, delta_ndcg))
+    gate = metrics.gate
     return Verdict(
         model=MODEL_NAMES.get(model, model),
         hr=hr,
         ndcg=ndcg,
         comparisons=tuple(comparisons),
-        gate_passed=None if passed is None else bool(passed),
-        gate_reason=str(gate.get("reason") or ""),
+        gate_passed=None if gate is None else gate.passed,
+        gate_reason="" if gate is None else gate.reason,
     )
 
 
 MODEL_NAMES = {"neumf": "NeuMF", "gmf": "GMF", "mlp": "MLP"}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _join(items: list[str]) -> str:

@@ -1,8 +1,14 @@
-"""Served lists of a running experiment with a known click model, written straight into the log.
+"""Experiments with a known truth: served lists written straight into the log, and per-player sums
+drawn without a database.
 
-Each player gets the arm :func:`recsys.experiments.assign` gives, one list of ``items`` slots, an
-impression of every item, a click on each with the arm's probability, a play session attributed to
-each clicked item (its minutes drawn around the arm's mean) and a dismissal of some unclicked ones.
+:func:`serve_experiment`: each player gets the arm :func:`recsys.experiments.assign` gives, one list
+of ``items`` slots, an impression of every item, a click on each with the arm's probability, a play
+session attributed to each clicked item (its minutes drawn around the arm's mean) and a dismissal
+of some unclicked ones.
+
+:func:`heavy_tailed_arm`: one arm's :class:`~recsys.experiments.PlayerSums` as a casino's players
+give them: impressions per player heavy-tailed (most players a handful, a few hundreds) and a
+click propensity that differs from player to player, so items of one player are not independent.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
-from recsys.experiments import Experiment, assign
+from recsys.experiments import Experiment, PlayerSums, assign
 
 
 @dataclass(frozen=True)
@@ -62,3 +68,22 @@ def serve_experiment(engine, experiment: Experiment, players: dict[str, int], sl
                 "INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_event_at, ended_at, "
                 "seconds, recommendation_id) VALUES (:sid, :p, :s, :start, :end, :end, :sec, :r)"), sessions)
     return per_arm
+
+
+def heavy_tailed_arm(rng: np.random.Generator, players: int, click: float, *, minutes: float = 5.0,
+                     spread: float = 2.0, tail: float = 1.2, cap: int = 1000) -> PlayerSums:
+    """Per-player sums of one arm whose true clicks per impression is ``click``.
+
+    Impressions per player: ``1 + 4 x Pareto(tail)``, at most ``cap`` (tail 1.2: a median of 3, a
+    few players in a thousand with several hundred). Each player's click propensity is
+    Beta(``spread x click``, ``spread x (1 - click)``): mean ``click``, and the smaller ``spread``,
+    the more players differ. Each click plays exponential minutes around ``minutes``; a tenth of
+    clicks pass the session threshold. No dismissal, suppression or reality check: zeros everywhere.
+    """
+    impressions = np.minimum(1 + np.floor(4 * rng.pareto(tail, players)), cap)
+    propensity = rng.beta(spread * click, spread * (1 - click), players)
+    clicks = rng.binomial(impressions.astype(np.int64), propensity).astype(np.float64)
+    click_minutes = rng.gamma(np.maximum(clicks, 1e-9), minutes) * (clicks > 0)
+    return PlayerSums.of(lists=np.ceil(impressions / 5), items=impressions, impressions=impressions, clicks=clicks,
+                         plays=clicks, click_minutes=click_minutes, long_clicks=rng.binomial(clicks.astype(np.int64),
+                                                                                             0.1))

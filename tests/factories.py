@@ -82,6 +82,7 @@ def fast_pipeline(settings, data_dir, **changes):
         "gate_max_drop": 1.0,
         "gate_popularity_margin": 1.0,
         "gate_beat_itemknn": False,
+        "gate_beat_ials": False,
         "offline_top_n": 10,
         "consolidate_lookback_seconds": 0,
     }

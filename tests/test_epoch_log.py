@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from recsys.epoch_log import EpochLog as _EpochLog
 from recsys.ncf.config import NCFConfig
 from recsys.ncf.history import EpochStats
-from recsys.worker import _EpochLog
 
 
 def test_the_mlp_first_epoch_is_epoch_one_of_its_stage():

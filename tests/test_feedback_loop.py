@@ -94,11 +94,12 @@ def test_a_slot_made_popular_by_live_play_moves_up(db, settings, database_url, t
             except httpx.HTTPError:
                 time.sleep(0.3)
         players, slots, weights = simulation_population(db, 800, seed=0)
-        # ten minutes of play per wall second, short sessions: a few thousand sessions in 12 s
+        # ten minutes of play per wall second, short sessions: a few hundred sessions in 12 s (800 events/s:
+        # what rate=400 sent before the simulator counted spins and ends in its rate)
         config = SimulationConfig(
             url=f"http://127.0.0.1:{port}",
             api_key=key,
-            rate=400.0,
+            rate=800.0,
             duration=12.0,
             speed=600.0,
             median_session_minutes=5.0,

@@ -101,7 +101,7 @@ def test_parquet_keeps_its_types(tmp_path):
     pq.write_table(table, path)
     frame = load_file(path, "slots")
     assert frame["markets"][0] == ["GB", "SE"]
-    assert list(frame["markets"][1]) == []
+    assert pd.isna(frame["markets"][1])  # empty: every market (docs/import-format.md)
     assert frame["active"].tolist() == [True, False]
 
 
@@ -148,6 +148,33 @@ def test_api_markets_as_a_list():
     assert validate_records([record], "slots")["markets"][0] == ["GB", "US-NJ"]
     error = error_of(lambda: validate_records([{**record, "markets": ["GB", "no way"]}], "slots"))
     assert (error.row, error.field) == (1, "markets")
+
+
+def test_an_empty_list_of_markets_is_every_market(tmp_path):
+    # docs/import-format.md: empty = every market, stored as NULL (issue 22: '{}', served nowhere).
+    record = {"slot_id": "g1", "name": "A", "provider": "P", "theme": "t", "volatility": "low",
+              "rtp": 95, "min_bet": 0, "max_bet": 1}
+    frame = validate_records([{**record, "markets": []}, {**record, "slot_id": "g2", "markets": ["GB"]}], "slots")
+    assert pd.isna(frame["markets"][0]) and frame["markets"][1] == ["GB"]
+    table = pa.table({**{k: [v] * 2 for k, v in record.items()}, "slot_id": ["g1", "g2"],
+                      "markets": pa.array([[], ["SE"]], type=pa.list_(pa.string()))})
+    pq.write_table(table, tmp_path / "slots.parquet")
+    frame = load_file(tmp_path / "slots.parquet", "slots")
+    assert pd.isna(frame["markets"][0]) and frame["markets"][1] == ["SE"]
+
+
+def test_more_markets_than_the_bound_name_the_row(tmp_path):
+    from recsys.importing import MAX_MARKETS
+
+    header = "slot_id,name,provider,theme,volatility,rtp,min_bet,max_bet,markets\n"
+    many = "|".join(f"M{i}" for i in range(MAX_MARKETS + 1))
+    path = write(tmp_path, "slots.csv", header + "g1,A,P,t,low,95,0,1,GB\n" + f"g2,B,P,t,low,95,0,1,{many}\n")
+    error = error_of(lambda: load_file(path, "slots"))
+    assert (error.row, error.field) == (2, "markets")
+    assert f"{MAX_MARKETS + 1} markets; at most {MAX_MARKETS}" in str(error)
+    fits = "|".join(f"M{i}" for i in range(MAX_MARKETS))
+    path = write(tmp_path, "slots.csv", header + f"g1,A,P,t,low,95,0,1,{fits}\n")
+    assert len(load_file(path, "slots")["markets"][0]) == MAX_MARKETS
 
 
 # --- bad input -> InputError naming the source, the row and the field ----------------------------

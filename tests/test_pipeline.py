@@ -191,6 +191,23 @@ def test_a_version_refused_by_the_gate_exits_with_code_3(casino, fast, capsys):
     assert versions.active_version(casino) is None
 
 
+def test_no_activate_gates_as_usual_and_leaves_a_passing_version_ready(casino, fast, capsys):
+    first = run_pipeline(casino, fast)
+    assert run_once(casino, fast.replace(train_factors=8), activate=False) == 0
+    out = capsys.readouterr().out
+    assert "passed the gate: ready, NOT activated (--no-activate)" in out
+    candidate = pipeline_runs.list_runs(casino)[0]
+    assert (candidate.status, candidate.stages["train"]["activated"]) == ("succeeded", False)
+    assert versions.get_version(casino, candidate.version_id).status == "ready"
+    assert versions.active_version(casino).id == first.version_id  # no activation, no NOTIFY
+    report = Path(candidate.report_path).read_text()
+    assert "passed the quality gate: ready, not activated (--no-activate)" in report
+    # The same data and settings without --no-activate is not a repeat of the candidate run: it trains.
+    assert run_pipeline(casino, fast.replace(train_factors=8)).status == "succeeded"
+    # A refused version still exits 3 with --no-activate.
+    assert run_once(casino, fast.replace(gate_min_hr=1.0), activate=False) == EXIT_REFUSED
+
+
 def test_a_version_that_loses_to_popularity_exits_with_code_3(casino, fast, capsys):
     # One epoch at a rate that leaves the initial weights: it ranks at random, far below popularity.
     loser = fast.replace(train_epochs=1, train_lr=1e-7, gate_popularity_margin=0.0)

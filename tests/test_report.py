@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
+from recsys.metrics import GateDecision, VersionMetrics
 from recsys.ncf.history import EpochStats
 from recsys.ncf.plots import plot_training_curve
 from recsys.report import (
@@ -47,12 +48,13 @@ def _clustered_slots(n_per: int = 30, clusters: int = 4, seed: int = 0) -> SlotM
     return SlotMap(vectors=vectors, providers=providers, themes=themes, top_providers=2)
 
 
-def _report(tmp_path, previous=True, status="succeeded", gate=GATE, curve=None):
+def _report(tmp_path, previous=True, status="succeeded", gate=GATE, curve=None, new=NEW, stages=STAGES):
     run = RunFacts(
         run_id=7, run_day=date(2026, 1, 31), status=status, started_at=datetime(2026, 1, 31, 3, tzinfo=UTC),
-        version=VersionFacts(2, "active", "neumf", NEW, date(2026, 1, 1), date(2026, 1, 30), curve),
-        previous=VersionFacts(1, "retired", "neumf", OLD) if previous else None,
-        volumes={"play sessions": 50000}, stages=STAGES, gate=gate,
+        version=VersionFacts(2, "active", "neumf", VersionMetrics.from_json(new), date(2026, 1, 1),
+                             date(2026, 1, 30), curve),
+        previous=VersionFacts(1, "retired", "neumf", VersionMetrics.from_json(OLD)) if previous else None,
+        volumes={"play sessions": 50000}, stages=stages, gate=GateDecision.from_json(gate),
     )
     return write_report(tmp_path, run, _clustered_slots()).read_text()
 
@@ -61,8 +63,11 @@ def test_the_verdict_comes_first_and_colours_the_model_side(tmp_path):
     page = _report(tmp_path)
     verdict = page[page.index("<h2>Verdict</h2>"):page.index("<h2>Metrics</h2>")]
     assert page.index("<h2>Verdict</h2>") < page.index("<h2>Metrics</h2>") < page.index("<h2>Stages</h2>")
-    assert '<span class="better">popularity by +0.140 HR@10 (+0.060 NDCG@10)</span>' in verdict
-    assert '<span class="worse">item-kNN by -0.020 HR@10 (+0.010 NDCG@10)</span>' in verdict
+    assert ('popularity by <span class="better">+0.140 HR@10</span> (<span class="better">+0.060 NDCG@10</span>)'
+            in verdict)
+    # Each figure by its own sign: behind item-kNN on HR@10 (red), ahead on NDCG@10 (green).
+    assert ('item-kNN by <span class="worse">-0.020 HR@10</span> (<span class="better">+0.010 NDCG@10</span>)'
+            in verdict)
     assert "EASE" not in verdict  # not measured for this version
     assert "The quality gate passed it: HR@10 0.740 is at most 0.02 below" in verdict
 
@@ -95,6 +100,32 @@ def test_the_stages_are_a_table_in_words(tmp_path):
     assert "↳ fit</span></td><td><span class=\"muted\">20.0</span>" in stages
     assert "3 files written" in stages
     assert "load_seconds" not in stages and "{" not in stages
+
+
+def test_a_stage_figure_with_nothing_in_it_is_left_out(tmp_path):
+    retention = {"partitions_created": 0, "months_dropped": [], "default_rows_deleted": 0, "seconds": 0.1}
+    dropped = {**retention, "months_dropped": ["2025-10"]}
+    page = _report(tmp_path, stages={**STAGES, "retention": retention})
+    stages = page[page.index("<h2>Stages</h2>"):page.index("<h2>Data</h2>")]
+    assert "partitions created: 0; default rows deleted: 0" in stages and "months dropped" not in stages
+    page = _report(tmp_path, stages={**STAGES, "retention": dropped})
+    assert "partitions created: 0; months dropped: 2025-10; default rows deleted: 0" in page
+
+
+def test_the_trigger_replay_is_a_table_with_the_best_policy_in_bold(tmp_path):
+    assert "The trigger's list, replayed" not in _report(tmp_path)  # not measured for this version
+    replay = {"replay_sessions": 1234, "replay_hours": 24, "replay_served_hr@10": 0.31, "replay_served_ndcg@10": 0.2,
+              "replay_faiss_hr@10": 0.35, "replay_faiss_ndcg@10": 0.22, "replay_popularity_hr@10": 0.1,
+              "replay_popularity_ndcg@10": 0.05}
+    page = _report(tmp_path, new={**NEW, **replay})
+    section = page[page.index("The trigger's list, replayed"):page.index("<h2>Stages</h2>")]
+    assert "For each of 1,234 long sessions" in section and "in the next 24 hours" in section
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(.*?)</td><td>(.*?)</td></tr>", section)
+    assert rows == [
+        ("served policy (exploration on, mean over draws)", "0.310", "0.200"),
+        ("FAISS neighbourhood of the context slot", "<strong>0.350</strong>", "0.220"),
+        ("popularity", "0.100", "0.050"),
+    ]
 
 
 def test_the_curve_is_copied_and_its_caption_names_the_kept_epochs(tmp_path):

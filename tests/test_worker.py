@@ -16,10 +16,11 @@ from recsys.baselines import spectral_item_vectors
 from recsys.db import versions
 from recsys.db.consolidation import consolidate
 from recsys.db.synth_store import write_casino
+from recsys.holdout_cases import evaluation_cases, time_holdout
 from recsys.ncf.vectors import item_vectors, most_similar
 from recsys.settings import Scoring, Settings
 from recsys.synth import SynthConfig
-from recsys.worker import evaluation_cases, run_training, time_holdout
+from recsys.worker import run_training
 
 CASINO = SynthConfig(
     players=2000, slots=150, days=30, seed=7, start=date(2026, 1, 1), mean_daily_sessions=1.0, clusters=6
@@ -36,7 +37,7 @@ def casino(db):
 @pytest.fixture
 def fast(settings):
     """A GMF trained in seconds. It beats popularity on this casino but not item-kNN (HR@10 0.594 against
-    0.630 when measured), so the item-kNN gate is off unless a test is about it."""
+    0.630 when measured), so the item-kNN and iALS gates are off unless a test is about them."""
     return settings.replace(train_model="gmf",
         similarity_vector="gmf",
         train_epochs=25,
@@ -45,6 +46,7 @@ def fast(settings):
         holdout_days=5,
         gate_min_hr=0.2,
         gate_beat_itemknn=False,
+        gate_beat_ials=False,
         offline_top_n=10,
     )
 
@@ -65,14 +67,14 @@ def test_the_model_recovers_the_planted_structure(casino, fast):
     outcome = run_training(casino, fast)
     m = outcome.metrics
     # It beats popularity by far: the gate, popularity's check included (margin 0), lets it through.
-    assert m["hr@10"] > m["popularity_hr@10"] + 0.05, m
-    assert outcome.activated and outcome.gate["passed"]
-    assert (outcome.gate["popularity_margin"], outcome.gate["itemknn_margin"]) == (0.0, None)
+    assert m.model.hr > m.baselines["popularity"].hr + 0.05, m
+    assert outcome.activated and outcome.gate.passed
+    assert (outcome.gate.popularity_margin, outcome.gate.itemknn_margin) == (0.0, None)
     # Early stopping: half the holdout players pick the epoch, the other half measure the version.
-    assert m["validation_players"] in (m["test_players"], m["test_players"] - 1), m
+    assert m.validation_players in (m.test_players, m.test_players - 1), m
     validation_hr = [s.hr_at_10 for s in outcome.model.history]
     assert len(validation_hr) == fast.training.epochs
-    assert m["kept_epochs"] == {"gmf": 1 + validation_hr.index(max(validation_hr))}
+    assert m.kept_epochs == {"gmf": 1 + validation_hr.index(max(validation_hr))}
     # slots' 10 most similar slots share their latent cluster far more often than chance (1/6)
     slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
     clusters = np.array([slot_cluster[k] for k in outcome.data.slot_keys])
@@ -107,7 +109,7 @@ def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
     outcome = run_training(casino, fast)
     version = versions.get_version(casino, outcome.version_id)
     assert (version.status, version.model, version.n_slots) == ("active", "gmf", len(outcome.data.slot_keys))
-    assert version.metrics["hr@10"] == pytest.approx(outcome.metrics["hr@10"])
+    assert version.metrics["hr@10"] == pytest.approx(outcome.metrics.model.hr)
     assert os.path.exists(version.curve_path)
 
     slots = versions.load_slot_vectors(casino, outcome.version_id)
@@ -137,14 +139,15 @@ def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
 
 BASELINE_KEYS = (
     "hr@10", "ndcg@10", "popularity_hr@10", "popularity_ndcg@10", "itemknn_hr@10", "itemknn_ndcg@10",
-    "ease_hr@10", "ease_ndcg@10", "ease_lambda",
+    "ease_hr@10", "ease_ndcg@10", "ease_lambda", "ials_hr@10", "ials_ndcg@10",
 )
 
 
 def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fast):
     from recsys.baselines import EASE, EASE_L2_GRID, ItemKNN, Popularity
     from recsys.evaluation import evaluate_sampled, sample_test_negatives
-    from recsys.worker import _validation_split, holdout_negatives, time_holdout
+    from recsys.holdout_cases import holdout_negatives, time_holdout
+    from recsys.holdout_cases import validation_split as _validation_split
 
     activated = run_training(casino, fast)
     refused = run_training(casino, fast.replace(gate_min_hr=0.99, train_epochs=1))
@@ -157,6 +160,9 @@ def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fas
         tried = stored["ease_lambda_grid"]
         assert f"{max(EASE_L2_GRID):g}" in tried and set(tried) <= {f"{v:g}" for v in EASE_L2_GRID}
         assert tried[f"{stored['ease_lambda']:g}"] == max(tried.values())
+        # iALS's factors at the middle penalty, then the penalties at the best factors: 7 fits.
+        tried = stored["ials_grid"]
+        assert len(tried) == 7 and tried[f"{stored['ials_factors']}/{stored['ials_reg']:g}"] == max(tried.values())
 
     # The figures are the baselines' on exactly the model's test cases and negatives, recomputed here.
     data, m = activated.data, activated.metrics
@@ -167,14 +173,15 @@ def test_every_version_holds_the_baselines_measured_on_its_own_cases(casino, fas
                                       holdout_negatives(n_slots), seed=fast.training.seed)
     validation, test = _validation_split(holdout.test_player_idx.size, fast.training)
     cases = (holdout.test_player_idx[test], holdout.test_slot_idx[test], negatives[test])
-    assert m["test_players"] == cases[0].size
+    assert m.test_players == cases[0].size
     n_players = len(data.player_keys)
     knn = evaluate_sampled(ItemKNN(train_u, train_i, n_players, n_slots), *cases)
-    ease = evaluate_sampled(EASE(train_u, train_i, n_players, n_slots, l2=m["ease_lambda"]), *cases)
+    ease = evaluate_sampled(EASE(train_u, train_i, n_players, n_slots, l2=m.baselines["ease"].params["lambda"]),
+                            *cases)
     pop = evaluate_sampled(Popularity(train_u, train_i, n_slots), *cases)
-    assert (m["itemknn_hr@10"], m["itemknn_ndcg@10"]) == (knn.hit_ratio, knn.ndcg)
-    assert (m["ease_hr@10"], m["ease_ndcg@10"]) == (ease.hit_ratio, ease.ndcg)
-    assert (m["popularity_hr@10"], m["popularity_ndcg@10"]) == (pop.hit_ratio, pop.ndcg)
+    assert (m.baselines["itemknn"].hr, m.baselines["itemknn"].ndcg) == (knn.hit_ratio, knn.ndcg)
+    assert (m.baselines["ease"].hr, m.baselines["ease"].ndcg) == (ease.hit_ratio, ease.ndcg)
+    assert (m.baselines["popularity"].hr, m.baselines["popularity"].ndcg) == (pop.hit_ratio, pop.ndcg)
     # On planted taste clusters both item-item baselines beat popularity clearly.
     assert min(knn.hit_ratio, ease.hit_ratio) > pop.hit_ratio + 0.05, m
 
@@ -183,9 +190,9 @@ def test_without_a_validation_half_ease_takes_the_default_penalty(casino, fast):
     from recsys.baselines import EASE_DEFAULT_L2
 
     outcome = run_training(casino, fast.replace(train_early_stopping=False, train_epochs=1))
-    assert outcome.metrics["ease_lambda"] == EASE_DEFAULT_L2
-    assert outcome.metrics["ease_lambda_grid"] == {}
-    assert outcome.metrics["validation_players"] == 0
+    assert outcome.metrics.baselines["ease"].params["lambda"] == EASE_DEFAULT_L2
+    assert outcome.metrics.baselines["ease"].grid == {}
+    assert outcome.metrics.validation_players == 0
 
 
 def test_the_gate_refuses_a_worse_model(casino, fast):
@@ -195,8 +202,8 @@ def test_the_gate_refuses_a_worse_model(casino, fast):
         casino, fast.replace(train_epochs=1, train_lr=0.0001, gate_min_hr=0.0, gate_popularity_margin=1.0)
     )
     assert not worse.activated
-    assert worse.gate["compared_with"] == good.version_id
-    assert "vs" in worse.gate["reason"]
+    assert worse.gate.compared_with == good.version_id
+    assert "vs" in worse.gate.reason
     assert versions.active_version(casino).id == good.version_id
     assert versions.get_version(casino, worse.version_id).status == "ready"
 
@@ -204,10 +211,10 @@ def test_the_gate_refuses_a_worse_model(casino, fast):
 def test_the_gate_refuses_a_model_that_loses_to_popularity(casino, loser):
     refused = run_training(casino, loser)
     m = refused.metrics
-    assert m["hr@10"] < m["popularity_hr@10"] - 0.2, m
+    assert m.model.hr < m.baselines["popularity"].hr - 0.2, m
     assert not refused.activated
-    reason = f"HR@10 {m['hr@10']:.3f} is below popularity's {m['popularity_hr@10']:.3f} on the same cases"
-    assert refused.gate["reason"] == reason
+    reason = f"HR@10 {m.model.hr:.3f} is below popularity's {m.baselines['popularity'].hr:.3f} on the same cases"
+    assert refused.gate.reason == reason
     stored = versions.get_version(casino, refused.version_id)
     assert (stored.status, stored.metrics["gate"]["reason"], stored.metrics["gate"]["passed"]) == (
         "ready", reason, False
@@ -217,13 +224,21 @@ def test_the_gate_refuses_a_model_that_loses_to_popularity(casino, loser):
     # Popularity's margin wide open: item-kNN (on by default) refuses it, naming both figures.
     by_knn = run_training(casino, loser.replace(gate_popularity_margin=1.0, gate_beat_itemknn=True))
     m = by_knn.metrics
-    assert m["hr@10"] < m["itemknn_hr@10"] - 0.2, m
+    assert m.model.hr < m.baselines["itemknn"].hr - 0.2, m
     assert not by_knn.activated
-    reason = f"HR@10 {m['hr@10']:.3f} is below item-kNN's {m['itemknn_hr@10']:.3f} on the same cases"
-    assert by_knn.gate["reason"] == reason
-    # Both baselines waived (and the floor at 0): the same model passes.
+    reason = f"HR@10 {m.model.hr:.3f} is below item-kNN's {m.baselines['itemknn'].hr:.3f} on the same cases"
+    assert by_knn.gate.reason == reason
+    # iALS's check on instead (item-kNN's off): iALS refuses it, naming both figures.
+    by_ials = run_training(casino, loser.replace(gate_popularity_margin=1.0, gate_beat_ials=True))
+    m = by_ials.metrics
+    assert m.model.hr < m.baselines["ials"].hr - 0.2, m
+    assert not by_ials.activated
+    assert by_ials.gate.reason == (
+        f"HR@10 {m.model.hr:.3f} is below iALS's {m.baselines['ials'].hr:.3f} on the same cases"
+    )
+    # Every baseline waived (and the floor at 0): the same model passes.
     waived = run_training(casino, loser.replace(gate_popularity_margin=1.0))
-    assert waived.activated and waived.gate["reason"] == "no active version to compare with"
+    assert waived.activated and waived.gate.reason == "no active version to compare with"
 
 
 @pytest.mark.parametrize(
@@ -240,11 +255,12 @@ def test_the_gate_refuses_a_model_that_loses_to_popularity(casino, loser):
     ],
 )
 def test_the_baseline_checks_of_the_gate(settings, changes, reason):
-    from recsys.worker import baseline_refusal
+    from recsys.metrics import VersionMetrics
+    from recsys.quality_gate import baseline_refusal
 
-    metrics = {"hr@10": 0.60, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.65}
+    metrics = VersionMetrics.from_json({"hr@10": 0.60, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.65})
     assert baseline_refusal(settings.replace(**changes).gate, metrics) == reason
-    level = {"hr@10": 0.62, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.62}
+    level = VersionMetrics.from_json({"hr@10": 0.62, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.62})
     assert baseline_refusal(settings.replace(**changes).gate, level) is None  # level passes
 
 
@@ -274,7 +290,7 @@ def test_every_training_setting_reaches_every_stage_the_worker_trains():
 
 def test_the_gate_floor(casino, fast):
     refused = run_training(casino, fast.replace(gate_min_hr=0.99, train_epochs=1))
-    assert not refused.activated and "below the floor" in refused.gate["reason"]
+    assert not refused.activated and "below the floor" in refused.gate.reason
     assert versions.active_version(casino) is None
 
 
@@ -337,6 +353,6 @@ def test_torchrun_with_two_processes_trains_an_equally_good_model(casino, fast, 
     assert (ddp.status, ddp.metrics["train_processes"]) == ("active", 2)
 
     single = run_training(casino, fast)
-    assert single.metrics["train_processes"] == 1
+    assert single.metrics.train_processes == 1
     assert ddp.metrics["hr@10"] > ddp.metrics["popularity_hr@10"] + 0.05, ddp.metrics
-    assert abs(ddp.metrics["hr@10"] - single.metrics["hr@10"]) <= 0.03, (ddp.metrics, single.metrics)
+    assert abs(ddp.metrics["hr@10"] - single.metrics.model.hr) <= 0.03, (ddp.metrics, single.metrics)

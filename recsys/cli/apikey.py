@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--name", help="who or what the key is for")
     actions.add_parser("list", help="list keys (prefix, scopes, name, state)")
     revoke = actions.add_parser("revoke", help="revoke a key by its prefix")
-    revoke.add_argument("prefix")
+    revoke.add_argument("prefix", help="the key's prefix (`recsys apikey list` shows them)")
     parser.set_defaults(func=run)
 
 

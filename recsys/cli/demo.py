@@ -4,6 +4,10 @@ A synthetic casino, the daily pipeline (consolidate, train, gate, activate), the
 (another free port when 8000 is taken), and a minute of simulated live play through it (the one-hour
 trigger, the push, feedback); then a summary and the curl commands to try while the API keeps running
 (Ctrl-C stops it). The demo's API key is kept in the data folder and reused by the next run.
+
+On the embedded default the demo keeps its world in a folder of its own, ``<RECSYS_DATA_DIR>/demo``
+(``.recsys/demo``): its synthetic players and slots would otherwise collide with the ids of the
+README's example files, which a first user imports next into ``.recsys`` (issue 23).
 """
 
 from __future__ import annotations
@@ -23,14 +27,22 @@ from recsys.settings import Settings
 SPEED = 120.0
 # The demo's admin key, kept beside the embedded database so every run prints the same one.
 KEY_FILE = "demo-api-key"
+# The demo's own folder under RECSYS_DATA_DIR (the embedded default only).
+DEMO_FOLDER = "demo"
+DEMO_SCOPES = ("read", "ingest", "admin")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="run the whole loop on the embedded default and show it")
-    parser.add_argument("--players", type=int, default=20_000)
-    parser.add_argument("--slots", type=int, default=800)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--simulate-seconds", type=float, default=45.0)
+    parser = subparsers.add_parser(
+        "demo", help="run the whole loop on a synthetic casino and show it",
+        description="The whole loop on a synthetic casino: pipeline, API, a minute of live play, a summary. "
+                    "With no RECSYS_DATABASE_URL it keeps its own embedded PostgreSQL in <RECSYS_DATA_DIR>/demo "
+                    "(.recsys/demo), apart from your own data in .recsys.")
+    parser.add_argument("--players", type=int, default=20_000, help="players of the synthetic casino")
+    parser.add_argument("--slots", type=int, default=800, help="slots of the synthetic casino")
+    parser.add_argument("--days", type=int, default=60, help="days of play history, ending yesterday")
+    parser.add_argument("--simulate-seconds", type=float, default=45.0,
+                        help="wall seconds of simulated live play through the API")
     parser.add_argument("--port", type=int, default=None,
                         help="API port (default: RECSYS_SERVE_PORT, 8000; a free one when it is taken)")
     parser.add_argument("--exit", action="store_true", help="stop the API after the summary")
@@ -48,6 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.pipeline import run_pipeline
     from recsys.synth import SynthConfig
 
+    settings = demo_settings(settings)
     url = libpq_url(settings)
     data_dir = settings.database.data_dir
     where = settings.database.url and "RECSYS_DATABASE_URL" or f"the embedded PostgreSQL in {data_dir}/pg"
@@ -81,7 +94,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _step(f"4/5 API: recsys serve on {base}")
     server = subprocess.Popen(
         [sys.executable, "-m", "recsys", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**_environ(), "RECSYS_DATABASE_URL": url},
+        env={**_environ(), "RECSYS_DATABASE_URL": url, "RECSYS_DATA_DIR": str(data_dir)},
     )
     try:
         _wait_ready(httpx, base, server)
@@ -105,10 +118,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"{recorded['attributed_sessions']:,}")
         player = sim.example_recommendation or "<player_id>"
         print()
-        print(f"Try it (API key: {key}):")
+        print(f"Try it (API key: {key}, scopes {', '.join(DEMO_SCOPES)}: admin, so it can also activate "
+              f"versions and start experiments):")
         print(f'    curl -H "Authorization: Bearer {key}" "{base}/v1/players/{player}/recommendations?k=5"')
         print(f'    curl -H "Authorization: Bearer {key}" "{base}/v1/models"')
         print(f'    curl -N -H "Authorization: Bearer {key}" "{base}/v1/players/{player}/stream"')
+        print(f"    open {base}/dashboard and sign in with the key (the operator dashboard)")
         print(f"    curl {base}/metrics")
         print(f"    open {base}/schema for the OpenAPI document")
         if not args.exit:
@@ -121,6 +136,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             server.terminate()
             server.wait(timeout=30)
     return 0
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` with the data folder moved to ``<data_dir>/demo`` on the embedded default; a
+    configured ``RECSYS_DATABASE_URL`` is used as it is (its runs' reports still go to the demo folder)."""
+    return settings.replace(data_dir=Path(settings.database.data_dir) / DEMO_FOLDER)
 
 
 def _print_verdict(engine, version_id: int | None) -> None:
@@ -154,7 +175,7 @@ def demo_key(engine, path: Path) -> tuple[str, bool]:
         found = find_key(engine, key)
         if found is not None and found.allows("admin"):
             return key, True
-    key, _ = create_key(engine, ["read", "ingest", "admin"], name="demo")
+    key, _ = create_key(engine, list(DEMO_SCOPES), name="demo")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(key + "\n")

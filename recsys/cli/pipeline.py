@@ -2,7 +2,8 @@
 
 Exit codes of ``run`` (``schedule`` keeps going whatever a run returns, and exits 0 when stopped):
 
-    0  the new version is active, or nothing new since the last completed run (skipped)
+    0  the new version is active (with --no-activate: passed the gate and is ready, not active), or
+       nothing new since the last completed run (skipped)
     1  a stage failed; the message names it and says why (the run row is failed)
     2  bad input or configuration (an invalid RECSYS_* value, a bad --end-day, no database)
     3  the quality gate refused the new version (it stays ready; the active version stays)
@@ -51,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     once.add_argument("--end-day", type=_day, help="last day of the training window, YYYY-MM-DD (default: latest)")
     once.add_argument("--force", action="store_true", help="train even if nothing changed since the last run")
+    once.add_argument(
+        "--no-activate", dest="activate", action="store_false",
+        help="gate the version as usual but leave one that passes ready, not active: a candidate for an "
+        "experiment (docs/experiments.md)",
+    )
     once.set_defaults(func=run)
 
     daily = actions.add_parser(
@@ -70,17 +76,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_engine(settings)
     try:
         with stop_on_sigterm():
-            return run_once(engine, settings, end_day=args.end_day, force=args.force)
+            return run_once(engine, settings, end_day=args.end_day, force=args.force, activate=args.activate)
     finally:
         engine.dispose()
 
 
-def run_once(engine, settings: Settings, *, end_day: date | None = None, force: bool = False) -> int:
+def run_once(
+    engine, settings: Settings, *, end_day: date | None = None, force: bool = False, activate: bool = True
+) -> int:
     """One pipeline run; prints the outcome and returns the exit code (KeyboardInterrupt propagates)."""
     from recsys.pipeline import PipelineBusy, StageFailed, run_pipeline
 
     try:
-        outcome = run_pipeline(engine, settings, end_day=end_day, force=force)
+        outcome = run_pipeline(engine, settings, end_day=end_day, force=force, activate=activate)
     except PipelineBusy as exc:
         print(f"recsys pipeline: {exc}", file=sys.stderr)
         return EXIT_BUSY

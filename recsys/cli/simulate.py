@@ -10,7 +10,7 @@ from recsys.settings import Settings
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("simulate", help="send simulated play events and feedback to a running API")
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL (default: %(default)s)")
     parser.add_argument("--api-key", default=os.environ.get("RECSYS_API_KEY"),
                         help="a key with the read and ingest scopes (default: RECSYS_API_KEY)")
     parser.add_argument("--rate", type=float, default=200.0, help="play events per second (default 200)")
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speed", type=float, default=60.0, help="event seconds per wall second (default 60)")
     parser.add_argument("--players", type=int, default=5000, help="players to draw from the database")
     parser.add_argument("--trending-slot", help="a slot this simulation makes popular")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the players' choices")
     parser.set_defaults(func=run)
 
 

@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--end-day", type=date.fromisoformat, help="last day of the window (default: latest data)")
     parser.add_argument("--epochs", type=int, help="override RECSYS_TRAIN_EPOCHS")
     parser.add_argument(
+        "--no-activate", dest="activate", action="store_false",
+        help="gate the version as usual but leave one that passes ready, not active (exit 0): a candidate "
+        "for an experiment (docs/experiments.md)",
+    )
+    parser.add_argument(
         "--outcome-file", metavar="PATH",
         help="also write the outcome as JSON here (torchrun turns every failing exit code into 1; "
         "`recsys pipeline run` reads this instead). Only for the pipeline: it holds the pipeline lock, "
@@ -24,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=run)
 
+
+EXIT_REFUSED = 3
+"""The quality gate refused the version (it stays inactive). A version that passes exits 0: active, or
+ready with ``--no-activate``."""
 
 EXIT_BUSY = 4
 """As ``recsys pipeline run``: another pipeline or training run holds the pipeline lock."""
@@ -34,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.ncf import distributed
 
     if distributed.init_from_env() and not distributed.is_leader():
-        from recsys.worker import follow_training
+        from recsys.followers import follow_training
 
         follow_training()
         return 0
@@ -55,12 +64,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if args.outcome_file:
                 # Started by `recsys pipeline run` under torchrun: the pipeline holds its lock itself.
-                outcome = run_training(engine, settings, end_day=args.end_day)
+                outcome = run_training(engine, settings, end_day=args.end_day, activate=args.activate)
             else:
                 # The pipeline's own lock: a pipeline started meanwhile exits 4 instead of failing its
                 # training stage, and this run exits 4 while a pipeline runs (issue 10).
                 with pipeline_lock(engine):
-                    outcome = run_training(engine, settings, end_day=args.end_day)
+                    outcome = run_training(engine, settings, end_day=args.end_day, activate=args.activate)
         finally:
             engine.dispose()
     except PipelineBusy as exc:
@@ -77,20 +86,22 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             "seconds": outcome.seconds,
             "stage_seconds": outcome.stage_seconds,
         })
+    from recsys.metrics import BASELINES
+
     m = outcome.metrics
     print(
-        f"version {outcome.version_id}: HR@10 {m['hr@10']:.3f}, NDCG@10 {m['ndcg@10']:.3f} "
-        f"(full catalogue HR@10 {m['full_hr@10']:.3f}) on {m['test_players']:,} holdout players, "
+        f"version {outcome.version_id}: HR@10 {m.model.hr:.3f}, NDCG@10 {m.model.ndcg:.3f} "
+        f"(full catalogue HR@10 {m.full.hr:.3f}) on {m.test_players:,} holdout players, "
         f"{outcome.seconds:.0f} s"
     )
-    print(
-        f"baselines on the same cases, HR@10 / NDCG@10: popularity {m['popularity_hr@10']:.3f} / "
-        f"{m['popularity_ndcg@10']:.3f}, item-kNN {m['itemknn_hr@10']:.3f} / {m['itemknn_ndcg@10']:.3f}, "
-        f"EASE (lambda {m['ease_lambda']:g}) {m['ease_hr@10']:.3f} / {m['ease_ndcg@10']:.3f}"
+    measured = [(b, m.baselines[b.key]) for b in BASELINES if b.key in m.baselines]
+    print("baselines on the same cases, HR@10 / NDCG@10: " + ", ".join(
+        f"{b.name}{_settings(f.params)} {f.hr:.3f} / {f.ndcg:.3f}" for b, f in measured))
+    verdict = {"active": "activated", "ready": "ready, NOT activated (--no-activate)"}.get(
+        outcome.status, "NOT activated"
     )
-    verdict = "activated" if outcome.activated else "NOT activated"
-    print(f"quality gate: {outcome.gate['reason']} -> {verdict}")
-    return 0 if outcome.activated else 3
+    print(f"quality gate: {outcome.gate.reason} -> {verdict}")
+    return 0 if outcome.passed else EXIT_REFUSED
 
 
 def _describe(exc: BaseException) -> str:
@@ -108,3 +119,8 @@ def _write_outcome(path: str, outcome: dict) -> None:
     with open(partial, "w") as out:
         json.dump(outcome, out)
     os.replace(partial, path)
+
+
+def _settings(params: dict) -> str:
+    """`` (lambda 500)``, `` (factors 64, reg 0.1)``: the settings a baseline was fitted with."""
+    return "" if not params else " (" + ", ".join(f"{k} {v:g}" for k, v in params.items()) + ")"

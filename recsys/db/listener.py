@@ -7,6 +7,10 @@ to 10 s. After every (re)connection ``on_connect`` runs: notifications sent whil
 was down are lost, so a caller reloads or tells its clients to replay. A callback that raises is
 logged with its traceback and the loop goes on: a listener that dies would leave the replica
 stale, or its streams deaf, for good.
+
+Only notifications the application signed reach the callbacks (:mod:`recsys.db.channels`): any
+role may send ``NOTIFY`` on any channel, the analyst's included (issue 22). The key is read again on
+every (re)connection.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 
 import psycopg
+
+from recsys.db.channels import NotifyKey, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,9 @@ class Listener:
     """LISTEN on ``channels`` in a daemon thread until :meth:`stop`.
 
     ``on_notifies`` gets the notifications of one burst (``psycopg.Notify``: ``channel``,
-    ``payload``): those arriving within ``debounce_seconds`` of the first are handled together.
+    ``payload``, the payload as the application signed it): those arriving within
+    ``debounce_seconds`` of the first are handled together; unsigned, forged and replayed ones are
+    dropped (``verifier.dropped`` counts them).
     ``on_connect(first)`` runs once LISTEN is in place (``first``: the first connection);
     ``on_disconnect()`` when the connection is lost; ``on_idle()`` every ``idle_seconds`` while
     connected (None: never).
@@ -57,6 +65,7 @@ class Listener:
         self.on_idle = on_idle
         self.idle_seconds = idle_seconds
         self.debounce_seconds = debounce_seconds
+        self.verifier = Verifier()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.run, name=name, daemon=True)
 
@@ -78,6 +87,7 @@ class Listener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
+                    self.verifier.key = NotifyKey.read(conn)
                     for channel in self.channels:
                         conn.execute(f"LISTEN {channel}")
                     delay = FIRST_DELAY
@@ -99,7 +109,9 @@ class Listener:
             heard = list(conn.notifies(timeout=POLL_SECONDS, stop_after=1))
             if heard:
                 heard += conn.notifies(timeout=self.debounce_seconds)
-                self._supervised(self.on_notifies, heard)
+                signed = [opened for n in heard if (opened := self.verifier.open(n)) is not None]
+                if signed:
+                    self._supervised(self.on_notifies, signed)
             if idle_at is not None and time.monotonic() >= idle_at:
                 self._supervised(self.on_idle)
                 idle_at = time.monotonic() + self.idle_seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -75,3 +76,16 @@ def _run(fn, url: str, *args) -> None:
 def _unavailable(url: str, exc: sa.exc.OperationalError) -> DatabaseUnavailable:
     text = str(exc.orig).strip()
     return DatabaseUnavailable(url, text.splitlines()[0] if text else type(exc.orig).__name__)
+
+
+def missing_schema(exc: BaseException) -> str | None:
+    """PostgreSQL's one-line message when ``exc`` (or an exception it was raised from, or the driver
+    error SQLAlchemy wraps) is a missing table, column or function; None for any other error."""
+    missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction)
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, missing):
+            return exc.diag.message_primary or type(exc).__name__
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return None

@@ -6,7 +6,9 @@ when that transaction commits, so every replica hears of exactly the lists that 
 one that was rolled back. The payload is small JSON, ``{"recommendation_id": ..., "player_id": ...}``:
 a replica with no open stream for that player ignores it without a query, and one with a stream
 reads the list from ``recommendations`` (:func:`load_pushed`), the same rows a reconnecting client's
-replay reads (:func:`replay`).
+replay reads (:func:`replay`). A payload is only a hint: what is delivered is what the table holds
+for that player, read by id, with the player's protection fields and each item's availability as
+they stand at delivery (``recsys.serving.delivery`` decides what the stream may show).
 
 Notifications reach only the connections listening at that moment. What a stream missed (it was
 disconnected, or its replica's LISTEN connection was) is replayed from the table after the
@@ -19,6 +21,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -47,6 +50,7 @@ class PushedItem:
     slot_id: str
     score: float
     reason: str
+    available: bool  # the slot is active and offered in the player's market now (read at delivery)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class Pushed:
     action: str | None
     suppressed_reason: str | None
     items: tuple[PushedItem, ...]
+    # The player's protection fields now (``recsys.serving.gate.Protection``'s, in its order).
+    self_excluded_until: datetime | None = None
+    cooling_off_until: datetime | None = None
+    marketing_consent: bool | None = None
+    risk_flag: bool | None = None
 
 
 def notify_statement(notices: list[Notice]) -> Statement:
@@ -70,17 +79,25 @@ def notify_statement(notices: list[Notice]) -> Statement:
     return Statement(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)}, fetch=False)
 
 
-_NOTIFY = "SELECT pg_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"
-"""One notification per payload, in the array's order (the order a function scan yields its rows)."""
+_NOTIFY = "SELECT recsys_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"
+"""One notification per payload, in the array's order (the order a function scan yields its rows),
+signed (``recsys.db.channels``: listeners drop what the application did not sign)."""
 
 
 # --- what a stream shows --------------------------------------------------------------------------
 
+# Each item's ``available``: the slot is active and offered in the player's market as it stands now
+# (their stored market, else the one the list was made for), the test ``recsys.db.lists``' player
+# read applies when a list is made.
 _SELECT = f"""
     SELECT r.id, p.player_id, ps.session_id, cs.slot_id AS context_slot_id, r.version_id, r.action,
-           r.suppressed_reason,
+           r.suppressed_reason, p.self_excluded_until, p.cooling_off_until, p.marketing_consent, p.risk_flag,
            ARRAY(SELECT s.slot_id FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
                  WHERE i.recommendation_id = r.id ORDER BY i.rank) AS slot_ids,
+           ARRAY(SELECT s.active AND (s.markets IS NULL
+                                      OR coalesce(coalesce(p.market, r.market) = ANY(s.markets), false))
+                 FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
+                 WHERE i.recommendation_id = r.id ORDER BY i.rank) AS available,
            ARRAY(SELECT i.score FROM recommendation_items i WHERE i.recommendation_id = r.id ORDER BY i.rank)
                AS scores,
            ARRAY(SELECT i.reason FROM recommendation_items i WHERE i.recommendation_id = r.id ORDER BY i.rank)
@@ -95,17 +112,33 @@ _SELECT = f"""
 
 def _pushed(row) -> Pushed:
     items = tuple(
-        PushedItem(slot_id, score, reason)
-        for slot_id, score, reason in zip(row.slot_ids, row.scores, row.reasons, strict=True)
+        PushedItem(slot_id, score, reason, available)
+        for slot_id, score, reason, available in zip(row.slot_ids, row.scores, row.reasons, row.available,
+                                                     strict=True)
     )
     return Pushed(row.id, row.player_id, row.session_id, row.context_slot_id, row.version_id, row.action,
-                  row.suppressed_reason, items)
+                  row.suppressed_reason, items, row.self_excluded_until, row.cooling_off_until,
+                  row.marketing_consent, row.risk_flag)
 
 
-def load_pushed(conn: sa.Connection, recommendation_ids: list[uuid.UUID]) -> list[Pushed]:
-    """The named lists that are pushed ones, oldest first (``created_at``, then id)."""
+PUSH_MAX_AGE_SECONDS = 300
+"""A live push delivers only lists logged this recently: a notification arrives within a second of
+its list's commit, so an older id in a payload is a replayed or forged one (a client that missed a
+list gets it by replay)."""
+
+
+def load_pushed(conn: sa.Connection, notices: list[Notice]) -> list[Pushed]:
+    """The noticed lists that are pushed ones, logged less than :data:`PUSH_MAX_AGE_SECONDS` ago,
+    each only when it belongs to the player its notice names; oldest first (``created_at``, then
+    id). A notice is a hint: a forged one can name only a list the table holds for that player."""
     rows = conn.execute(
-        sa.text(_SELECT + " AND r.id = ANY(:ids) ORDER BY r.created_at, r.id"), {"ids": recommendation_ids}
+        sa.text(
+            _SELECT + " AND (r.id, p.player_id) IN "
+            "(SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:players AS text[])))"
+            " AND r.created_at > now() - make_interval(secs => :age) ORDER BY r.created_at, r.id"
+        ),
+        {"ids": [n.recommendation_id for n in notices], "players": [n.player_id for n in notices],
+         "age": PUSH_MAX_AGE_SECONDS},
     )
     return [_pushed(row) for row in rows]
 

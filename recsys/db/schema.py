@@ -121,6 +121,9 @@ play_sessions = sa.Table(
     sa.Index(None, "slot_key"),
     sa.Index(None, "started_at"),
     sa.Index(None, "updated_at"),
+    # Attributed sessions by their list (experiment results, the dashboard's funnel); migration 0009.
+    sa.Index("ix_play_sessions_recommendation_id", "recommendation_id",
+             postgresql_where=sa.text("recommendation_id IS NOT NULL")),
     # The play of a list's item (the dashboard's funnel, the experiments' outcomes; migration 0013).
     sa.Index(None, "recommendation_id", "slot_key", postgresql_where=sa.text("recommendation_id IS NOT NULL")),
 )
@@ -271,6 +274,9 @@ recommendations = sa.Table(
     ),
     sa.Index(None, "player_key", "created_at"),
     sa.Index(None, "created_at"),
+    # An experiment's lists without the rest of the log (recsys.db.experiments.outcomes); migration 0009.
+    sa.Index("ix_recommendations_experiment", "experiment_id", "arm", "player_key",
+             postgresql_where=sa.text("experiment_id IS NOT NULL")),
     postgresql_partition_by="RANGE (created_at)",
 )
 
@@ -391,7 +397,10 @@ experiments = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("stopped_at", sa.DateTime(timezone=True)),
     sa.Column("promoted_arm", sa.String(64), comment="arm whose version was activated when it stopped"),
+    sa.Column("min_effect", sa.Float, nullable=False, server_default="0.1",
+              comment="relative lift in clicks per impression the sample is sized for (80 % power)"),
     sa.CheckConstraint(_in("status", EXPERIMENT_STATUSES), name="status"),
+    sa.CheckConstraint("min_effect > 0 AND min_effect <= 10", name="min_effect_range"),
     sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'", name="name_shape"),
     # One experiment at a time, enforced by the database.
     sa.Index("uq_experiments_one_running", "status", unique=True, postgresql_where=sa.text("status = 'running'")),
@@ -406,10 +415,15 @@ experiment_arms = sa.Table(
     # No foreign key, as pipeline_runs.version_id: an experiment's history outlives its versions.
     sa.Column("version_id", sa.Integer, comment="model version the arm ranks with; NULL = popularity"),
     sa.Column("weight", sa.Integer, nullable=False, comment="share of the experiment's players, relative"),
+    sa.Column("strategy", sa.String(16),
+              comment="baseline the arm ranks with (popularity, itemknn); NULL = its model version"),
     sa.PrimaryKeyConstraint("experiment_id", "position"),
     sa.UniqueConstraint("experiment_id", "name"),
     sa.CheckConstraint("weight > 0", name="weight_positive"),
     sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]*$'", name="name_shape"),
+    # Exactly one of a version and a strategy (migration 0012).
+    sa.CheckConstraint("(version_id IS NULL) = (strategy IS NOT NULL) AND "
+                       "(strategy IS NULL OR strategy IN ('popularity', 'itemknn'))", name="strategy"),
 )
 
 # A signed-in dashboard browser. Only the SHA-256 of the cookie's token is stored; the key it signed
@@ -423,4 +437,20 @@ dashboard_sessions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index(None, "expires_at"),
+)
+
+# The HMAC key that signs the application's notifications (``recsys.db.channels``, migration 0010):
+# anyone may LISTEN and send ``NOTIFY``, so a listener trusts only what this key signed. Stored as
+# SHA-256's inner and outer pads, so SQL computes HMAC with the core ``sha256()``. No grant to the
+# analyst role.
+notify_keys = sa.Table(
+    "notify_keys",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("inner_pad", sa.LargeBinary, nullable=False),
+    sa.Column("outer_pad", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("id = 1", name="one_row"),
+    comment="HMAC key of the application's notifications, as SHA-256's inner and outer pads; one row, "
+    "readable by the application's role only",
 )

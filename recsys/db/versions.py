@@ -333,7 +333,8 @@ def activate(engine: sa.Engine, version_id: int, *, force: bool = False) -> Mode
             ),
             {"id": version_id},
         )
-        conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(version_id)})
+        conn.execute(sa.text("SELECT recsys_notify(:channel, :payload)"),
+                     {"channel": CHANNEL, "payload": str(version_id)})
         return _version(
             conn.execute(sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE id = :id"), {"id": version_id}).one()
         )

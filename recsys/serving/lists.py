@@ -9,7 +9,10 @@ both kinds of connection. Its steps, in order:
 
 1. the protection gate (``recsys.serving.gate``), fail-closed: a stopped player gets nothing;
    a player it allows, while an experiment runs, gets the model version of the arm the
-   experiment assigns (``recsys.experiments.assign``), and everything else stays the same;
+   experiment assigns (``recsys.experiments.assign``), and everything else stays the same (a
+   version not in memory yet is served through pgvector, as the active one is before its index
+   loads). Every list made while an experiment runs logs its experiment and the player's arm,
+   a suppressed one too (the share the gate stops per arm is a guardrail);
 2. for a trigger past the session limit or in the night hours, no games (the tracker's decision);
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
    disabled and out-of-market slots removed as the player's query found them
@@ -35,9 +38,10 @@ from recsys.db import versions
 from recsys.db.catalogue import similar_by_pgvector
 from recsys.db.engine import Flow, Statement, connection, run
 from recsys.errors import NotFound, NotReady
-from recsys.experiments import Arm, assign
+from recsys.experiments import ITEMKNN, MODEL, POPULARITY, Arm, assign
 from recsys.serving.candidates import generate_candidates
 from recsys.serving.gate import Protection, protection_gate
+from recsys.serving.itemknn import ItemNeighbours
 from recsys.serving.model import ServingModel, model_logits, towers_from_played
 from recsys.serving.ranking import RankedItem, rank
 from recsys.serving.state import ServingState, Snapshot
@@ -117,9 +121,10 @@ async def recommend_async(
     market: str | None = None,
 ) -> RecommendationList | None:
     """:func:`recommend` on the event loop, with ``pool``'s connections; None when the active
-    version is not in memory (then the list needs blocking pgvector reads: :func:`recommend`)."""
+    version, or a version of the running experiment's arms, is not in memory (then the list may
+    need blocking pgvector reads: :func:`recommend`)."""
     snap = serving.snapshot
-    if snap.model is None:
+    if snap.model is None or snap.missing_versions():
         return None
     context_key = _context_key(snap, context_slot)
     made = await pool.run(
@@ -180,6 +185,8 @@ def _flow(
     """
     if not snap.catalogue_loaded:
         raise NotReady("the slot catalogue is not loaded yet")
+    if not snap.experiment_read:  # a list made outside a running experiment would give a second arm
+        raise NotReady("the running experiment is not read yet")
     model = snap.model
     version_id = model.version_id if model is not None else _active_version_id(serving)
     arm, arm_model = _arm(snap, player_id)
@@ -194,20 +201,29 @@ def _flow(
                             player.risk_flag)
     gate = protection_gate(protection, datetime.now(UTC))
     items: list[RankedItem] = []
+    # What ranks the list: a model version, or a baseline (an experiment arm's, or popularity when
+    # no version is active); logged in ``filters`` with every list.
+    strategy = MODEL if version_id is not None else POPULARITY
+    if arm is not None:
+        strategy = arm.strategy
     logged_context = context_key  # as asked, even a slot this process does not know yet
     filters = list_filters(serving.settings, k, market, gate=gate or "allowed")
     if gate is not None or late_reason is not None:
-        suppressed, arm = gate or late_reason, None  # only lists with games are split
+        suppressed = gate or late_reason  # logged with the player's arm: the arm's share the gate stops
     else:
         suppressed = None
-        if arm is not None:
+        if arm is not None:  # arm_model None: a baseline arm, or a version served through pgvector
             model, version_id = arm_model, arm.version_id
+            if strategy == ITEMKNN and snap.itemknn is None:  # seconds after the start: nothing written yet
+                raise NotReady(f"experiment {snap.experiment.name!r}: the item-kNN arm's neighbours are being built")
         # A slot added a moment ago may not be in this process's catalogue yet: then the player's
         # recent slots seed the list instead.
         if context_key is not None and context_key not in snap.catalogue.slots:
             context_key = None
-        items, chosen = _ranked_items(serving, snap, model, player, version_id, context_key, market, k)
+        items, chosen = _ranked_items(serving, snap, model, player, version_id, context_key, market, k,
+                                      itemknn=snap.itemknn if strategy == ITEMKNN else None)
         filters.update(chosen)
+    filters["strategy"] = strategy
     if continuous_seconds is not None:
         filters["continuous_seconds"] = continuous_seconds
     recommendation_id = uuid.uuid4()
@@ -239,31 +255,32 @@ def _flow(
 
 
 def _arm(snap: Snapshot, player_id: str) -> tuple[Arm | None, ServingModel | None]:
-    """The running experiment's arm for this player and the model it ranks with (None for a
-    popularity arm); no arm when no experiment runs or this process has not loaded its version."""
+    """The running experiment's arm for this player and the model it ranks with: None for a
+    popularity arm, and for a version not in memory yet (then pgvector serves it); no arm when no
+    experiment runs."""
     experiment = snap.experiment
     if experiment is None:
         return None, None
     arm = assign(experiment, player_id)
-    if arm.version_id is None:
-        return arm, None
-    model = snap.model_of(arm.version_id)
-    return (arm, model) if model is not None else (None, None)
+    return arm, None if arm.version_id is None else snap.model_of(arm.version_id)
 
 
 def _ranked_items(
     serving: ServingState, snap: Snapshot, model: ServingModel | None, player: db.PlayerRow, version_id,
-    context_key, market, k,
+    context_key, market, k, *, itemknn: ItemNeighbours | None = None,
 ) -> tuple[list[RankedItem], dict]:
     """The policy's list for an allowed player ranked by ``model`` (the active version's, or an
-    experiment arm's), and the filters that made it."""
+    experiment arm's), or by ``itemknn``'s neighbours (an item-kNN arm: the neighbourhood takes the
+    place of the index's, the rest of the policy is the same code), and the filters that made it."""
     config = serving.settings.ranking
     towers = player.towers
     if towers is None and model is not None:
         towers = towers_from_played(model, player.recent_keys)
     personalised = model is not None and model.model is not None and towers is not None
     neighbours, search = None, ("faiss" if model is not None else None)
-    if model is None and version_id is not None and context_key is not None:
+    if itemknn is not None:
+        neighbours, search = itemknn.around(context_key, player.recent_keys, config.candidate_pool), "itemknn"
+    elif model is None and version_id is not None and context_key is not None:
         neighbours = similar_by_pgvector(
             serving.engine, version_id, context_key, config.candidate_pool, market, every_market=False
         )

@@ -17,20 +17,22 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 
 from recsys.db import catalogue as catalogue_db
 from recsys.db import experiments as experiments_db
-from recsys.db import versions
+from recsys.db import training_data, versions
 from recsys.db.engine import ping
 from recsys.db.listener import Listener
 from recsys.db.versions import SlotVectors
 from recsys.errors import RecsysError
-from recsys.experiments import Experiment
+from recsys.experiments import ITEMKNN, Experiment
 from recsys.index import set_threads
 from recsys.serving.candidates import explore_pool
 from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
+from recsys.serving.itemknn import ItemNeighbours
 from recsys.serving.model import ServingModel, build_serving_model
 from recsys.settings import Settings
 
@@ -44,9 +46,16 @@ class Snapshot:
     popular: np.ndarray  # active keys, most played first
     model: ServingModel | None  # None: no active version, or not loaded yet
     catalogue_loaded: bool
-    experiment: Experiment | None = None  # the running experiment, once its arms' versions are loaded
+    experiment: Experiment | None = None  # the running experiment (None: none runs)
     arm_models: Mapping[int, ServingModel] = field(default_factory=dict)
-    """The versions the experiment's arms rank with, other than the active one (``model``), by id."""
+    """The versions the experiment's arms rank with, other than the active one (``model``), by id:
+    those in memory yet (an arm whose version is not is served through pgvector meanwhile)."""
+    experiment_read: bool = False
+    """Whether ``experiment`` has been read from the database: until then no list is made (a list
+    made outside a running experiment would give its player a second arm)."""
+    itemknn: ItemNeighbours | None = None
+    """The item-kNN neighbours of an ``itemknn`` arm (of the active version's training window),
+    built off the request path while such an arm runs; None otherwise, or not built yet."""
     # Per-snapshot work that lists would otherwise repeat, made on first use (by market).
     _explore_pools: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
@@ -55,6 +64,16 @@ class Snapshot:
         if self.model is not None and self.model.version_id == version_id:
             return self.model
         return self.arm_models.get(version_id)
+
+    def missing_versions(self) -> list[int]:
+        """The running experiment's versions not in memory in this snapshot, ascending."""
+        if self.experiment is None:
+            return []
+        return sorted(v for v in self.experiment.version_ids() if self.model_of(v) is None)
+
+    def needs_itemknn(self) -> bool:
+        """The running experiment has an ``itemknn`` arm."""
+        return self.experiment is not None and any(a.strategy == ITEMKNN for a in self.experiment.arms)
 
     def explore_pool(self, market: str | None, max_impressions: int) -> np.ndarray:
         """``recsys.serving.candidates.explore_pool`` of this snapshot, made once per market."""
@@ -90,6 +109,7 @@ class ServingState:
         # threads serving lists may share it.
         self.rng = np.random.default_rng()
         self._version: _Version | None = None
+        self._no_active = False  # the database has no active version (not: it is loading)
         self._arms: dict[int, _Version] = {}  # the rows of ``snapshot.arm_models``, by version
         # Guards read-modify-write of ``snapshot``. Requests never take it (they read the reference
         # once); a catalogue change holds it while it rebuilds the model's provisional rows and FAISS
@@ -108,6 +128,7 @@ class ServingState:
         version in the background; the API serves meanwhile (pgvector fallback)."""
         try:
             self.refresh_catalogue()
+            self.read_experiment()  # before any list: a player's arm never depends on load order
         except Exception as exc:
             # The database may be down at start: the API starts anyway (readyz says why) and the
             # listener loads everything again on each (re)connection.
@@ -145,6 +166,7 @@ class ServingState:
 
     def reload_all(self) -> None:
         self.refresh_catalogue()
+        self.read_experiment()  # the arms first (cheap): versions load after, served by pgvector meanwhile
         self.refresh_stats()
         self.load_active_version()
         self.load_experiment()
@@ -188,14 +210,27 @@ class ServingState:
         version empties the model (lists fall back to popularity)."""
         with self._version_lock:
             active = versions.active_version(self.engine)
+            self._no_active = active is None
             if active is None:
                 with self._swap:
+                    self._keep_for_arms(self.snapshot.model)
                     self._version = None
                     self.snapshot = dataclasses.replace(self.snapshot, model=None)
                 self.metrics.set_version(None, 0)
                 return
             current = self.snapshot.model
             if current is not None and current.version_id == active.id:
+                return
+            with self._swap:  # an arm's version promoted: it is in memory already
+                promoted = self.snapshot.arm_models.get(active.id)
+                if promoted is not None:
+                    self._keep_for_arms(self.snapshot.model)
+                    self._version = self._arms[active.id]
+                    self.snapshot = dataclasses.replace(self.snapshot, model=promoted)
+            if promoted is not None:
+                self.metrics.set_version(promoted.version_id, promoted.slot_keys.size)
+                self.last_error = None
+                log.info("serving version %d: an experiment arm's, already in memory", promoted.version_id)
                 return
             started = time.perf_counter()
             try:
@@ -208,6 +243,7 @@ class ServingState:
             with self._swap:
                 if self.snapshot.catalogue is not catalogue:  # changed while building: rows for new slots
                     loaded, model = self._rebuilt(loaded, model, self.snapshot.catalogue)
+                self._keep_for_arms(self.snapshot.model)
                 self._version = loaded
                 self.snapshot = dataclasses.replace(self.snapshot, model=model)
             seconds = time.perf_counter() - started
@@ -219,41 +255,104 @@ class ServingState:
                 self.settings.serving.index_factory, seconds,
             )
 
-    def load_experiment(self) -> None:
-        """Load the running experiment and the versions its arms need besides the active one, and
-        swap them in together; a version already in memory is reused. When an arm's version cannot
-        be loaded, this process serves without the experiment (every list as without one) and
-        ``last_error`` says why, rather than serve half an experiment."""
-        with self._version_lock:
-            experiment = experiments_db.running(self.engine)
+    def _keep_for_arms(self, model: ServingModel | None) -> None:
+        """Under ``_swap``, before the active model is replaced: keep it as an arm's model when the
+        running experiment still ranks with it (no reload, no moment without it)."""
+        snap = self.snapshot
+        if model is None or self._version is None or snap.experiment is None:
+            return
+        if model.version_id in snap.experiment.version_ids() and model.version_id not in snap.arm_models:
+            self._arms[model.version_id] = self._version
+            self.snapshot = dataclasses.replace(snap, arm_models={**snap.arm_models, model.version_id: model})
+
+    def read_experiment(self) -> Experiment | None:
+        """Read the running experiment and swap it in, in one step, when it changed: from then on
+        every list takes its player's arm and the arm's version. The arms' versions already in
+        memory stay; the others are loaded by :meth:`load_experiment` and served through pgvector
+        until then (the way the active version is served before its index loads)."""
+        experiment = experiments_db.running(self.engine)
+        with self._swap:
             snap = self.snapshot
-            catalogue = snap.catalogue
-            active = None if snap.model is None else snap.model.version_id
-            wanted = set() if experiment is None else experiment.version_ids() - {active}
-            if experiment == snap.experiment and wanted == set(snap.arm_models):
+            if snap.experiment_read and experiment == snap.experiment:
+                return experiment
+            wanted = set() if experiment is None else experiment.version_ids()
+            kept = {v: m for v, m in snap.arm_models.items() if v in wanted}
+            self._arms = {v: self._arms[v] for v in kept}
+            self.snapshot = dataclasses.replace(snap, experiment=experiment, arm_models=kept, experiment_read=True)
+            if not self.snapshot.needs_itemknn():
+                self.snapshot = dataclasses.replace(self.snapshot, itemknn=None)
+        if experiment is not None:
+            log.info("experiment %r: arms %s", experiment.name,
+                     ", ".join(f"{a.name}={a.version_label}:{a.weight}" for a in experiment.arms))
+        return experiment
+
+    def load_experiment(self) -> None:
+        """Read the running experiment (:meth:`read_experiment`), then load the versions its arms
+        need that are not in memory, off the request path, and add them to the snapshot when the
+        experiment is still the same. A version that cannot be loaded leaves its arm served through
+        pgvector, and ``/readyz`` answers 503 with ``last_error``."""
+        experiment = self.read_experiment()
+        if experiment is None:
+            return
+        if self.snapshot.needs_itemknn():
+            with self._version_lock:
+                try:
+                    self._build_itemknn(experiment)
+                except (RecsysError, ValueError) as exc:
+                    self._failed(f"item-kNN of experiment {experiment.name!r}", exc)
+        with self._version_lock:
+            snap = self.snapshot
+            wanted = snap.missing_versions()
+            if not wanted:
                 return
+            catalogue = snap.catalogue
             loaded, models = {}, {}
             try:
-                for version_id in sorted(wanted):
-                    if version_id in snap.arm_models:
-                        loaded[version_id], models[version_id] = self._arms[version_id], snap.arm_models[version_id]
-                    else:
-                        loaded[version_id] = self._load(version_id, catalogue)
-                        models[version_id] = self._build(loaded[version_id], catalogue)
+                for version_id in wanted:
+                    loaded[version_id] = self._load(version_id, catalogue)
+                    models[version_id] = self._build(loaded[version_id], catalogue)
             except (RecsysError, ValueError) as exc:
                 self._failed(f"versions of experiment {experiment.name!r}", exc)
-                experiment, loaded, models = None, {}, {}
+                return
             with self._swap:
-                if self.snapshot.catalogue is not catalogue:  # changed while building: rows for new slots
-                    catalogue = self.snapshot.catalogue
+                snap = self.snapshot
+                if snap.experiment != experiment:  # stopped or replaced meanwhile: the next read decides
+                    return
+                if snap.catalogue is not catalogue:  # changed while building: rows for new slots
                     for version_id in loaded:
                         loaded[version_id], models[version_id] = self._rebuilt(
-                            loaded[version_id], models[version_id], catalogue)
-                self._arms = loaded
-                self.snapshot = dataclasses.replace(self.snapshot, experiment=experiment, arm_models=models)
-            if experiment is not None:
-                log.info("experiment %r: arms %s; %d version(s) in memory besides the active one", experiment.name,
-                         ", ".join(f"{a.name}={a.version_label}:{a.weight}" for a in experiment.arms), len(models))
+                            loaded[version_id], models[version_id], snap.catalogue)
+                self._arms.update(loaded)
+                self.snapshot = dataclasses.replace(snap, arm_models={**snap.arm_models, **models})
+            log.info("experiment %r: %d version(s) in memory besides the active one", experiment.name,
+                     len(self.snapshot.arm_models))
+
+    def _build_itemknn(self, experiment: Experiment) -> None:
+        """Build the item-kNN neighbours of the training window (the active version's; without one,
+        the latest ``RECSYS_TRAIN_WINDOW_DAYS`` of interactions) unless this window's are in memory."""
+        active = versions.active_version(self.engine)
+        if active is not None and active.data_start is not None and active.data_end is not None:
+            start, end = active.data_start, active.data_end
+        else:
+            end = training_data.latest_day(self.engine)
+            start = None if end is None else end - timedelta(days=self.settings.training.window_days - 1)
+        built = self.snapshot.itemknn
+        if built is not None and (built.start, built.end) == (start, end):
+            return
+        started = time.perf_counter()
+        if end is None:  # no interactions at all: no neighbours, the popularity back-up fills the lists
+            neighbours = ItemNeighbours.build(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                              0, None, None)
+        else:
+            data = training_data.load_interactions(self.engine, start, end)
+            neighbours = ItemNeighbours.build(data.player_idx, data.slot_idx, data.slot_keys, data.player_keys.size,
+                                              start, end)
+        with self._swap:
+            if self.snapshot.experiment != experiment:  # stopped or replaced meanwhile
+                return
+            self.snapshot = dataclasses.replace(self.snapshot, itemknn=neighbours)
+        log.info("experiment %r: item-kNN of %s..%s, %d slots, built in %.2f s", experiment.name, start, end,
+                 neighbours.slot_keys.size, time.perf_counter() - started)
 
     def _load(self, version_id: int, catalogue: Catalogue) -> _Version:
         vectors = versions.load_slot_vectors(self.engine, version_id)
@@ -289,14 +388,29 @@ class ServingState:
     # --- what requests ask -----------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
-        """(ready, why): the database answers and a version's index is in memory."""
+        """(ready, why): the database answers, the active version's index is in memory and, while
+        an experiment runs, every version its arms rank with. ``why`` says what is served meanwhile."""
         if not ping(self.engine):
             return False, "the database does not answer"
         snap = self.snapshot
         if not snap.catalogue_loaded:
-            return False, "the catalogue is not loaded yet"
+            return False, "the catalogue is not loaded yet: no list is served"
+        if not snap.experiment_read:
+            return False, "the running experiment is not read yet: no list is served"
+        why = f" ({self.last_error})" if self.last_error else ""
         if snap.model is None:
-            return False, self.last_error or "no model version is loaded (none active, or still loading)"
+            if self._no_active:
+                return False, "no active version: serving popularity lists (activate a version to serve the model's)"
+            return False, f"the active version is loading: serving it through pgvector meanwhile{why}"
+        if snap.needs_itemknn() and snap.itemknn is None:
+            return False, (f"experiment {snap.experiment.name!r}: the item-kNN arm's neighbours are being built: "
+                           f"its players get 503 meanwhile{why}")
+        missing = snap.missing_versions()
+        if missing:
+            return False, (f"experiment {snap.experiment.name!r}: version(s) {', '.join(map(str, missing))} of its "
+                           f"arms loading: serving them through pgvector meanwhile{why}")
+        if snap.experiment is not None:
+            return True, f"serving model version {snap.model.version_id}, experiment {snap.experiment.name!r}"
         return True, f"serving model version {snap.model.version_id}"
 
 

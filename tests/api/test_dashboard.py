@@ -106,6 +106,113 @@ def test_why_this_list_reads_the_audit_log(client, keys, world):
     assert "<script>" not in escaped.text and "&lt;script&gt;" in escaped.text
 
 
+# --- session hygiene (issue 22, failure 10) ---------------------------------------------------------
+
+
+def _key(headers) -> str:
+    return headers["Authorization"].split()[1]
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},  # a sandboxed frame or a data: page
+    {"Origin": "http://testserver.local.evil.example"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another origin
+    {"Sec-Fetch-Site": "cross-site", "Origin": "http://testserver.local"},  # Fetch Metadata wins
+])
+def test_a_cross_site_sign_in_or_sign_out_is_403(client, keys, db, headers):
+    response = client.post("/dashboard/login", data={"key": _key(keys["admin"])}, headers=headers,
+                           follow_redirects=False)
+    assert response.status_code == 403 and "set-cookie" not in response.headers
+    assert "same-origin" in response.text and count(db, "dashboard_sessions") == 0
+
+    sign_in(client, keys["read"])
+    refused = client.post("/dashboard/logout", headers=headers, follow_redirects=False)
+    assert refused.status_code == 403 and "set-cookie" not in refused.headers
+    assert client.get("/dashboard/versions").status_code == 200  # still signed in
+    assert count(db, "dashboard_sessions") == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # not a browser (curl, a script): no cross-site request to forge
+    {"Origin": "http://testserver.local"},
+    {"Sec-Fetch-Site": "same-origin"},
+    {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver.local"},
+])
+def test_a_same_origin_sign_in_and_sign_out_work(client, keys, db, headers):
+    response = client.post("/dashboard/login", data={"key": _key(keys["read"])}, headers=headers,
+                           follow_redirects=False)
+    assert response.status_code == 303 and count(db, "dashboard_sessions") == 1
+    out = client.post("/dashboard/logout", headers=headers, follow_redirects=False)
+    assert out.status_code == 303 and count(db, "dashboard_sessions") == 0
+
+
+class _Peer:
+    """The app as a proxy at ``address`` reaches it (the test client's peer is otherwise "testclient")."""
+
+    def __init__(self, app, address: str) -> None:
+        self.app, self.address = app, address
+
+    async def __call__(self, scope, receive, send):
+        await self.app({**scope, "client": (self.address, 40000)} if "client" in scope else scope, receive, send)
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+
+def _cookie(settings, key: str, *, peer: str | None = None, base_url: str = "http://testserver.local",
+            headers: dict | None = None, **changes) -> str:
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from tests.api.conftest import SERVING
+
+    app = create_app(settings.replace(**{**SERVING, **changes}))
+    with TestClient(_Peer(app, peer) if peer else app, base_url=base_url) as client:
+        response = client.post("/dashboard/login", data={"key": key}, headers=headers or {}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+        return response.headers["set-cookie"]
+
+
+def test_the_cookie_is_secure_when_the_request_came_over_tls(settings, keys, db):
+    key = _key(keys["read"])
+    tls = {"X-Forwarded-Proto": "https"}
+    # Straight over TLS, and through a trusted proxy that says it terminated TLS.
+    assert "Secure" in _cookie(settings, key, base_url="https://testserver.local")
+    assert "Secure" in _cookie(settings, key, peer="10.1.2.3", headers=tls, trusted_proxies=("10.0.0.0/8",))
+    assert "Secure" in _cookie(settings, key, peer="10.1.2.3", headers={"X-Forwarded-Proto": "https, http"},
+                               trusted_proxies=("10.1.2.3",))  # the first proxy's word: the client's side
+    # Plain HTTP, and X-Forwarded-Proto from anyone the setting does not name: ignored.
+    assert "Secure" not in _cookie(settings, key)
+    assert "Secure" not in _cookie(settings, key, peer="10.1.2.3", trusted_proxies=("10.0.0.0/8",))
+    assert "Secure" not in _cookie(settings, key, peer="192.0.2.7", headers=tls, trusted_proxies=("10.0.0.0/8",))
+    assert "Secure" not in _cookie(settings, key, peer="10.1.2.3", headers=tls)
+
+
+def test_a_proxied_tls_origin_is_the_same_origin(settings, keys, db):
+    headers = {"X-Forwarded-Proto": "https", "Origin": "https://testserver.local"}
+    cookie = _cookie(settings, _key(keys["read"]), peer="10.1.2.3", headers=headers, trusted_proxies=("10.0.0.0/8",))
+    assert "Secure" in cookie
+
+
+def test_a_key_keeps_at_most_n_sessions_and_the_oldest_end_first(make_client, keys, db):
+    client = make_client(ready=False, dashboard_max_sessions=3)
+    tokens = []
+    for _ in range(5):  # issue 22: 200 sign-ins left 200 session rows
+        response = client.post("/dashboard/login", data={"key": _key(keys["read"])}, follow_redirects=False)
+        assert response.status_code == 303
+        tokens.append(response.cookies["recsys_dashboard"])
+    sign_in(client, keys["admin"])  # another key's sessions are its own
+    assert count(db, "dashboard_sessions") == 4
+    live = []
+    for token in tokens:
+        client.cookies.clear()
+        client.cookies.set("recsys_dashboard", token, path="/dashboard")
+        live.append(client.get("/dashboard/versions", follow_redirects=False).status_code)
+    assert live == [303, 303, 200, 200, 200]
+
+
 # --- the overview at volume (issue 22, failure 5) ---------------------------------------------------
 
 

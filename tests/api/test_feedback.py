@@ -87,6 +87,9 @@ def test_feedback_is_idempotent_and_feeds_the_exploration_counts(client, keys, s
     ({"action": "like"}, 1, "action"),
     ({"ts": "2026-03-01T18:00:00"}, 1, "ts"),  # no time zone
     ({"ts": 5}, 1, "ts"),
+    ({"ts": "2026-03-01T18:00:00+16:00"}, 1, "ts"),  # an offset PostgreSQL cannot store (issue 22: 500)
+    ({"ts": "0001-01-01T00:00:00Z"}, 1, "ts"),  # outside the accepted times (issue 22: stored)
+    ({"ts": "9999-12-31T23:59:59Z"}, 1, "ts"),
     ({"stars": 5}, 1, "stars"),
 ])
 def test_one_bad_item_rejects_the_batch_naming_it(client, keys, served, db, change, row, field):

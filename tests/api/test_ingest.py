@@ -78,3 +78,46 @@ def test_bad_input_is_a_problem_and_writes_nothing(client, keys, db, path, body,
         assert problem["field"] == field
     assert (count(db, "players"), count(db, "slots")) == (players, slots)
     assert (_player(db, "p1"), _slot(db, "s1")) == before
+
+
+def test_a_slot_with_more_markets_than_the_bound_is_422_not_503(client, keys, db):
+    # Issue 22: 100,000 markets overflowed the index row of ix_slots_hidden ("index row requires 9208
+    # bytes"), answered 503 "retry later".
+    from recsys.importing import MAX_MARKETS
+
+    before = _slot(db, "s1")
+    for n in (100_000, MAX_MARKETS + 1):
+        markets = [f"M{i:05d}" for i in range(n)]
+        problem = assert_problem(client.put("/v1/slots/s1", json={"markets": markets}, headers=keys["ingest"]), 422)
+        assert problem["field"] == "markets" and f"at most {MAX_MARKETS}" in problem["detail"], problem
+        batch = [{"slot_id": "s2"}, {"slot_id": "s1", "markets": markets}]
+        problem = assert_problem(client.put("/v1/slots", json=batch, headers=keys["ingest"]), 422)
+        assert (problem["index"], problem["field"]) == (1, "markets"), problem
+    assert _slot(db, "s1") == before
+
+
+def test_the_most_markets_allowed_fit_even_at_the_longest_codes(client, keys, db):
+    from recsys.constants import MARKET_LENGTH
+    from recsys.importing import MAX_MARKETS
+
+    # Distinct codes of the full length: nothing for the index to compress.
+    markets = [f"{i:0{MARKET_LENGTH}x}" for i in range(7 ** 9, 7 ** 9 + MAX_MARKETS)]
+    answer = client.put("/v1/slots/s1", json={"markets": markets}, headers=keys["ingest"])
+    assert answer.status_code == 200, answer.text
+    assert _slot(db, "s1").markets == markets
+
+
+def test_an_empty_list_of_markets_means_every_market(client, keys, db):
+    # docs/import-format.md: empty = every market. Issue 22: [] was stored as '{}' and served nowhere.
+    def similar(market):
+        return {i["slot_id"] for i in client.get("/v1/slots/s10/similar", params={"k": 2, "market": market},
+                                                 headers=keys["read"]).json()["items"]}
+
+    assert client.put("/v1/slots/s11", json={"markets": ["SE"]}, headers=keys["ingest"]).status_code == 200
+    assert "s11" not in similar("GB")
+    assert client.put("/v1/slots/s11", json={"markets": []}, headers=keys["ingest"]).status_code == 200
+    assert _slot(db, "s11").markets is None
+    assert "s11" in similar("GB") and "s11" in similar("SE")
+    batch = [{"slot_id": "s9", "markets": []}, {"slot_id": "s12", "markets": ["SE"]}]
+    assert client.put("/v1/slots", json=batch, headers=keys["ingest"]).status_code == 200
+    assert (_slot(db, "s9").markets, _slot(db, "s12").markets) == (None, ["SE"])

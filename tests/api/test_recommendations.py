@@ -202,3 +202,27 @@ def test_bad_requests_are_problem_details_and_write_nothing(client, keys, db, pa
     body = assert_problem(client.get(path, headers=keys["read"]), status)
     assert body["detail"]
     assert count(db, "recommendations") == 0
+
+
+def test_popular_items_score_their_popularity_and_readyz_says_why_it_is_503(db, keys, make_client):
+    """An imported history older than the popularity window still ranks and scores by popularity
+    (it gave 0.0, by key, before); with no active version /readyz explains its 503."""
+    from tests.factories import add_player, add_slot
+
+    long_ago = datetime.now(UTC) - timedelta(days=90)
+    with db.begin() as conn:
+        add_player(conn, "solo", market="GB")
+        slots = [add_slot(conn, f"x{i}") for i in range(4)]
+        for n, slot in enumerate(slots[1:]):  # x1: 1 player, x2: 2, x3: 3
+            for p in range(n + 1):
+                other = add_player(conn, f"fan-{n}-{p}")
+                add_session(conn, f"fan-{n}-{p}", other, slot, long_ago + timedelta(days=p), 60)
+    client = make_client(ready=False)
+    assert wait_until(lambda: client.app.state.serving.snapshot.stats.players.any())  # counted off the request path
+    body = _recommend(client, keys, "solo", k=3).json()
+    assert [(i["slot_id"], i["reason"], i["score"]) for i in body["items"]] == [
+        ("x3", "popular", 1.0), ("x2", "popular", pytest.approx(2 / 3, abs=1e-6)),
+        ("x1", "popular", pytest.approx(1 / 3, abs=1e-6))]
+    why = "no active version: serving popularity lists (activate a version to serve the model's)"
+    assert wait_until(lambda: client.get("/readyz").json()["detail"] == why)  # once the database said so
+    assert client.get("/readyz").status_code == 503

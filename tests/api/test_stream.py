@@ -140,6 +140,8 @@ def test_a_reconnecting_client_gets_what_it_missed(open_stream, client, keys, wo
     with db.begin() as conn:  # a stopped player's list is logged but never shown, live or replayed
         conn.execute(sa.text("UPDATE players SET risk_flag = true WHERE player_id = 'p1'"))
     trigger(client, keys, "d", slot="s18")
+    with db.begin() as conn:  # allowed again: the lists made before are shown again (checked at delivery)
+        conn.execute(sa.text("UPDATE players SET risk_flag = false WHERE player_id = 'p1'"))
 
     resumed = open_stream(last_event_id=first["recommendation_id"])
     assert resumed.next().comments == ("connected",)
@@ -158,3 +160,69 @@ def test_streams_need_a_known_player_and_the_read_scope(client, keys, world):
     assert_problem(client.get("/v1/players/nobody/stream", headers=keys["read"]), 404)
     assert_problem(client.get("/v1/players/p1/stream", headers=keys["ingest"]), 403)
     assert_problem(client.get("/v1/players/p1/stream"), 401)
+
+
+# --- protection at delivery (issue 22, failure 1) --------------------------------------------------
+
+
+def test_a_player_excluded_after_a_list_gets_no_games_on_replay(open_stream, client, keys, db):
+    rec = trigger(client, keys, "a")
+    assert rec["items"]
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE players SET self_excluded_until = now() + interval '30 days' "
+                             "WHERE player_id = 'p1'"))
+    stream = open_stream(last_event_id="0")
+    stream.next()
+    event = stream.next_list()
+    body = json.loads(event.data)
+    assert event.id == rec["recommendation_id"]  # the cursor moves on: the client does not ask again
+    assert (body["items"], body["action"], body["suppressed"]) == ([], None, {"reason": "self_excluded"})
+    assert stream.next().comments == ("keep-alive",)  # and nothing else
+
+
+def test_a_slot_disabled_or_moved_out_of_market_since_is_not_replayed(open_stream, client, keys, db):
+    rec = trigger(client, keys, "a")
+    first, second, *rest = [item["slot_id"] for item in rec["items"]]
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE slots SET active = false WHERE slot_id = :s"), {"s": first})
+        conn.execute(sa.text("UPDATE slots SET markets = '{MT}' WHERE slot_id = :s"), {"s": second})  # p1 is GB
+    stream = open_stream(last_event_id="0")
+    stream.next()
+    body = json.loads(stream.next_list().data)
+    assert [item["slot_id"] for item in body["items"]] == rest
+    assert body["suppressed"] is None
+
+    with db.begin() as conn:  # every game gone: nothing is sent for that list
+        conn.execute(sa.text("UPDATE slots SET active = false WHERE slot_id = ANY(:s)"), {"s": rest})
+    again = open_stream(last_event_id="0")
+    again.next()
+    assert again.next().comments == ("keep-alive",)
+
+
+def notify(db, recommendation_id: str, player_id: str) -> None:
+    """A hand-made payload on the push channel, signed as the application's role signs (any other
+    role's NOTIFY is dropped unheard since issue 22: tests/db/test_analytics.py)."""
+    with db.begin() as conn:
+        conn.execute(sa.text("SELECT recsys_notify('recsys_push', :payload)"),
+                     {"payload": json.dumps({"recommendation_id": recommendation_id, "player_id": player_id})})
+
+
+def test_a_forged_notification_pushes_nothing_the_player_may_not_see(open_stream, client, keys, db):
+    stream = open_stream()
+    stream.next()
+    other = trigger(client, keys, "b", player="p2")
+    theirs = open_stream("p2")
+    theirs.next()
+    notify(db, other["recommendation_id"], "p1")  # another player's list, addressed to p1
+    mine = trigger(client, keys, "a")
+    event = stream.next_list()
+    assert event.id == mine["recommendation_id"]  # the forged one never arrived before it
+    later = trigger(client, keys, "c", player="p2", slot="s3")
+    assert theirs.next_list().id == later["recommendation_id"]  # nor at its owner's stream
+
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE players SET self_excluded_until = now() + interval '30 days' "
+                             "WHERE player_id = 'p1'"))
+    notify(db, mine["recommendation_id"], "p1")  # a stored list of p1's, pushed again after the exclusion
+    body = json.loads(stream.next_list().data)
+    assert (body["items"], body["suppressed"]) == ([], {"reason": "self_excluded"})

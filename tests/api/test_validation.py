@@ -1,7 +1,7 @@
 """Validation before SQL: control characters, numbers beyond the columns, one strict decoder, and
 the 400/422 rule (docs/api.md). Issue 10 found 19 inputs that answered 500; each is here."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -37,6 +37,7 @@ def test_control_characters_in_paths_and_queries_are_422(client, keys, method, p
     ({"session_id": "s\x00"}, "session_id"),
     ({"player_id": "p1\x00"}, "player_id"),
     ({"slot_id": "s1\n"}, "slot_id"),
+    ({"session_id": "   "}, "session_id"),  # blank, as the import and the OpenAPI document refuse it
     ({"bet": 1e10}, "bet"),
     ({"win": 9_999_999_999.999}, "win"),  # rounds to 10^10 cents-wise
 ])
@@ -94,3 +95,55 @@ def test_one_event_id_for_two_events_is_422_and_leaves_no_phantom_session(client
     assert count(db, "play_sessions") == count(db, "play_events") == 0
     retried = [event(0), event(0)]  # the same event twice (a retry inside a batch) is fine
     assert client.post("/v1/events", json={"events": retried}, headers=keys["ingest"]).json()["accepted"] == 1
+
+
+DEEP = 5_000
+"""Levels of nesting in the bodies below: past Python's recursion limit (issue 22: ``RecursionError``, 500)."""
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/v1/events", b'{"events": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+    ("POST", "/v1/events", b"[" * DEEP + b"]" * DEEP),
+    ("PUT", "/v1/players", b"[" * DEEP + b"]" * DEEP),
+    ("PUT", "/v1/players/p1", b'{"market": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+    ("POST", "/v1/experiments", b'{"name": "x", "arms": ' + b'[{"a": ' * DEEP + b"1" + b"}]" * DEEP + b"}"),
+    ("POST", "/v1/feedback", b"[" * DEEP + b"]" * DEEP),
+    ("POST", "/v1/feedback", b'{"feedback": [' + b'{"x": ' * DEEP + b"1" + b"}" * DEEP + b"]}"),
+])
+def test_a_body_nested_deeper_than_the_limit_is_400(client, keys, world, db, method, path, body):
+    problem = assert_problem(client.request(method, path, content=body, headers=keys["admin"]), 400)
+    assert "nested deeper than 32" in problem["detail"], problem
+    assert count(db, "play_events") == 0
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 422), (1, 400)])
+def test_a_body_nested_to_the_limit_is_read_and_one_level_more_is_not(client, keys, world, extra, status):
+    from api.bodies import MAX_DEPTH
+
+    # The batch object, its list and an event (3 levels) whose ``bet`` is a list nested to the limit.
+    levels = MAX_DEPTH - 3 + extra
+    body = '{"events": [{"bet": ' + "[" * levels + "]" * levels + "}]}"
+    problem = assert_problem(client.post("/v1/events", content=body.encode(), headers=keys["ingest"]), status)
+    if status == 422:
+        assert problem["field"] == "bet", problem
+    else:
+        assert f"nested deeper than {MAX_DEPTH}" in problem["detail"], problem
+
+
+@pytest.mark.parametrize("ts", ["2026-03-01T12:00:00+16:00", "2026-03-01T12:00:00-23:59"])
+def test_a_time_zone_offset_postgresql_cannot_store_is_422(client, keys, world, db, ts):
+    problem = assert_problem(client.post("/v1/events", json={"events": [event(0), event(1, ts=ts)]},
+                                         headers=keys["ingest"]), 422)
+    assert (problem["index"], problem["field"]) == (1, "ts"), problem
+    assert "15:59" in problem["detail"], problem
+    assert count(db, "play_events") == 0
+
+
+def test_the_largest_offsets_postgresql_stores_are_accepted(client, keys, world, db):
+    at = NOW.replace(microsecond=0)
+    events = [event(0, ts=at.astimezone(timezone(timedelta(hours=15, minutes=59))).isoformat()),
+              event(1, ts=(at + timedelta(seconds=1)).astimezone(timezone(-timedelta(hours=15, minutes=59)))
+                    .isoformat())]
+    answer = client.post("/v1/events", json={"events": events}, headers=keys["ingest"])
+    assert answer.status_code == 200, answer.text
+    assert count(db, "play_events") == 2

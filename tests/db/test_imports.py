@@ -258,6 +258,17 @@ def test_an_empty_cell_clears_a_nullable_column(db, tmp_path):
     assert {r[0]: r for r in players_rows(db)}["p2"][3] is None
 
 
+def test_an_empty_list_of_markets_is_stored_as_every_market(db, tmp_path):
+    # docs/import-format.md: empty = every market (NULL). Issue 22: stored as '{}', served nowhere.
+    import_all_csv(db, tmp_path)
+    table = pa.table({"slot_id": ["g1", "g2"], "name": ["A", "B"], "provider": ["P", "P"], "theme": ["t", "t"],
+                      "volatility": ["low", "low"], "rtp": [95.0, 95.0], "min_bet": [0.1, 0.1], "max_bet": [1.0, 1.0],
+                      "markets": pa.array([[], ["SE"]], type=pa.list_(pa.string()))})
+    pq.write_table(table, tmp_path / "markets.parquet")
+    import_file(db, "slots", tmp_path / "markets.parquet")
+    assert {r[0]: r[-1] for r in slots_rows(db)} == {"g1": None, "g2": ["SE"]}
+
+
 def test_sessions_without_an_end_column_keep_the_stored_end(db, tmp_path):
     import_all_csv(db, tmp_path)
     moved = "session_id,player_id,slot_id,started_at\ns1,p1,g1,2024-05-01T19:00:00Z\n"
@@ -335,6 +346,10 @@ BAD_FILES = {
                        "g9,X,P,t,wild,96,0,1\n", 1, "volatility", "'wild' is not one of low, medium, high"),
     "rtp out of range": ("slots", "slot_id,name,provider,theme,volatility,rtp,min_bet,max_bet\n"
                          "g9,X,P,t,low,96,0,1\ng10,X,P,t,low,196,0,1\n", 2, "rtp", "not a percentage"),
+    # issue 22: 100,000 markets overflowed ix_slots_hidden's row; at most 100
+    "too many markets": ("slots", "slot_id,name,provider,theme,volatility,rtp,min_bet,max_bet,markets\n"
+                         "g9,X,P,t,low,96,0,1,GB\ng10,X,P,t,low,96,0,1," + "|".join(f"M{i}" for i in range(101))
+                         + "\n", 2, "markets", "101 markets; at most 100"),
 }
 
 
@@ -394,3 +409,32 @@ def test_a_bigger_import_round_trips(db, tmp_path):
     assert _rows(db, "SELECT sum(seconds), count(DISTINCT player_key) FROM play_sessions") == [
         (float(sum(i % 50 for i in range(n))), 100)
     ]
+
+
+def test_the_migration_makes_stored_empty_markets_every_market(server_url):
+    # Rows the importer stored as '{}' before issue 22 are served nowhere until the migration.
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    from recsys.db import migrations
+    from recsys.db.engine import with_database
+
+    scripts = ScriptDirectory.from_config(migrations.alembic_config(server_url))
+    script = next(s for s in scripts.walk_revisions() if s.path.endswith("_empty_markets_are_every_market.py"))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS recsys_empty_markets WITH (FORCE)")
+        conn.execute("CREATE DATABASE recsys_empty_markets")
+    url = with_database(server_url, "recsys_empty_markets")
+    try:
+        migrations.upgrade(url, script.down_revision)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO slots (slot_id, name, provider, theme, volatility, rtp, min_bet, max_bet, "
+                         "markets) VALUES ('empty', 'E', 'P', 't', 'low', 95, 0.1, 1, '{}'), "
+                         "('listed', 'L', 'P', 't', 'low', 95, 0.1, 1, '{SE}')")
+        migrations.upgrade(url)
+        with psycopg.connect(url) as conn:
+            rows = dict(conn.execute("SELECT slot_id, markets FROM slots").fetchall())
+        assert rows == {"empty": None, "listed": ["SE"]}
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS recsys_empty_markets WITH (FORCE)")

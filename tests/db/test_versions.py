@@ -3,6 +3,7 @@ import psycopg
 import pytest
 
 from recsys.db import versions
+from recsys.db.channels import NotifyKey, Verifier
 from tests.factories import add_player, add_slot
 
 
@@ -63,8 +64,10 @@ def test_activation_retires_the_previous_version_and_notifies(db, keys, database
         listener.execute(f"LISTEN {versions.CHANNEL}")
         versions.activate(db, first)
         versions.activate(db, second)
-        payloads = [n.payload for n in listener.notifies(timeout=2, stop_after=2)]
-    assert payloads == [str(first), str(second)]
+        heard = list(listener.notifies(timeout=2, stop_after=2))
+        verifier = Verifier()  # the payloads are signed (issue 22): open them as the API does
+        verifier.key = NotifyKey.read(listener)
+    assert [verifier.open(n).payload for n in heard] == [str(first), str(second)]
     assert versions.active_version(db).id == second
     assert versions.get_version(db, first).status == "retired"
     # rollback to the first

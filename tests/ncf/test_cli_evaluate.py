@@ -167,6 +167,25 @@ def test_ease_chooses_its_lambda_on_held_out_training_pairs(tmp_path, planted_fa
     assert code == 0 and "lambda 77 (command line)" in out
 
 
+def test_ials_chooses_its_factors_and_regularisation_on_held_out_training_pairs(tmp_path, planted_factory,
+                                                                               capsys) -> None:
+    from recsys.baselines import IALS_FACTORS_GRID, IALS_REG_GRID
+
+    data = planted_factory(n_users=80, n_items=150, per_user=12, seed=12)
+    args = write_files(tmp_path, planted_factory, with_negatives=True, data=data)
+    code, out = run_direct([*args, "--model", "ials", "--json", "--seed", "3"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["ials_chosen_on"] == "validation: 80 training pairs held out"
+    # The factors at the middle penalty, then the penalties at the best factors: 5 settings tried.
+    assert len(result["ials_grid"]) == len(IALS_FACTORS_GRID) + len(IALS_REG_GRID) - 1
+    chosen = f"{result['ials_factors']}/{result['ials_reg']:g}"
+    assert result["ials_grid"][chosen] == max(result["ials_grid"].values())
+    assert result["hr@10"] > 0.8  # planted clusters: iALS finds them
+    code, out = run_direct([*args, "--model", "ials", "--seed", "3"], capsys)
+    assert code == 0 and f"{result['ials_factors']} factors, reg {result['ials_reg']:g} (validation" in out
+
+
 def test_ease_lambda_must_be_positive(tmp_path, planted_factory, capsys) -> None:
     from recsys.errors import InputError
 

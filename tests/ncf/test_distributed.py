@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from recsys.evaluation import evaluate_sampled
 from recsys.ncf.config import NCFConfig
@@ -43,9 +44,17 @@ def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_two_processes_take_the_single_process_steps(tmp_path, planted) -> None:
-    done = torchrun(["-m", "tests.ncf.ddp_train", str(tmp_path)], tmp_path)
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory) -> Path:
+    """One torchrun launch training both the plain and the keep-best runs (``plain/``, ``keep_best/``)."""
+    out = tmp_path_factory.mktemp("ddp")
+    done = torchrun(["-m", "tests.ncf.ddp_train", str(out), "plain,keep_best"], out)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_two_processes_take_the_single_process_steps(ddp_runs, planted) -> None:
+    tmp_path = ddp_runs / "plain"
     ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
     single = train(CONFIG, planted.user_idx, planted.item_idx, planted.n_users, planted.n_items)
 
@@ -66,9 +75,8 @@ def test_two_processes_take_the_single_process_steps(tmp_path, planted) -> None:
     assert abs(hr(ranks[0]) - hr(single.weights)) <= 0.01
 
 
-def test_two_processes_keep_the_epoch_the_leader_picks(tmp_path, planted) -> None:
-    done = torchrun(["-m", "tests.ncf.ddp_train", str(tmp_path), "keep_best"], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_two_processes_keep_the_epoch_the_leader_picks(ddp_runs, planted) -> None:
+    tmp_path = ddp_runs / "keep_best"
     ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in (0, 1)]
     history = (tmp_path / "history.txt").read_text().splitlines()
     assert [line.split()[:2] for line in history] == [["gmf", str(e)] for e in (1, 2, 3, 4)]
