@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neumf", default=NEUMF, help="recsys evaluate options of the NeuMF run")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    # A SIGTERM ends the run like Ctrl-C: the running evaluation is killed and the temporary folder, which
+    # holds derived copies of the licensed data, is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     env = {**os.environ, "RECSYS_TRAIN_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
            "OPENBLAS_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
