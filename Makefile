@@ -30,9 +30,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # One line per test file as it finishes; a file runs whole on one worker (--dist loadfile), since
-# some keep a module-wide world in the worker's database.
+# some keep a module-wide world in the worker's database. --no-loadscope-reorder keeps the order of
+# collection, where tests/conftest.py puts the longest files first (xdist would sort by test count).
 test: lint
-	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --progress-files
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder --progress-files
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "$(FAST)" --progress-files

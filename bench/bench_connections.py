@@ -9,14 +9,17 @@ holds ``--idle`` TCP connections that send nothing (reopened as the server close
 ``RECSYS_SERVE_HEADER_TIMEOUT_SECONDS``, as an attacker would) and ``--streams`` open push streams
 (four read keys, one player each). Requests come from bench/loadgen.py in a process of its own,
 paced (two connections, one request every ``--interval`` seconds each), so a stalled server shows
-in the latencies. It also counts refusals: streams answered 429/503 and idle sockets the server
-closed. Loopback only; bounded: about a minute on two cores.
+in the latencies. It also counts refusals (streams answered 429/503), the idle sockets the server
+closed, and the cores the server's processes used in each phase (from ``/proc``): on a shared
+machine, latencies with a server that used little CPU say the machine was busy, not the server.
+Loopback only; bounded: about two minutes on two cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import resource
 import sys
@@ -28,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_api import free_port, gets, seeded_casino, start_server, stop_server  # noqa: E402  (bench/)
-from loadgen import drive_in_another_process, spread  # noqa: E402  (bench/)
+from loadgen import drive_in_another_process, spread, tree_cpu_seconds  # noqa: E402  (bench/)
 
 KEYS = 4
 
@@ -99,9 +102,15 @@ class Crowd:
             writer.close()
 
 
-def measure(port: int, key: str, paths: dict[str, list[str]], interval: float) -> dict[str, dict]:
-    return {name: drive_in_another_process(port, spread(gets(p), 2), key, interval=interval)
-            for name, p in paths.items()}
+def measure(port: int, key: str, paths: dict[str, list[str]], interval: float, server_pid: int) -> dict[str, dict]:
+    """Each endpoint's figures, with the CPU seconds the server's processes spent meanwhile and the
+    wall seconds (``server_cpu`` / ``seconds``: the cores the server used)."""
+    out = {}
+    for name, p in paths.items():
+        cpu = tree_cpu_seconds(server_pid)
+        out[name] = drive_in_another_process(port, spread(gets(p), 2), key, interval=interval)
+        out[name]["server_cpu"] = tree_cpu_seconds(server_pid) - cpu
+    return out
 
 
 def main() -> int:
@@ -131,7 +140,7 @@ def main() -> int:
     port = free_port()
     server = start_server("granian", url, port, {})
     try:
-        alone = measure(port, keys[0], paths, args.interval)
+        alone = measure(port, keys[0], paths, args.interval, server.pid)
         crowd = Crowd(port, args.idle, players[: args.streams], keys).start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
@@ -139,7 +148,7 @@ def main() -> int:
         ):
             time.sleep(0.5)
         held = (crowd.open_idle, crowd.streams_open)
-        crowded = measure(port, keys[0], paths, args.interval)
+        crowded = measure(port, keys[0], paths, args.interval, server.pid)
         held_after = (crowd.open_idle, crowd.streams_open)
         crowd.close()
     finally:
@@ -149,11 +158,14 @@ def main() -> int:
     print(f"recsys serve (granian, 1 worker), file limit {hard:,}; crowd: {held[0]:,} idle sockets and "
           f"{held[1]:,} open streams when measuring began, {held_after[0]:,} and {held_after[1]:,} when it ended; "
           f"idle sockets closed by the server: {crowd.idle_closed:,}; streams refused: {crowd.streams_refused or 0}")
-    print(f"{'endpoint':<16} {'phase':<8} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end")
+    print(f"{'endpoint':<16} {'phase':<8} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+          f"{'server cores':>12}")
     for name in paths:
         for phase, figures in (("alone", alone[name]), ("crowded", crowded[name])):
             f = figures
-            print(f"{name:<16} {phase:<8} {f['requests']:>8} {f['p50']:>8.2f} {f['p99']:>8.2f} {f['errors']:>7}"
+            print(f"{name:<16} {phase:<8} {f['requests']:>8} {f['p50']:>8.2f} {f['p99']:>8.2f} {f['errors']:>7} "
+                  f"{f['server_cpu'] / f['seconds']:>12.2f}"
                   + (f"  first error: {f['first_error']}" if f["errors"] else ""))
         print(f"{name:<16} p99 crowded / alone: {crowded[name]['p99'] / alone[name]['p99']:.2f}"
               f"  (target: p99 < 50 ms crowded: {'met' if crowded[name]['p99'] < 50 else 'NOT met'})")

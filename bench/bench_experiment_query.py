@@ -40,7 +40,7 @@ from recsys.db.engine import sqlalchemy_url  # noqa: E402
 from recsys.experiments import Arm  # noqa: E402
 
 PLAYERS, SLOTS, ITEMS = 20_000, 500, 5
-NEW_INDEXES = ("ix_recommendations_experiment", "ix_play_sessions_recommendation_id")
+NEW_INDEXES = ("ix_recommendations_experiment", "ix_play_sessions_recommendation_id_slot_key")
 
 
 def seed(engine, experiments: int, lists: int, background: int) -> None:
@@ -121,8 +121,8 @@ def indexes(engine, present: bool) -> None:
         if present:
             conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_recommendations_experiment ON recommendations "
                                  "(experiment_id, arm, player_key) WHERE experiment_id IS NOT NULL"))
-            conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_play_sessions_recommendation_id ON play_sessions "
-                                 "(recommendation_id) WHERE recommendation_id IS NOT NULL"))
+            conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_play_sessions_recommendation_id_slot_key "
+                                 "ON play_sessions (recommendation_id, slot_key) WHERE recommendation_id IS NOT NULL"))
         else:
             for name in NEW_INDEXES:
                 conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))

@@ -69,6 +69,9 @@ def open_world(items: int, *, rebuild: bool = False, max_age_hours: float = 12.0
         if row is not None and row[2]:
             print(f"world {database}: kept from {row[1]:%Y-%m-%d %H:%M} UTC", flush=True)
             migrations.upgrade(url)  # this branch's newer migrations (indexes) reach a kept world too
+            with psycopg.connect(url) as conn:  # the lists earlier benches had served go
+                for table in ("recommendation_items", "recommendations"):
+                    conn.execute(f"DELETE FROM {table} WHERE created_at > %s", (row[1],))
             return url, _describe(url, items, row[1])
         print(f"world {database}: {'unfinished' if row is None else 'too old'}, rebuilding", flush=True)
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -139,7 +142,7 @@ def build(url: str, items: int, *, slots: int, players: int) -> None:
                   f"in {time.perf_counter() - step:.1f} s", flush=True)
         print("VACUUM ANALYZE ...", flush=True)
         conn.execute("VACUUM ANALYZE")
-        conn.execute("UPDATE bench_world SET finished = true")
+        conn.execute("UPDATE bench_world SET finished = true, built_at = now()")  # after the last list
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM recommendations), (SELECT count(*) FROM recommendation_items), "
             "(SELECT count(*) FROM feedback), "
@@ -185,7 +188,7 @@ FROM (
            END AS reason,
            now() - make_interval(days => %(days)s) + (g + 0.5)::float8 / %(lists)s * make_interval(days => %(days)s)
                AS created_at
-    FROM generate_series(%(g0)s, %(g1)s - 1) AS g
+    FROM generate_series(%(g0)s::bigint, %(g1)s::bigint - 1) AS g
 ) l
 LEFT JOIN experiments e ON l.created_at >= e.started_at AND l.created_at < coalesce(e.stopped_at, 'infinity')
                        AND l.reason IS NULL
@@ -198,7 +201,7 @@ ITEMS = f"""
            now() - make_interval(days => %(days)s) + (g + 0.5)::float8 / %(lists)s * make_interval(days => %(days)s)
                AS created_at,
            {DRAW} AS u
-    FROM generate_series(%(g0)s, %(g1)s - 1) AS g CROSS JOIN generate_series(1, 10) AS k
+    FROM generate_series(%(g0)s::bigint, %(g1)s::bigint - 1) AS g CROSS JOIN generate_series(1, 10) AS k
     WHERE g %% 20 <> 7
 """
 
@@ -241,7 +244,7 @@ INSERT INTO play_sessions (session_id, player_key, slot_key, started_at, last_ev
 SELECT format('volume-own-%%s-%%s', g, j), %(p0)s + (g * 7919 + j * 31) %% %(np)s,
        %(s0)s + (g * 131 + j * 977) %% %(ns)s,
        t, t + interval '10 minutes', t + interval '10 minutes', 600, 120, least(t + interval '10 minutes', now())
-FROM generate_series(%(g0)s, %(g1)s - 1) AS g CROSS JOIN generate_series(1, 2) AS j
+FROM generate_series(%(g0)s::bigint, %(g1)s::bigint - 1) AS g CROSS JOIN generate_series(1, 2) AS j
 CROSS JOIN LATERAL (SELECT now() - make_interval(days => %(days)s)
                            + (g + j / 3.0)::float8 / %(lists)s * make_interval(days => %(days)s) AS t) s
 """

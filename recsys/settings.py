@@ -384,9 +384,9 @@ class Serving(Group):
     backlog: int = setting(
         "RECSYS_SERVE_BACKLOG", 4096, "Connections the kernel queues before `recsys serve` accepts them.", at_least=1
     )
-    max_requests: int = setting(
-        "RECSYS_SERVE_MAX_REQUESTS", 3000,
-        "Requests (open streams included) one granian worker runs at once; keep it above RECSYS_STREAMS_MAX.",
+    max_connections: int = setting(
+        "RECSYS_SERVE_MAX_CONNECTIONS", 10000,
+        "Connections one worker holds (idle, streams, requests); past it new ones wait (granian) or get 503.",
         at_least=1,
     )
     header_timeout_seconds: float = setting(

@@ -74,23 +74,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from granian.http import HTTP1Settings
 
         # Open SSE streams never end by themselves: give workers 3 s after SIGTERM, then stop them.
-        # backpressure: requests a worker runs at once, above RECSYS_STREAMS_MAX so that streams
-        # past their cap get the app's 503 and other requests keep room. header_read_timeout also
-        # closes a keep-alive connection that sends nothing (1,024 idle sockets took the API down),
+        # backpressure: connections a worker accepts at once (granian counts them at its accept
+        # loop, idle ones included: at 3,000, 5,000 idle sockets kept /healthz waiting in the
+        # kernel's backlog for 7 s, bench/bench_connections.py), well above RECSYS_STREAMS_MAX so
+        # that streams past their cap get the app's 503 and other requests keep room.
+        # header_read_timeout closes a keep-alive connection that sends nothing (1,024 idle sockets
+        # took the API down),
         # and with HTTP/1 only a new one too: the "auto" mode waits for a first byte to tell HTTP/1
         # from HTTP/2 before any timeout runs (a connection that sent nothing stayed open for good).
         Granian(APP, factory=True, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
                 http=HTTPModes.http1,
                 log_access=False, workers_kill_timeout=SHUTDOWN_SECONDS, backlog=serving.backlog,
-                backpressure=serving.max_requests,
+                backpressure=serving.max_connections,
                 http1_settings=HTTP1Settings(header_read_timeout=int(serving.header_timeout_seconds * 1000))).serve()
     else:
         import uvicorn
 
-        # limit_concurrency answers 503 past it, as granian's backpressure makes connections wait.
+        # limit_concurrency answers 503 past it, where granian's backpressure makes connections wait.
         uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False, log_level="info",
                     timeout_graceful_shutdown=SHUTDOWN_SECONDS, backlog=serving.backlog,
-                    limit_concurrency=serving.max_requests,
+                    limit_concurrency=serving.max_connections,
                     timeout_keep_alive=max(1, round(serving.header_timeout_seconds)))
     return 0
 

@@ -122,11 +122,15 @@ WITH answered AS (
     WHERE f.received_at >= now() - make_interval(hours => :h)
     GROUP BY f.recommendation_id, f.slot_key
 ), window_items AS (
+    -- Late feedback on an older list is left out. OFFSET 0 keeps the EXISTS a probe of the items'
+    -- unique index per answered item: as a semi join the planner hashed every item of the window
+    -- (610 of the 1,220 ms at 330k items).
     SELECT a.*
     FROM answered a
     WHERE EXISTS (SELECT 1 FROM recommendation_items i
                   WHERE i.recommendation_id = a.recommendation_id AND i.slot_key = a.slot_key
-                    AND i.created_at >= now() - make_interval(hours => :h))
+                    AND i.created_at >= now() - make_interval(hours => :h)
+                  OFFSET 0)
 )
 SELECT (SELECT count(*) FROM recommendation_items WHERE created_at >= now() - make_interval(hours => :h)) AS served,
        count(*) FILTER (WHERE impressed) AS impressions,

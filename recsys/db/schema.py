@@ -121,9 +121,6 @@ play_sessions = sa.Table(
     sa.Index(None, "slot_key"),
     sa.Index(None, "started_at"),
     sa.Index(None, "updated_at"),
-    # Attributed sessions by their list (experiment results, the dashboard's funnel); migration 0009.
-    sa.Index("ix_play_sessions_recommendation_id", "recommendation_id",
-             postgresql_where=sa.text("recommendation_id IS NOT NULL")),
     # The play of a list's item (the dashboard's funnel, the experiments' outcomes; migration 0013).
     sa.Index(None, "recommendation_id", "slot_key", postgresql_where=sa.text("recommendation_id IS NOT NULL")),
 )

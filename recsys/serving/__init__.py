@@ -10,6 +10,8 @@
   event loop for ``GET .../recommendations``, or on a blocking connection; the long-session trigger,
   ``recsys.tracker``, runs it inside its own flow: :func:`~recsys.serving.lists.list_flow`);
 - ``similar``: similar slots, from the index or from pgvector;
+- ``itemknn``: the item-kNN neighbours an experiment's ``itemknn`` arm ranks with (pure, built
+  off the request path and kept in the snapshot);
 - ``delivery``: what a stream may show of a stored triggered list, checked again at delivery.
 
 ``api/`` calls in; this package calls ``recsys.db``, which returns rows and arrays. The pure

@@ -211,3 +211,44 @@ def test_a_key_keeps_at_most_n_sessions_and_the_oldest_end_first(make_client, ke
         client.cookies.set("recsys_dashboard", token, path="/dashboard")
         live.append(client.get("/dashboard/versions", follow_redirects=False).status_code)
     assert live == [303, 303, 200, 200, 200]
+
+
+# --- the overview at volume (issue 22, failure 5) ---------------------------------------------------
+
+
+def _served(client) -> int:
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    return int(re.search(r'<strong id="served-24h">(\d+)</strong>', page.text)[1])
+
+
+def test_the_overview_reads_its_counts_at_most_once_per_cache_period(keys, world, make_client):
+    """RECSYS_DASHBOARD_CACHE_SECONDS: reloading tabs share one read per period; 0 reads on every load."""
+    cached, fresh = make_client(dashboard_cache_seconds=3600), make_client(dashboard_cache_seconds=0)
+    for client in (cached, fresh):
+        sign_in(client, keys["read"])
+        assert _served(client) == 0
+    assert cached.get("/v1/players/p1/recommendations", headers=keys["read"]).status_code == 200
+    assert _served(cached) == 0  # the counts read before the list was served, until the period ends
+    assert _served(fresh) == 1
+
+
+def test_the_overview_counts_are_read_again_once_expired(world, db):
+    import time
+
+    import sqlalchemy as sa
+
+    from api.dashboard import CountsCache
+
+    cache = CountsCache(0.2)
+    hours, funnel = cache.get(db)
+    assert sum(h.served for h in hours) == 0 and funnel["served"] == 0
+    with db.begin() as conn:
+        conn.execute(sa.text("INSERT INTO recommendations (id, player_key, trigger) "
+                             "VALUES ('00000000-0000-0000-0000-000000000001', :p, 'api')"), {"p": world.players["p1"]})
+        conn.execute(sa.text("INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason) "
+                             "VALUES ('00000000-0000-0000-0000-000000000001', 1, :s, 1.0, 'personal')"),
+                     {"s": world.slots["s1"]})
+    time.sleep(0.3)
+    hours, funnel = cache.get(db)
+    assert sum(h.served for h in hours) == 1 and funnel["served"] == 1

@@ -211,10 +211,14 @@ def test_a_forged_notification_pushes_nothing_the_player_may_not_see(open_stream
     stream = open_stream()
     stream.next()
     other = trigger(client, keys, "b", player="p2")
+    theirs = open_stream("p2")
+    theirs.next()
     notify(db, other["recommendation_id"], "p1")  # another player's list, addressed to p1
     mine = trigger(client, keys, "a")
     event = stream.next_list()
     assert event.id == mine["recommendation_id"]  # the forged one never arrived before it
+    later = trigger(client, keys, "c", player="p2", slot="s3")
+    assert theirs.next_list().id == later["recommendation_id"]  # nor at its owner's stream
 
     with db.begin() as conn:
         conn.execute(sa.text("UPDATE players SET self_excluded_until = now() + interval '30 days' "

@@ -346,6 +346,10 @@ BAD_FILES = {
                        "g9,X,P,t,wild,96,0,1\n", 1, "volatility", "'wild' is not one of low, medium, high"),
     "rtp out of range": ("slots", "slot_id,name,provider,theme,volatility,rtp,min_bet,max_bet\n"
                          "g9,X,P,t,low,96,0,1\ng10,X,P,t,low,196,0,1\n", 2, "rtp", "not a percentage"),
+    # issue 22: 100,000 markets overflowed ix_slots_hidden's row; at most 100
+    "too many markets": ("slots", "slot_id,name,provider,theme,volatility,rtp,min_bet,max_bet,markets\n"
+                         "g9,X,P,t,low,96,0,1,GB\ng10,X,P,t,low,96,0,1," + "|".join(f"M{i}" for i in range(101))
+                         + "\n", 2, "markets", "101 markets; at most 100"),
 }
 
 
