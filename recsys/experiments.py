@@ -234,11 +234,16 @@ class ArmOutcome:
     def players(self) -> int:
         return self.sums.players
 
-    def __getattr__(self, name: str) -> int:
-        # lists, items, impressions, clicks, ...: the arm's totals.
-        if name in SUM_NAMES:
-            return self.sums.total(name)
-        raise AttributeError(name)
+    # The arm's totals over its players.
+    lists = property(lambda self: self.sums.total("lists"))
+    suppressed = property(lambda self: self.sums.total("suppressed"))
+    reality_checks = property(lambda self: self.sums.total("reality_checks"))
+    items = property(lambda self: self.sums.total("items"))
+    impressions = property(lambda self: self.sums.total("impressions"))
+    clicks = property(lambda self: self.sums.total("clicks"))
+    plays = property(lambda self: self.sums.total("plays"))
+    dismissals = property(lambda self: self.sums.total("dismissals"))
+    long_clicks = property(lambda self: self.sums.total("long_clicks"))
 
 
 @dataclass(frozen=True)

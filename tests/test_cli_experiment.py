@@ -99,8 +99,9 @@ def test_the_walk_through_from_a_fresh_database_to_a_promoted_candidate(db, sett
             name, value = words.pop(0).split("=")
             monkeypatch.setenv(name, value)
         if players is not None:  # a small casino: seconds, not minutes
-            words = [*words[:2], *re.sub(r"--players \d+ --slots \d+", f"--players {players} --slots 80",
-                                         " ".join(words[2:])).split(), "--no-progress"]
+            words = [*words[:2], *re.sub(r"--players \d+ --slots \d+ --days \d+",
+                                         f"--players {players} --slots 80 --days 30", " ".join(words[2:])).split(),
+                     "--no-progress"]
         assert main(words[1:]) == 0, step
         return capsys.readouterr().out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from recsys.cli.demo import _print_verdict, choose_port, demo_key
+from recsys.cli.demo import _print_verdict, choose_port, demo_key, try_it
 from recsys.db import versions
 from recsys.db.apikeys import find_key, revoke_key
 
@@ -47,3 +47,11 @@ def test_the_demo_prints_the_verdict_in_words(db, capsys):
         "    The quality gate refused it (not activated): HR@10 0.552 is below the floor 0.6.",
         "    no version is active: the API serves popularity lists until one passes the gate",
     ]
+
+
+def test_the_demo_ends_with_its_keys_scopes_and_the_dashboard():
+    lines = try_it("http://127.0.0.1:8001", "rsk_abc", "p7")
+    assert lines[0].startswith("Try it (API key: rsk_abc, scopes read, ingest, admin")
+    assert "    open http://127.0.0.1:8001/dashboard and sign in with the key (the operator dashboard)" in lines
+    ask = '    curl -H "Authorization: Bearer rsk_abc" "http://127.0.0.1:8001/v1/players/p7/recommendations?k=5"'
+    assert ask in lines

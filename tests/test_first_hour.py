@@ -3,8 +3,9 @@
 The demo keeps its world in ``<RECSYS_DATA_DIR>/demo``, so the example files go into an empty
 database: every player is inserted (none "updated" over the demo's ids) and the first pipeline run
 is run 1 (issue 23: it said ``1,000 updated`` and trained on the demo's 20,000 players as version 2).
-Both databases are embedded servers, started as a user's commands start them; the demo is tiny and
-both pipelines train fast, so this checks the order and the databases, not the model's figures.
+Both databases are embedded servers, started as a user's commands start them; the demo is tiny,
+stops before its API, and both pipelines train fast, so this checks the order and the databases,
+not the model's figures.
 """
 
 from __future__ import annotations
@@ -51,12 +52,10 @@ def test_the_readmes_own_data_steps_after_the_demo_get_what_the_readme_says(monk
             monkeypatch.setenv(variable, value)
     monkeypatch.delenv("RECSYS_DATABASE_URL", raising=False)
 
-    assert main(["demo", "--players", "300", "--slots", "40", "--days", "12", "--simulate-seconds", "1",
-                 "--exit"]) == 0
+    # The demo's world and model, without its API and live play (tests/test_demo.py checks its last lines).
+    assert main(["demo", "--players", "300", "--slots", "40", "--days", "12", "--simulate-seconds", "0"]) == 0
     demo = capsys.readouterr().out
     assert f"the embedded PostgreSQL in {own_data_dir / 'demo'}/pg" in demo
-    assert re.search(r"API key: rsk_\w+, scopes read, ingest, admin", demo), demo
-    assert re.search(r"open http://127\.0\.0\.1:\d+/dashboard and sign in with the key", demo), demo
     assert players(Settings.from_env().replace(data_dir=own_data_dir / "demo")) == 300
 
     commands = readme_own_data_commands()

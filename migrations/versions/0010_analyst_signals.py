@@ -26,7 +26,7 @@ Revoking a function of ``pg_catalog`` needs a superuser (or the owner); without 
 goes on and warns for each function the analyst can still run (docs/analytics.md).
 
 Revision ID: 0010
-Revises: 0012
+Revises: 0009
 """
 from collections.abc import Sequence
 
@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0012"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,14 +6,14 @@ market lists, so the slot was served nowhere; they now store NULL. This fixes th
 stored. Data only: no column, index or constraint changes.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

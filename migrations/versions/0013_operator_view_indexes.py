@@ -11,7 +11,7 @@ feedback always arrives after the list) and reaches items and play through index
   the items served in the window, counted from the index alone.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 from collections.abc import Sequence
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slots", type=int, default=800, help="slots of the synthetic casino")
     parser.add_argument("--days", type=int, default=60, help="days of play history, ending yesterday")
     parser.add_argument("--simulate-seconds", type=float, default=45.0,
-                        help="wall seconds of simulated live play through the API")
+                        help="wall seconds of simulated live play through the API; 0: stop after the pipeline "
+                             "(no API, no live play)")
     parser.add_argument("--port", type=int, default=None,
                         help="API port (default: RECSYS_SERVE_PORT, 8000; a free one when it is taken)")
     parser.add_argument("--exit", action="store_true", help="stop the API after the summary")
@@ -87,6 +88,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     key, reused = demo_key(engine, Path(data_dir) / KEY_FILE)
     print(f"    API key of the demo: {'reused from' if reused else 'new, kept in'} {data_dir}/{KEY_FILE}")
     engine.dispose()
+    if args.simulate_seconds <= 0:
+        print("\n--simulate-seconds 0: no API and no live play; `recsys demo` again (the casino and the model "
+              "stay) or `recsys serve` with RECSYS_DATA_DIR=" + str(data_dir) + " serves them")
+        return 0
     port, taken = choose_port("127.0.0.1", settings.serving.port if args.port is None else args.port)
     if taken is not None:
         print(f"    port {taken} is taken (another `recsys serve` or demo still running?): using port {port} instead")
@@ -116,16 +121,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"suppressed by player protection or session policy: {recorded['suppressed_lists']:,}")
         print(f"    feedback rows: {recorded['feedback']:,}; play sessions attributed to a recommendation: "
               f"{recorded['attributed_sessions']:,}")
-        player = sim.example_recommendation or "<player_id>"
         print()
-        print(f"Try it (API key: {key}, scopes {', '.join(DEMO_SCOPES)}: admin, so it can also activate "
-              f"versions and start experiments):")
-        print(f'    curl -H "Authorization: Bearer {key}" "{base}/v1/players/{player}/recommendations?k=5"')
-        print(f'    curl -H "Authorization: Bearer {key}" "{base}/v1/models"')
-        print(f'    curl -N -H "Authorization: Bearer {key}" "{base}/v1/players/{player}/stream"')
-        print(f"    open {base}/dashboard and sign in with the key (the operator dashboard)")
-        print(f"    curl {base}/metrics")
-        print(f"    open {base}/schema for the OpenAPI document")
+        for line in try_it(base, key, sim.example_recommendation or "<player_id>"):
+            print(line)
         if not args.exit:
             print("\nThe API keeps running; Ctrl-C stops it.")
             server.wait()
@@ -136,6 +134,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             server.terminate()
             server.wait(timeout=30)
     return 0
+
+
+def try_it(base: str, key: str, player: str) -> list[str]:
+    """The demo's closing lines: its key with its scopes, what to ask the API, and the dashboard."""
+    return [
+        f"Try it (API key: {key}, scopes {', '.join(DEMO_SCOPES)}: admin, so it can also activate versions "
+        f"and start experiments):",
+        f'    curl -H "Authorization: Bearer {key}" "{base}/v1/players/{player}/recommendations?k=5"',
+        f'    curl -H "Authorization: Bearer {key}" "{base}/v1/models"',
+        f'    curl -N -H "Authorization: Bearer {key}" "{base}/v1/players/{player}/stream"',
+        f"    open {base}/dashboard and sign in with the key (the operator dashboard)",
+        f"    curl {base}/metrics",
+        f"    open {base}/schema for the OpenAPI document",
+    ]
 
 
 def demo_settings(settings: Settings) -> Settings:
