@@ -15,7 +15,10 @@ Everything past the casino is made in SQL (``INSERT ... SELECT`` over ``generate
 at a time with a progress line), in the database ``recsys_volume_<items>`` of an embedded server in
 ``bench/out/volume`` (ignored by git). The world is kept between runs and rebuilt only when asked or
 when it is older than ``--max-age-hours``: its timestamps are fixed at build time, so the dashboard's
-"last 24 hours" empties as the world ages. Never part of the test suite.
+"last 24 hours" empties as the world ages. A kept world is upgraded to this checkout's head; when a
+merge re-chains the migrations under it (a revision inserted below the one it stands at), rebuild
+it with ``--rebuild``. Lists that benches served into it are deleted when it is opened again.
+Never part of the test suite.
 """
 
 from __future__ import annotations
