@@ -50,5 +50,5 @@ def test_the_demos_help_describes_its_options(capsys):
         main(["demo", "--help"])
     out = capsys.readouterr().out
     out = " ".join(out.split())
-    for words in ("players of the synthetic casino (default: 20000)", "through the API (default: 45.0)"):
+    for words in ("players of the synthetic casino (default: 20000)", "(no API, no live play) (default: 45.0)"):
         assert words in out, out
