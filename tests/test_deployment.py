@@ -76,6 +76,7 @@ def test_the_first_run_script_imports_a_folder_and_trains(db, settings, tmp_path
         "RECSYS_TRAIN_MODEL": "gmf", "RECSYS_TRAIN_EPOCHS": "1", "RECSYS_GATE_MIN_HR": "0",
         # A one-epoch model: the test is about the script, not the gate's baseline checks.
         "RECSYS_GATE_POPULARITY_MARGIN": "1", "RECSYS_GATE_BEAT_ITEMKNN": "false",
+            "RECSYS_GATE_BEAT_IALS": "false",
     }
     done = subprocess.run([str(ROOT / "deploy" / "first-run.sh"), str(ROOT / "examples")], env=env,
                           capture_output=True, text=True, timeout=300)

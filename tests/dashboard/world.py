@@ -61,7 +61,9 @@ def seed(engine: sa.Engine, report_dir: Path) -> Casino:
     versions.set_metrics(engine, candidate, {**QUALITY, "hr@10": 0.851, "gate": {"passed": True, "reason": "passed"}})
     versions.set_metrics(engine, refused, {**QUALITY, "hr@10": 0.501,
                                            "gate": {"passed": False, "reason": "HR@10 0.501 below popularity 0.612"}})
-    pilot = store.start(engine, "pilot", (Arm("control", active, 50), Arm("candidate", candidate, 50)))
+    # Sized for a lift as large as the one seeded (60 %), so the report gives its verdict.
+    pilot = store.start(engine, "pilot", (Arm("control", active, 50), Arm("candidate", candidate, 50)),
+                        min_effect=0.6)
     serve_experiment(engine, pilot, players, list(slots.values()),
                      {"control": ClickModel(0.10, 4.0), "candidate": ClickModel(0.16, 6.0)}, seed=11)
     store.stop(engine, "pilot")
