@@ -93,7 +93,14 @@ def database_url(server_url) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url, tmp_path_factory) -> Settings:
-    return Settings.from_env({}, database_url=database_url, data_dir=tmp_path_factory.mktemp("data"))
+    """The default settings on this worker's database, training on one thread.
+
+    ``make test`` runs one worker per core, so the default two torch threads per worker ask for twice
+    the cores there are, and torch's threads wait for each other: one GMF run of tests/test_worker.py
+    trained in 39-71 s with two threads and 5-6 s with one (same figures), two cores at load 3.5.
+    """
+    return Settings.from_env({}, database_url=database_url, data_dir=tmp_path_factory.mktemp("data"),
+                             train_threads=1)
 
 
 @pytest.fixture(scope="session")
