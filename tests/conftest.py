@@ -17,7 +17,8 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import tempfile
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from recsys.db.embedded import embedded_url
 from recsys.db.engine import sqlalchemy_url, with_database
 from recsys.db.schema import metadata
 from recsys.settings import Settings
+from tests import server_folders
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 """``gw0``, ``gw1`` ... under xdist; empty in a single process."""
@@ -56,9 +58,10 @@ def server_folder() -> Path:
     Not under pytest's ``/tmp/pytest-of-<user>``: every pytest that starts (another worker, another
     checkout's run) sets that folder back to mode 0700, and the server, which runs as its own system
     user when the tests run as root, can then no longer reach its data (pg_ctl: "Permission denied").
+    The folder names this process as its owner, so that the next run removes it (its server stopped
+    first) if this one is killed before its exit hooks run (tests/server_folders.py).
     """
-    folder = Path(tempfile.mkdtemp(prefix=f"recsys-test-{WORKER or 'main'}-"))
-    folder.chmod(0o755)
+    folder = server_folders.make_folder(WORKER or "main")
     # atexit runs last-registered first: the server's own stop hook (registered by embedded_url,
     # after this) runs before the folder goes.
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
@@ -223,8 +226,16 @@ class FileProgress:
         self.current.clear()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
+    # SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does: pytest finishes the session and the
+    # exit hooks stop the servers and remove their folders, instead of the process vanishing at once.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     if config.getoption("--progress-files") and not WORKER:
         terminal = config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
@@ -245,6 +256,15 @@ def pytest_runtest_logstart(nodeid, location):
 
 def pytest_sessionstart(session):
     pytest_runtest_logreport.progress = getattr(session.config, "_file_progress", None)
+    if not WORKER:
+        server_folders.remove_stale()  # a killed run's servers, before this run starts its own
+
+
+def pytest_unconfigure(config):
+    """After an interrupted ``make test``: the servers of the workers that xdist tore down before
+    their exit hooks ran (this process outlives its workers)."""
+    if not WORKER:
+        server_folders.remove_stale()
 
 
 def pytest_report_teststatus(report, config):
