@@ -113,18 +113,31 @@ def engine(database_url):
     engine.dispose()
 
 
-@pytest.fixture
-def db(engine):
-    """An empty database (every table truncated) and the engine to reach it."""
+def empty(engine) -> None:
+    """Truncate every table (identities restarted)."""
     names = ", ".join(table.name for table in metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def db(engine):
+    """An empty database (every table truncated) and the engine to reach it."""
+    empty(engine)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def module_db(engine):
+    """The database emptied once for a module's shared world, which its tests only read. The next test
+    that asks for ``db`` empties it again: a module puts the tests that read its world first."""
+    empty(engine)
     return engine
 
 
 # --- markers: what `make test-fast` leaves out, and the order files start in ---------------------
 
-SERVER_FIXTURES = {"server_url", "database_url", "engine", "db", "settings", "own_data_dir"}
+SERVER_FIXTURES = {"server_url", "database_url", "engine", "db", "module_db", "settings", "own_data_dir"}
 
 SLOW_FILES = {
     "tests/ncf/test_distributed.py": "torchrun: two processes importing torch, three launches",

@@ -34,8 +34,7 @@ def casino(db):
     return db
 
 
-@pytest.fixture
-def fast(settings):
+def fast_settings(settings: Settings) -> Settings:
     """A GMF trained in seconds. It beats popularity on this casino but not item-kNN (HR@10 0.594 against
     0.630 when measured), so the item-kNN and iALS gates are off unless a test is about them."""
     return settings.replace(train_model="gmf",
@@ -52,6 +51,21 @@ def fast(settings):
 
 
 @pytest.fixture
+def fast(settings):
+    return fast_settings(settings)
+
+
+@pytest.fixture(scope="module")
+def trained(module_db, settings):
+    """The :func:`fast_settings` GMF trained once on a fresh casino, the first version, for the tests
+    that only read it and its version: they come first in this file (a later test's ``db`` empties the
+    database; the outcome itself stays)."""
+    write_casino(module_db, CASINO)
+    consolidate(module_db, Scoring())
+    return run_training(module_db, fast_settings(settings))
+
+
+@pytest.fixture
 def loser(fast):
     """A model built to lose: one epoch at a rate that leaves the initial weights, so it ranks at random
     (HR@10 near 10/76 with 75 negatives), far below popularity; the floor lets it through."""
@@ -63,8 +77,8 @@ def _clusters(engine, table: str, key: str) -> dict[int, int]:
         return dict(conn.execute(sa.text(f"SELECT {key}, cluster FROM {table}")).all())
 
 
-def test_the_model_recovers_the_planted_structure(casino, fast):
-    outcome = run_training(casino, fast)
+def test_the_model_recovers_the_planted_structure(trained, module_db, fast):
+    outcome, casino = trained, module_db
     m = outcome.metrics
     # It beats popularity by far: the gate, popularity's check included (margin 0), lets it through.
     assert m.model.hr > m.baselines["popularity"].hr + 0.05, m
@@ -85,28 +99,8 @@ def test_the_model_recovers_the_planted_structure(casino, fast):
     assert share > 3 / 6, share
 
 
-def test_a_cooc_version_indexes_the_co_occurrence_vectors_of_its_training_pairs(casino, fast):
-    settings = fast.replace(similarity_vector="cooc")
-    outcome = run_training(casino, settings)
-    version = versions.get_version(casino, outcome.version_id)
-    assert version.similarity_vector == "cooc"
-    data = outcome.data
-    train_u, train_i, _, _ = evaluation_cases(data, time_holdout(data, settings.training), settings.training)
-    expected = spectral_item_vectors(train_u, train_i, len(data.player_keys), len(data.slot_keys))
-    slots = versions.load_slot_vectors(casino, outcome.version_id)
-    np.testing.assert_array_equal(slots.slot_keys, data.slot_keys)
-    np.testing.assert_allclose(slots.similarity, expected, atol=1e-6)
-    # The towers are still the model's; the similar slots share their latent cluster far more often than chance.
-    np.testing.assert_array_equal(slots.towers["gmf"], outcome.model.item_factors["gmf"])
-    slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
-    clusters = np.array([slot_cluster[k] for k in data.slot_keys])
-    neighbours = most_similar(slots.similarity, np.arange(len(clusters)), k=10)
-    share = float((clusters[neighbours] == clusters[:, None]).mean())
-    assert share > 3 / 6, share
-
-
-def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
-    outcome = run_training(casino, fast)
+def test_the_version_in_postgresql_equals_the_trained_model(trained, module_db):
+    outcome, casino = trained, module_db
     version = versions.get_version(casino, outcome.version_id)
     assert (version.status, version.model, version.n_slots) == ("active", "gmf", len(outcome.data.slot_keys))
     assert version.metrics["hr@10"] == pytest.approx(outcome.metrics.model.hr)
@@ -135,6 +129,26 @@ def test_the_version_in_postgresql_equals_the_trained_model(casino, fast):
         ).scalar_one()
     assert offline == (len(outcome.data.player_keys), 10)
     assert played == 0  # offline lists never hold a slot the player already played
+
+
+def test_a_cooc_version_indexes_the_co_occurrence_vectors_of_its_training_pairs(casino, fast):
+    settings = fast.replace(similarity_vector="cooc")
+    outcome = run_training(casino, settings)
+    version = versions.get_version(casino, outcome.version_id)
+    assert version.similarity_vector == "cooc"
+    data = outcome.data
+    train_u, train_i, _, _ = evaluation_cases(data, time_holdout(data, settings.training), settings.training)
+    expected = spectral_item_vectors(train_u, train_i, len(data.player_keys), len(data.slot_keys))
+    slots = versions.load_slot_vectors(casino, outcome.version_id)
+    np.testing.assert_array_equal(slots.slot_keys, data.slot_keys)
+    np.testing.assert_allclose(slots.similarity, expected, atol=1e-6)
+    # The towers are still the model's; the similar slots share their latent cluster far more often than chance.
+    np.testing.assert_array_equal(slots.towers["gmf"], outcome.model.item_factors["gmf"])
+    slot_cluster = _clusters(casino, "synth_slot_clusters", "slot_key")
+    clusters = np.array([slot_cluster[k] for k in data.slot_keys])
+    neighbours = most_similar(slots.similarity, np.arange(len(clusters)), k=10)
+    share = float((clusters[neighbours] == clusters[:, None]).mean())
+    assert share > 3 / 6, share
 
 
 BASELINE_KEYS = (
@@ -337,7 +351,7 @@ def test_a_killed_run_leaves_nothing_active_and_the_next_run_cleans_up(casino, f
     assert versions.active_version(casino).id == outcome.version_id
 
 
-def test_torchrun_with_two_processes_trains_an_equally_good_model(casino, fast, database_url):
+def test_torchrun_with_two_processes_trains_an_equally_good_model(trained, casino, fast, database_url):
     from recsys.pipeline import settings_environment
 
     env = settings_environment(fast)  # every setting of the fixture, the item-kNN gate's included
@@ -352,7 +366,7 @@ def test_torchrun_with_two_processes_trains_an_equally_good_model(casino, fast, 
     (ddp,) = versions.list_versions(casino)
     assert (ddp.status, ddp.metrics["train_processes"]) == ("active", 2)
 
-    single = run_training(casino, fast)
+    single = trained  # the same settings on the same casino, in this process
     assert single.metrics.train_processes == 1
     assert ddp.metrics["hr@10"] > ddp.metrics["popularity_hr@10"] + 0.05, ddp.metrics
     assert abs(ddp.metrics["hr@10"] - single.metrics.model.hr) <= 0.03, (ddp.metrics, single.metrics)
