@@ -269,7 +269,8 @@ def test_torchrun_training_that_finds_the_lock_taken_exits_with_code_4(casino, f
     assert versions.list_versions(casino) == []
 
 
-def test_the_settings_reach_a_child_process_unchanged(settings, tmp_path):
+def test_the_settings_reach_a_child_process_unchanged(tmp_path):
+    settings = Settings.from_env({}, database_url="postgresql://recsys@db.example:5432/recsys", data_dir=tmp_path)
     for changed in (
         settings.replace(data_dir=tmp_path, train_mlp_layers=(32, 16), train_early_stopping=False,
                             gate_itemknn_margin=0.25, explore_seed=None, night_hours="", train_processes=3),

@@ -268,10 +268,11 @@ def test_the_gate_refuses_a_model_that_loses_to_popularity(casino, loser):
          "HR@10 0.600 is below item-kNN's 0.650 on the same cases by more than the margin 0.04"),
     ],
 )
-def test_the_baseline_checks_of_the_gate(settings, changes, reason):
+def test_the_baseline_checks_of_the_gate(changes, reason):
     from recsys.metrics import VersionMetrics
     from recsys.quality_gate import baseline_refusal
 
+    settings = Settings.from_env({})
     metrics = VersionMetrics.from_json({"hr@10": 0.60, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.65})
     assert baseline_refusal(settings.replace(**changes).gate, metrics) == reason
     level = VersionMetrics.from_json({"hr@10": 0.62, "popularity_hr@10": 0.62, "itemknn_hr@10": 0.62})
