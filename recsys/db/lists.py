@@ -1,13 +1,13 @@
-"""The statements one served list makes: two round trips, both prepared, run by the list's flow
-(``recsys.serving.lists``) on a blocking connection or on the event loop.
+"""What one served list reads and writes: two statements, each one round trip, both prepared on the
+connection (``recsys.db.pool``), awaited by the list's code (``recsys.serving.lists``).
 
 The serving process keeps the slow-changing state in memory (``recsys.serving.state``) and asks
 the database per list only what must be exact at that moment:
 
-- :func:`player_statement`: the player's protection fields, vector, precomputed top-N, the slots they
+- :func:`read_player`: the player's protection fields, vector, precomputed top-N, the slots they
   played (the latest seed candidates; those in the exclusion window are never shown), and the
   slots disabled or not offered in their market right now (one query);
-- :func:`log_statement`: the served list and its items (one statement, one transaction).
+- :func:`log_list`: the served list and its items (one statement, one transaction).
 
 Functions return rows as plain dataclasses and numpy arrays; ``recsys.serving`` builds its objects
 from them.
@@ -16,17 +16,16 @@ from them.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
+from psycopg import AsyncConnection
+from psycopg.rows import kwargs_row
 
 from recsys.db.bulk import array_literal, unquoted_literal
-from recsys.db.engine import Statement
 from recsys.errors import NotFound
+from recsys.served import ServedList
 
 RECENT_SLOTS = 5
 """Latest distinct slots of a player whose mean vector seeds candidates when there is no context."""
@@ -67,15 +66,15 @@ class PlayerRow:
 # markets: a player with no market sees only slots offered everywhere). The last reads the partial
 # index ``ix_slots_hidden`` (migration 0007), so its cost does not grow with the catalogue.
 _PLAYER = """
-    SELECT p.id, p.market, p.self_excluded_until, p.cooling_off_until, p.marketing_consent, p.risk_flag,
-           CAST(e.gmf AS real[]), CAST(e.mlp AS real[]), e.player_key IS NOT NULL, o.slot_keys,
-           pl.keys, pl.excluded,
+    SELECT p.id AS key, p.player_id, p.market, p.self_excluded_until, p.cooling_off_until, p.marketing_consent,
+           p.risk_flag, CAST(e.gmf AS real[]) AS gmf, CAST(e.mlp AS real[]) AS mlp,
+           e.player_key IS NOT NULL AS has_vector, o.slot_keys AS top_n, pl.keys AS played, pl.excluded,
            ARRAY(
                SELECT s.id FROM slots s
                WHERE (NOT s.active OR s.markets IS NOT NULL)
                  AND (NOT s.active OR NOT coalesce(coalesce(p.market, CAST(%(market)s AS varchar)) = ANY(s.markets),
                                                    false))
-           )
+           ) AS hidden
     FROM players p
     LEFT JOIN player_embeddings e ON e.version_id = %(version)s AND e.player_key = p.id
     LEFT JOIN offline_recommendations o ON o.version_id = %(version)s AND o.player_key = p.id
@@ -91,33 +90,35 @@ _PLAYER = """
 """
 
 
-def player_statement(
-    player_id: str, version_id: int | None, *, market: str | None, played_days: int | None
-) -> Statement:
-    """The statement that reads everything one list needs of ``player_id`` (:func:`player_row` reads
-    its row). ``market``: the market of a player who has none stored; ``played_days``: the
-    exclusion window (None: a slot once played is never shown again)."""
-    return Statement(_PLAYER, {"player_id": player_id, "version": version_id, "market": market, "days": played_days})
-
-
-def player_row(row: tuple | None, player_id: str) -> PlayerRow:
-    """The player from :func:`player_statement`'s row; raises :class:`NotFound` for an unknown player."""
-    if row is None:
+async def read_player(
+    conn: AsyncConnection, player_id: str, version_id: int | None, *, market: str | None, played_days: int | None
+) -> PlayerRow:
+    """Everything one list needs of ``player_id``. ``market``: the market of a player who has none
+    stored; ``played_days``: the exclusion window (None: a slot once played is never shown again).
+    Raises :class:`NotFound` for an unknown player."""
+    cursor = conn.cursor(row_factory=kwargs_row(_player_row))
+    await cursor.execute(_PLAYER, {"player_id": player_id, "version": version_id, "market": market,
+                                   "days": played_days})
+    player = await cursor.fetchone()
+    if player is None:
         raise NotFound("player", player_id)
-    (key, stored_market, self_excluded_until, cooling_off_until, consent, risk_flag, gmf, mlp, has_vector, top_n,
-     played, excluded, hidden) = row
+    return player
+
+
+def _player_row(*, key, player_id, market, self_excluded_until, cooling_off_until, marketing_consent, risk_flag,
+                gmf, mlp, has_vector, top_n, played, excluded, hidden) -> PlayerRow:
     towers = None
     if has_vector:
-        vectors = (("gmf", gmf), ("mlp", mlp))
-        towers = {name: np.asarray(value, dtype=np.float32) for name, value in vectors if value is not None}
+        towers = {name: np.asarray(value, dtype=np.float32) for name, value in (("gmf", gmf), ("mlp", mlp))
+                  if value is not None}
     played = played or []
     return PlayerRow(
         key=key,
         player_id=player_id,
-        market=stored_market,
+        market=market,
         self_excluded_until=self_excluded_until,
         cooling_off_until=cooling_off_until,
-        marketing_consent=consent,
+        marketing_consent=marketing_consent,
         risk_flag=risk_flag,
         towers=towers,
         recent_keys=np.asarray(played[:RECENT_SLOTS], dtype=np.int64),
@@ -128,33 +129,6 @@ def player_row(row: tuple | None, player_id: str) -> PlayerRow:
 
 
 # --- logging what was served ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServedItem:
-    slot_key: int
-    score: float
-    reason: str
-    explored: bool
-
-
-@dataclass(frozen=True)
-class ServedList:
-    """One served (or suppressed) list, as ``recommendations`` + ``recommendation_items`` store it."""
-
-    id: uuid.UUID
-    player_key: int
-    version_id: int | None
-    trigger: str
-    context_slot_key: int | None
-    market: str | None
-    suppressed_reason: str | None
-    filters: Mapping[str, Any]
-    items: tuple[ServedItem, ...]
-    session_key: int | None = None  # the play session whose long-session trigger produced it
-    action: str | None = None  # e.g. ``reality_check``: what the frontend shows instead of games
-    experiment_id: int | None = None  # the experiment that split the player (recsys.experiments)
-    arm: str | None = None  # its arm that made the list
 
 
 # One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
@@ -180,7 +154,7 @@ _LOG = """
 """
 
 
-def log_statement(served: ServedList, *, synchronous_commit: bool = False) -> Statement:
+async def log_list(conn: AsyncConnection, served: ServedList, *, synchronous_commit: bool = False) -> None:
     """The list and its items in one statement (one transaction): both or neither.
 
     Run in autocommit, or in a transaction of the caller's (the session tracker logs a triggered
@@ -192,15 +166,15 @@ def log_statement(served: ServedList, *, synchronous_commit: bool = False) -> St
     (bench/bench_api.py measures both).
     """
     items = served.items
-    return Statement(_LOG, {
+    await conn.execute(_LOG, {
         "commit_mode": "on" if synchronous_commit else "off",
-        "id": served.id,
+        "id": served.recommendation_id,
         "player": served.player_key,
         "version": served.version_id,
         "trigger": served.trigger,
         "context": served.context_slot_key,
         "market": served.market,
-        "suppressed": served.suppressed_reason,
+        "suppressed": served.suppressed,
         "filters": json.dumps(served.filters),
         "session": served.session_key,
         "action": served.action,
@@ -212,4 +186,4 @@ def log_statement(served: ServedList, *, synchronous_commit: bool = False) -> St
         "scores": unquoted_literal(repr(float(i.score)) for i in items),  # reads back exactly
         "reasons": array_literal(i.reason for i in items),
         "explored": unquoted_literal("t" if i.explored else "f" for i in items),
-    }, fetch=False)
+    })
