@@ -346,10 +346,25 @@ def test_a_killed_run_leaves_nothing_active_and_the_next_run_cleans_up(casino, f
     (killed,) = versions.list_versions(casino)
     assert killed.status == "training"
     assert versions.active_version(casino) is None
+    _wait_for_the_lock_to_be_released(casino)
 
     outcome = run_training(casino, fast)
     assert versions.get_version(casino, killed.id).status == "failed"
     assert versions.active_version(casino).id == outcome.version_id
+
+
+def _wait_for_the_lock_to_be_released(engine, seconds: float = 15.0) -> None:
+    """PostgreSQL ends a killed client's session (and its advisory lock) once it sees the socket close:
+    under load that came after the next run asked for the lock ("another training run is in progress")."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with versions.training_lock(engine):
+                return
+        except versions.VersionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def test_torchrun_with_two_processes_trains_an_equally_good_model(trained, casino, fast, database_url):
