@@ -70,10 +70,12 @@ def add_session(
 
 
 def fast_pipeline(settings, data_dir, **changes):
-    """Settings for a pipeline that trains in seconds (GMF, 8 epochs) behind a gate that lets any
-    version through, baselines included (tests/test_worker.py tests the gate itself)."""
+    """Settings for a pipeline that trains in seconds (GMF, 8 epochs, one thread as the ``settings``
+    fixture's: tests/conftest.py says why) behind a gate that lets any version through, baselines
+    included (tests/test_worker.py tests the gate itself)."""
     fast = {
         "train_model": "gmf",
+        "train_threads": 1,
         "train_epochs": 8,
         "train_lr": 0.01,
         "train_factors": 16,
