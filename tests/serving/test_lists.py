@@ -185,3 +185,18 @@ def test_group_commit_writes_concurrent_lists_together_and_a_bad_one_alone(casin
     assert statements[groups:] == [3, 1, 1, 1]  # the group refused, then each list alone
     assert mixed[0] is None and mixed[2] is None
     assert isinstance(mixed[1], psycopg.errors.ForeignKeyViolation)
+
+
+def test_a_slot_added_or_disabled_is_seen_by_the_next_list(casino, settings):
+    engine, _, slots, _ = casino
+    state = serving_state(settings, engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE slots SET active = false WHERE slot_id = 's11'"))
+        add_slot(conn, "s21", provider="p21")
+    # The database hides the disabled slot at once; the catalogue learns of the new one when refreshed.
+    around = make(state, "p1", k=4, context_key=slots["s10"], context_slot_id="s10")
+    assert "s11" not in [i.slot_id for i in around.items] and "s9" in [i.slot_id for i in around.items]
+    assert "s21" not in state.snapshot.catalogue.key_of
+    state.refresh_catalogue()
+    assert "s21" in state.snapshot.catalogue.key_of
+    assert state.snapshot.model.version_id == casino[3]  # the version in memory is kept across the refresh
