@@ -26,7 +26,9 @@ async def get_recommendations(
     ] = None,
 ) -> RecommendationList:
     """Recommendations for a player: gated by player protection, played slots excluded, logged."""
-    return answer(await recommend(state.serving, state.pool, player_id, k=k, context_slot=context_slot, market=market))
+    served = await recommend(state.serving, state.pool, state.list_log, player_id, k=k, context_slot=context_slot,
+                             market=market)
+    return answer(served)
 
 
 ROUTES = [get_recommendations]

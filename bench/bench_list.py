@@ -98,7 +98,7 @@ def main() -> int:
     cpu: dict[str, list[float]] = defaultdict(list)
     stages = {
         "SQL: the player and the exclusions": (lists.db, "read_player", timed_async),
-        "SQL: the log and its commit": (lists.db, "log_list", timed_async),
+        "SQL: the log and its commit": (lists.db, "log_lists", timed_async),
         "Python: candidates": (lists, "generate_candidates", timed),
         "Python: model logits": (lists, "model_logits", timed),
         "Python: ranking": (lists, "rank", timed),

@@ -7,7 +7,8 @@ the database per list only what must be exact at that moment:
 - :func:`read_player`: the player's protection fields, vector, precomputed top-N, the slots they
   played (the latest seed candidates; those in the exclusion window are never shown), and the
   slots disabled or not offered in their market right now (one query);
-- :func:`log_list`: the served list and its items (one statement, one transaction).
+- :func:`log_lists`: served lists and their items (one statement, one transaction): a triggered list
+  with the events that fired it, and the API's lists by group commit (:class:`GroupCommit`).
 
 Functions return rows as plain dataclasses and numpy arrays; ``recsys.serving`` builds its objects
 from them.
@@ -15,17 +16,24 @@ from them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from psycopg import AsyncConnection
 from psycopg.rows import kwargs_row
 
-from recsys.db.bulk import array_literal, unquoted_literal
+from recsys.db.bulk import array_literal, nullable_literal, unquoted_literal
+from recsys.db.engine import DatabaseUnavailable
 from recsys.errors import NotFound
 from recsys.served import ServedList
+
+if TYPE_CHECKING:
+    from recsys.db.pool import OnlinePool
 
 RECENT_SLOTS = 5
 """Latest distinct slots of a player whose mean vector seeds candidates when there is no context."""
@@ -131,31 +139,41 @@ def _player_row(*, key, player_id, market, self_excluded_until, cooling_off_unti
 # --- logging what was served ----------------------------------------------------------------------
 
 
-# One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
-# ``synchronous_commit`` for this transaction only; the first INSERT reads the CTE, which makes
-# PostgreSQL evaluate it before anything is written.
+# One statement for any number of lists, so one implicit transaction and one round trip. Its steps:
+# - commit_mode: ``set_config(..., true)`` sets ``synchronous_commit`` for this transaction only; the
+#   first INSERT reads it, which makes PostgreSQL evaluate it before anything is written;
+# - served: the lists, one row each, from one array per column;
+# - then their items, from one array per column, each item naming its list.
 _LOG = """
-    WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode),
-    served AS (
-        INSERT INTO recommendations
-            (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
-             session_key, action, experiment_id, arm)
-        SELECT %(id)s, %(player)s, %(version)s, %(trigger)s, %(context)s, %(market)s, %(suppressed)s,
-               CAST(%(filters)s AS jsonb), %(session)s, %(action)s, %(experiment)s, %(arm)s
-        FROM commit_mode
-        RETURNING id, created_at
-    )
-    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
-    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
-    FROM served, unnest(
-        CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]), CAST(%(scores)s AS float8[]),
-        CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
-    ) AS i(rank, slot_key, score, reason, explored)
+WITH commit_mode AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode
+),
+served AS (
+    INSERT INTO recommendations
+        (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
+         session_key, action, experiment_id, arm)
+    SELECT l.*
+    FROM commit_mode, unnest(
+        CAST(%(ids)s AS uuid[]), CAST(%(players)s AS bigint[]), CAST(%(versions)s AS integer[]),
+        CAST(%(triggers)s AS varchar[]), CAST(%(contexts)s AS integer[]), CAST(%(markets)s AS varchar[]),
+        CAST(%(suppressed)s AS varchar[]), CAST(%(filters)s AS jsonb[]), CAST(%(sessions)s AS bigint[]),
+        CAST(%(actions)s AS varchar[]), CAST(%(experiments)s AS integer[]), CAST(%(arms)s AS varchar[])
+    ) AS l(id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
+           session_key, action, experiment_id, arm)
+    RETURNING id, created_at
+)
+INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
+SELECT i.recommendation_id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
+FROM unnest(
+    CAST(%(item_lists)s AS uuid[]), CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]),
+    CAST(%(scores)s AS float8[]), CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
+) AS i(recommendation_id, rank, slot_key, score, reason, explored)
+JOIN served ON served.id = i.recommendation_id
 """
 
 
-async def log_list(conn: AsyncConnection, served: ServedList, *, synchronous_commit: bool = False) -> None:
-    """The list and its items in one statement (one transaction): both or neither.
+async def log_lists(conn: AsyncConnection, lists: Sequence[ServedList], *, synchronous_commit: bool = False) -> None:
+    """The lists and their items in one statement (one transaction): all or none.
 
     Run in autocommit, or in a transaction of the caller's (the session tracker logs a triggered
     list with the events that fired it): then the setting applies to that whole transaction, so
@@ -165,25 +183,81 @@ async def log_list(conn: AsyncConnection, served: ServedList, *, synchronous_com
     ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync per request
     (bench/bench_api.py measures both).
     """
-    items = served.items
+    items = [(served.recommendation_id, rank, item) for served in lists for rank, item in enumerate(served.items, 1)]
     await conn.execute(_LOG, {
         "commit_mode": "on" if synchronous_commit else "off",
-        "id": served.recommendation_id,
-        "player": served.player_key,
-        "version": served.version_id,
-        "trigger": served.trigger,
-        "context": served.context_slot_key,
-        "market": served.market,
-        "suppressed": served.suppressed,
-        "filters": json.dumps(served.filters),
-        "session": served.session_key,
-        "action": served.action,
-        "experiment": served.experiment_id,
-        "arm": served.arm,
         # Text literals (see recsys.db.bulk.unquoted_literal).
-        "ranks": unquoted_literal(map(str, range(1, len(items) + 1))),
-        "keys": unquoted_literal(str(int(i.slot_key)) for i in items),
-        "scores": unquoted_literal(repr(float(i.score)) for i in items),  # reads back exactly
-        "reasons": array_literal(i.reason for i in items),
-        "explored": unquoted_literal("t" if i.explored else "f" for i in items),
+        "ids": unquoted_literal(str(s.recommendation_id) for s in lists),
+        "players": unquoted_literal(str(s.player_key) for s in lists),
+        "versions": unquoted_literal(_number(s.version_id) for s in lists),
+        "triggers": array_literal(s.trigger for s in lists),
+        "contexts": unquoted_literal(_number(s.context_slot_key) for s in lists),
+        "markets": nullable_literal(s.market for s in lists),
+        "suppressed": nullable_literal(s.suppressed for s in lists),
+        "filters": array_literal(json.dumps(s.filters) for s in lists),
+        "sessions": unquoted_literal(_number(s.session_key) for s in lists),
+        "actions": nullable_literal(s.action for s in lists),
+        "experiments": unquoted_literal(_number(s.experiment_id) for s in lists),
+        "arms": nullable_literal(s.arm for s in lists),
+        "item_lists": unquoted_literal(str(list_id) for list_id, _, _ in items),
+        "ranks": unquoted_literal(str(rank) for _, rank, _ in items),
+        "keys": unquoted_literal(str(int(i.slot_key)) for _, _, i in items),
+        "scores": unquoted_literal(repr(float(i.score)) for _, _, i in items),  # reads back exactly
+        "reasons": array_literal(i.reason for _, _, i in items),
+        "explored": unquoted_literal("t" if i.explored else "f" for _, _, i in items),
     })
+
+
+def _number(value: int | None) -> str:
+    return "NULL" if value is None else str(int(value))
+
+
+class GroupCommit:
+    """The API's lists, logged by group commit: the lists of concurrent requests are written by one
+    statement and one commit, and each request is answered after that commit (a list is logged
+    before it is answered, as with a write of its own).
+
+    No timer: while one group is being written, the lists that arrive wait and form the next group,
+    so a lone request is written at once and a busy process writes more lists per statement. A
+    group that fails fails each of its requests (with the error: a 503 for a lost database), and
+    writes none of its lists.
+    """
+
+    def __init__(self, pool: OnlinePool, *, synchronous_commit: bool) -> None:
+        self.pool = pool
+        self.synchronous_commit = synchronous_commit
+        self._waiting: list[tuple[ServedList, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def log(self, served: ServedList) -> None:
+        """Return once ``served`` is committed (in a group with the lists logged meanwhile)."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((served, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                await self._commit(group)
+        finally:
+            self._writer = None
+
+    async def _commit(self, group: list[tuple[ServedList, asyncio.Future]]) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                await log_lists(conn, [served for served, _ in group], synchronous_commit=self.synchronous_commit)
+        except Exception as exc:
+            if len(group) > 1 and not isinstance(exc, DatabaseUnavailable):
+                for one in group:  # a list the database refuses (a player deleted meanwhile) fails alone
+                    await self._commit([one])
+                return
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in group:
+                if not done.done():
+                    done.set_result(None)

@@ -40,6 +40,7 @@ raised as :class:`~recsys.db.engine.DatabaseUnavailable`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import time
@@ -110,21 +111,17 @@ class OnlinePool:
         """A connection for one request, in autocommit; see the module docstring."""
         if not self._opened:
             await self.open()
-        if self.down:
-            async with self._own_connection() as conn:
-                yield conn
-            return
-        pool, conn = self._pool, await self._getconn()
-        if conn is None:  # the pool found the server gone while this request waited
-            async with self._own_connection() as conn:
-                yield conn
-            return
-        if _closed_by_server(conn):
+        pool = self._pool
+        conn = None if self.down else await self._getconn(pool)
+        if conn is not None and _closed_by_server(conn):
             await pool.putconn(conn)  # broken: the pool closes it
             self._went_away()
-            async with self._own_connection() as conn:
-                yield conn
-            return
+            conn = None
+        if conn is None:  # down, or the pool found the server gone: a connection of this request's own
+            conn = await self._connect()
+            release = conn.close
+        else:
+            release = functools.partial(pool.putconn, conn)
         try:
             yield conn
         except psycopg.OperationalError as exc:
@@ -132,16 +129,16 @@ class OnlinePool:
                 self._went_away()
             raise unavailable(self.url, exc) from exc
         finally:
-            await pool.putconn(conn)
+            await release()
 
-    async def _getconn(self) -> psycopg.AsyncConnection | None:
-        """A connection of the pool's, waiting at most ``acquire_seconds`` (then a 503); None when the
+    async def _getconn(self, pool: AsyncConnectionPool) -> psycopg.AsyncConnection | None:
+        """A connection of ``pool``'s, waiting at most ``acquire_seconds`` (then a 503); None when the
         pool finds the server gone meanwhile (its reconnection gave up: the waiting client would not be
         told, so it looks every :data:`RECHECK_SECONDS`)."""
         deadline = time.monotonic() + self.acquire_seconds
         while True:
             try:
-                return await self._pool.getconn(min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0.001)))
+                return await pool.getconn(min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0.001)))
             except PoolTimeout:
                 if self.down:
                     return None
@@ -149,10 +146,9 @@ class OnlinePool:
                     raise DatabaseUnavailable(
                         self.url, f"no connection free within {self.acquire_seconds:g} s") from None
 
-    @asynccontextmanager
-    async def _own_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A connection opened for this request alone while the pool is down: a 503 at once when the
-        server still refuses; the first that opens ends the outage."""
+    async def _connect(self) -> psycopg.AsyncConnection:
+        """A connection opened for one request while the pool is down: a 503 at once when the server
+        still refuses; the first that opens ends the outage."""
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_SECONDS, **self._kwargs)
         except psycopg.OperationalError as exc:
@@ -161,14 +157,7 @@ class OnlinePool:
             self.down = False
             if self._failed:
                 await self._replace_pool()
-        try:
-            yield conn
-        except psycopg.OperationalError as exc:
-            if conn.broken:
-                self._went_away()
-            raise unavailable(self.url, exc) from exc
-        finally:
-            await conn.close()
+        return conn
 
     def _went_away(self) -> None:
         self.down = self._failed = True

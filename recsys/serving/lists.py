@@ -16,7 +16,9 @@ order:
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
    disabled and out-of-market slots removed as the player's query found them
    (``recsys.db.lists.read_player``), ranking (``recsys.serving.ranking``);
-4. the log: the list and its items in one statement (``recsys.db.lists.log_list``);
+4. the log: the list and its items in one statement (``recsys.db.lists.log_lists``), in the
+   trigger's transaction, or with the lists of concurrent requests by group commit
+   (``recsys.db.lists.GroupCommit``); answered only after the commit;
 5. the metrics: served or suppressed, the fallbacks taken, the log write's duration.
 
 The list is a :class:`~recsys.served.ServedList`; the HTTP bodies are its views (:func:`answer`,
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -48,6 +51,7 @@ from recsys.serving.state import ServingState, Snapshot
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
+    from recsys.db.lists import GroupCommit
     from recsys.db.pool import OnlinePool
 
 API = "api"
@@ -116,10 +120,11 @@ def _suppression(reason: str | None) -> Suppression | None:
 
 
 async def recommend(
-    serving: ServingState, pool: OnlinePool, player_id: str, *, k: int, context_slot: str | None = None,
-    market: str | None = None,
+    serving: ServingState, pool: OnlinePool, log: GroupCommit, player_id: str, *, k: int,
+    context_slot: str | None = None, market: str | None = None,
 ) -> ServedList:
-    """A list asked for by ``GET .../recommendations``, on a connection of ``pool``'s.
+    """A list asked for by ``GET .../recommendations``: the player read on a connection of ``pool``'s,
+    the list logged by ``log``'s group commit; returns after its commit.
 
     ``market`` serves a player without one stored. Raises ``NotFound`` for an unknown player or
     context slot before anything is written.
@@ -128,7 +133,7 @@ async def recommend(
     context_key = _context_key(snap, context_slot)
     async with pool.connection() as conn:
         return await make_list(conn, serving, snap, player_id, k=k, trigger=API, context_key=context_key,
-                               context_slot_id=context_slot, market=market)
+                               context_slot_id=context_slot, market=market, log=log.log)
 
 
 def _context_key(snap: Snapshot, context_slot: str | None) -> int | None:
@@ -157,6 +162,7 @@ async def make_list(
     late_reason: str | None = None,
     action: str | None = None,
     synchronous_commit: bool | None = None,
+    log: Callable[[ServedList], Awaitable[None]] | None = None,
 ) -> ServedList:
     """Gate, build, log and count one list for ``player_id`` over ``snap`` on ``conn`` (the steps of
     the module docstring): two statements, the player's read, then the log (three while the version
@@ -166,9 +172,11 @@ async def make_list(
     list). ``market``: for a player without one stored (a player's own market always wins: a slot
     not offered there is never shown). A trigger passes its session (``session_key``,
     ``session_id``, ``continuous_seconds``) and, past the session limit or in the night hours, the
-    ``late_reason`` and ``action`` that replace the games. ``synchronous_commit``: whether the log's
-    commit waits for the WAL flush; None: ``settings.serving.log_synchronous_commit`` (a caller whose
-    transaction holds acknowledged events passes True). Raises ``NotReady`` before the catalogue is
+    ``late_reason`` and ``action`` that replace the games. The list is logged on ``conn`` (in its
+    transaction, if any), or by ``log`` (the API's group commit); either way before this returns.
+    ``synchronous_commit``: whether the log's commit on ``conn`` waits for the WAL flush; None:
+    ``settings.serving.log_synchronous_commit`` (a caller whose transaction holds acknowledged events
+    passes True). Raises ``NotReady`` before the catalogue is
     loaded and ``NotFound`` for an unknown player, before anything is written.
     """
     if not snap.catalogue_loaded:
@@ -229,7 +237,10 @@ async def make_list(
     if synchronous_commit is None:
         synchronous_commit = serving.settings.serving.log_synchronous_commit
     started = time.perf_counter()
-    await db.log_list(conn, served, synchronous_commit=synchronous_commit)
+    if log is None:
+        await db.log_lists(conn, [served], synchronous_commit=synchronous_commit)
+    else:
+        await log(served)
     serving.metrics.observe_log_write(time.perf_counter() - started)
     if suppressed is not None:
         serving.metrics.suppressed(suppressed)
