@@ -25,7 +25,8 @@ from api.metrics import Metrics, metrics_endpoint, metrics_middleware
 from api.openapi import allow_options, render_plugins
 from api.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from recsys.db.engine import create_engine, libpq_url
-from recsys.db.pool import AsyncPool
+from recsys.db.lists import GroupCommit
+from recsys.db.pool import OnlinePool
 from recsys.serving.state import ServingState
 from recsys.settings import Settings
 
@@ -75,7 +76,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings, url, check=False, session_limits=True)
         serving = ServingState(settings, engine, url, metrics)
         app.state.serving = serving
-        app.state.pool = AsyncPool.for_api(settings, url)
+        app.state.pool = OnlinePool.for_api(settings, url)
+        await app.state.pool.open()
+        app.state.list_log = GroupCommit(app.state.pool, synchronous_commit=settings.serving.log_synchronous_commit)
         keys = settings.serving
         app.state.api_keys = KeyCache(engine, keys.api_key_cache_seconds, max_bytes=keys.api_key_cache_bytes,
                                       grace_seconds=keys.api_key_grace_seconds)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
-import anyio
 import msgspec
 from litestar import Response, get, put
 from litestar.datastructures import State
@@ -35,9 +33,7 @@ async def get_similar(
     serving: ServingState = state.serving
     body, search = similar_in_memory(serving, slot_id, k=k, market=market, version=version), "faiss"
     if body is None:
-        body = await anyio.to_thread.run_sync(
-            partial(similar_by_pgvector, serving, slot_id, k=k, market=market, version=version)
-        )
+        body = await similar_by_pgvector(serving, state.pool, slot_id, k=k, market=market, version=version)
         search = "pgvector"
     return Response(body, headers={"X-Recsys-Search": search})
 

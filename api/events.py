@@ -1,18 +1,15 @@
 """``POST /v1/events``: play events in; the long-session triggers they fire, logged and pushed, out.
 
-The handler runs the session tracker on the event loop (``recsys.tracker.track_async``), which
-makes a triggered list with the flow ``GET .../recommendations`` uses (``recsys.serving.lists``)
-inside the transaction that stores the events: the list, the claim of the trigger and the push
-notification commit together. While the active version is not in memory it runs the same flow on
-a blocking connection from a worker thread (``recsys.tracker.track``).
+The handler runs the session tracker on the event loop (``recsys.tracker.track``), which makes a
+triggered list with the code ``GET .../recommendations`` uses (``recsys.serving.lists``) inside the
+transaction that stores the events: the list, the claim of the trigger and the push notification
+commit together.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
-import anyio
 import msgspec
 from litestar import post
 from litestar.datastructures import State
@@ -23,9 +20,9 @@ from api.bodies import Amount, Id, Timestamp, decode, documented, one_of
 from recsys.constants import EVENT_TYPES
 from recsys.errors import InputError
 from recsys.events import PlayEvent
-from recsys.serving.lists import TriggeredList
+from recsys.serving.lists import TriggeredList, triggered
 from recsys.serving.state import ServingState
-from recsys.tracker import track, track_async
+from recsys.tracker import track
 
 MAX_EVENTS = 1_000
 """Events per request: a batch is one transaction, and its sessions stay locked until it commits."""
@@ -62,10 +59,8 @@ async def post_events(state: State, body: RawBody) -> EventsResult:
     lists that sessions crossing the long-session threshold produced."""
     serving: ServingState = state.serving
     events, config = play_events(body), serving.settings.realtime
-    tracked = await track_async(serving, state.pool, events, config, source=SOURCE)
-    if tracked is None:
-        tracked = await anyio.to_thread.run_sync(partial(track, serving, events, config, source=SOURCE))
-    return EventsResult(tracked.accepted, tracked.duplicates, tracked.recommendations)
+    tracked = await track(serving, state.pool, events, config, source=SOURCE)
+    return EventsResult(tracked.accepted, tracked.duplicates, [triggered(served) for served in tracked.lists])
 
 
 documented("post_events", "A batch of play events (at most 1,000).", EventBatch)

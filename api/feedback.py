@@ -19,6 +19,7 @@ from api.auth import INGEST
 from api.bodies import Id, Timestamp, Uuid, decode, documented, one_of, validation_error
 from recsys.constants import FEEDBACK_ACTIONS
 from recsys.db.feedback import Feedback, store_feedback
+from recsys.db.pool import OnlinePool
 from recsys.errors import InputError
 from recsys.events import TimeBounds, time_problem
 from recsys.serving.state import ServingState
@@ -44,24 +45,24 @@ class FeedbackResult(msgspec.Struct):
     attributed_sessions: int
 
 
-@post("/v1/feedback", guards=[INGEST], sync_to_thread=True, status_code=200, tags=["events"])
-def post_feedback(state: State, body: RawBody) -> FeedbackResult:
+@post("/v1/feedback", guards=[INGEST], status_code=200, tags=["events"])
+async def post_feedback(state: State, body: RawBody) -> FeedbackResult:
     """Store feedback on served lists: ``{"feedback": [...]}`` or one object; all or nothing."""
-    return record_feedback(state.serving, body)
+    return await record_feedback(state.serving, state.pool, body)
 
 
 documented("post_feedback", "A batch of feedback, or one item (at most 1,000).", FeedbackBatch, FeedbackIn)
 
 
-def record_feedback(serving: ServingState, body: bytes) -> FeedbackResult:
+async def record_feedback(serving: ServingState, pool: OnlinePool, body: bytes) -> FeedbackResult:
     items = [Feedback(f.recommendation_id, f.slot_id, f.action, f.ts) for f in _decode(body).feedback]
     if len(items) > MAX_FEEDBACK:
         raise InputError(SOURCE, f"{len(items):,} items; at most {MAX_FEEDBACK:,} per request")
     config = serving.settings.realtime
     _check_times(items, TimeBounds(timedelta(seconds=config.event_max_future_seconds),
                                    timedelta(seconds=config.event_max_age_seconds)))
-    with serving.engine.begin() as conn:
-        result = store_feedback(conn, items, window_seconds=config.attribution_window_seconds, source=SOURCE)
+    async with pool.connection() as conn, conn.transaction():
+        result = await store_feedback(conn, items, window_seconds=config.attribution_window_seconds, source=SOURCE)
     return FeedbackResult(result.accepted, result.duplicates, result.attributed_sessions)
 
 

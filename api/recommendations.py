@@ -1,19 +1,16 @@
 """``GET /v1/players/{player_id}/recommendations``: one list for one player, gated, vetted, logged
-(by ``recsys.serving.lists``: on the event loop, or from a worker thread while the active version
-is not in memory and pgvector answers)."""
+(by ``recsys.serving.lists``, on the event loop)."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
-import anyio
 from litestar import get
 from litestar.datastructures import State
 from litestar.params import FromPath, QueryParameter
 
 from api.auth import READ
-from recsys.serving.lists import RecommendationList, recommend, recommend_async
+from recsys.serving.lists import RecommendationList, answer, recommend
 
 
 @get("/v1/players/{player_id:str}/recommendations", guards=[READ], tags=["recommendations"])
@@ -29,12 +26,9 @@ async def get_recommendations(
     ] = None,
 ) -> RecommendationList:
     """Recommendations for a player: gated by player protection, played slots excluded, logged."""
-    made = await recommend_async(state.serving, state.pool, player_id, k=k, context_slot=context_slot, market=market)
-    if made is None:
-        made = await anyio.to_thread.run_sync(
-            partial(recommend, state.serving, player_id, k=k, context_slot=context_slot, market=market)
-        )
-    return made
+    served = await recommend(state.serving, state.pool, state.list_log, player_id, k=k, context_slot=context_slot,
+                             market=market)
+    return answer(served)
 
 
 ROUTES = [get_recommendations]

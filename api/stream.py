@@ -2,9 +2,11 @@
 
 Each process keeps a :class:`PushHub` (created with its first stream, on ``app.state``): its open
 streams by player, each an asyncio queue, and — while any stream is open — one thread that LISTENs
-on ``recsys_push`` (``recsys.db.push``). A notification for a player with a stream here is read
-from ``recommendations`` once, by id and only as that player's list (a payload is a hint, never
-content), and handed to each of that player's queues on its event loop.
+on ``recsys_push`` (``recsys.db.push``). A notification for a player with a stream here is handed
+to the event loop, which reads the list from ``recommendations`` once, on the online pool, by id
+and only as that player's list (a payload is a hint, never content), and queues it for each of
+that player's streams. Every read of a stream is awaited on the online pool
+(``recsys.db.pool``); the LISTEN connection stays a thread (``recsys.db.listener``).
 
 Protection is checked at delivery: every list, live or replayed, goes through the gate and the
 disabled-slot and market filters as they stand when it is sent (``recsys.serving.delivery``).
@@ -25,6 +27,8 @@ every request slot of the API (issue 22).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 import uuid
 import weakref
@@ -43,11 +47,14 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from api.auth import READ
 from recsys.db import push
 from recsys.db.apikeys import prefix_of
-from recsys.db.engine import connection
+from recsys.db.engine import DatabaseUnavailable
 from recsys.db.listener import Listener
+from recsys.db.pool import OnlinePool
 from recsys.errors import NotFound, NotReady
 from recsys.serving.delivery import deliverable
 from recsys.serving.lists import TriggeredList
+
+log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64
 """Lists waiting for one slow client; beyond, its stream ends and the client replays on reconnecting."""
@@ -117,9 +124,10 @@ class _Listener:
 class PushHub:
     """This process's open streams by player, fed by a LISTEN thread while any is open."""
 
-    def __init__(self, engine, url: str) -> None:
-        self.engine = engine
+    def __init__(self, pool: OnlinePool, url: str) -> None:
+        self.pool = pool
         self.url = url
+        self.loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         # Weak: a stream whose response never started (client gone at once) leaves by itself, and
         # stops counting against the caps with it.
@@ -172,13 +180,27 @@ class PushHub:
                 self._listener = None
 
     def deliver(self, notices: list[push.Notice]) -> None:
-        """On the LISTEN thread: read the lists meant for players with a stream here, queue them."""
+        """On the LISTEN thread: hand the notices meant for players with a stream here to the event
+        loop, which reads their lists and queues them."""
         with self._lock:
             wanted = [n for n in notices if self._streams.get(n.player_id)]
-        if not wanted:
+        if wanted:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone, and the streams too
+                asyncio.run_coroutine_threadsafe(self._read(wanted), self.loop)
+
+    async def _read(self, notices: list[push.Notice]) -> None:
+        """On the loop: read the noticed lists (by id, as those players' lists) and queue them. When
+        the database cannot say, the players' streams end: their clients replay on reconnecting."""
+        try:
+            async with self.pool.connection() as conn:
+                lists = await push.load_pushed(conn, notices)
+        except DatabaseUnavailable as exc:
+            log.warning("cannot read pushed lists (%s): ending those players' streams", exc.reason)
+            with self._lock:
+                streams = [s for n in notices for s in self._streams.get(n.player_id, ())]
+            for stream in streams:
+                stream.end()
             return
-        with connection(self.engine) as conn:
-            lists = push.load_pushed(conn, wanted)
         now = datetime.now(UTC)
         for pushed in lists:
             item = deliverable(pushed, now)
@@ -187,7 +209,7 @@ class PushHub:
             with self._lock:
                 streams = list(self._streams.get(pushed.player_id, ()))
             for stream in streams:
-                _call_on_loop(stream, stream.offer, item)
+                stream.offer(item)
 
     def end_all(self) -> None:
         with self._lock:
@@ -206,7 +228,7 @@ def _call_on_loop(stream: _Stream, callback, *args) -> None:
 def _hub(state: State) -> PushHub:
     hub = state.get("push_hub")
     if hub is None:  # on the event loop: no other coroutine runs between the test and the set
-        hub = state.push_hub = PushHub(state.serving.engine, state.serving.url)
+        hub = state.push_hub = PushHub(state.pool, state.serving.url)
     return hub
 
 
@@ -218,8 +240,8 @@ async def player_stream(
     last_event_id: Annotated[str | None, HeaderParameter(name="last-event-id", max_length=64)] = None,
 ) -> ServerSentEvent:
     """The player's triggered lists as Server-Sent Events; send ``Last-Event-ID`` to get what you missed."""
-    engine = state.serving.engine
-    start = await anyio.to_thread.run_sync(_start, engine, player_id)
+    pool: OnlinePool = state.pool
+    start = await _start(pool, player_id)
     hub = _hub(state)
     realtime = state.serving.settings.realtime
     key = prefix_of(request.headers.get("authorization", "").partition(" ")[2].strip()) or ""
@@ -229,10 +251,10 @@ async def player_stream(
         if not await _wait(listener.ready, READY_SECONDS):
             raise NotReady("cannot LISTEN for pushes: the database does not answer")
         after, announce = _cursor(last_event_id, start)
-        backlog = await anyio.to_thread.run_sync(_replay, engine, start.player_key, after)
+        backlog = await _replay(pool, start.player_key, after)
         if backlog is None:  # an id we cannot place: start from the present
             announce = str(start.latest or NO_LIST)
-            backlog = await anyio.to_thread.run_sync(_replay, engine, start.player_key, start.latest)
+            backlog = await _replay(pool, start.player_key, start.latest)
     except BaseException:
         hub.close(stream)
         raise
@@ -240,17 +262,17 @@ async def player_stream(
     return ServerSentEvent(_events(hub, stream, announce, backlog or [], keepalive))
 
 
-def _start(engine, player_id: str) -> push.StreamStart:
-    with connection(engine) as conn:
-        start = push.stream_start(conn, player_id)
+async def _start(pool: OnlinePool, player_id: str) -> push.StreamStart:
+    async with pool.connection() as conn:
+        start = await push.stream_start(conn, player_id)
     if start is None:
         raise NotFound("player", player_id)
     return start
 
 
-def _replay(engine, player_key: int, after: uuid.UUID | None) -> list[TriggeredList] | None:
-    with connection(engine) as conn:
-        lists = push.replay(conn, player_key, after, REPLAY_LIMIT)
+async def _replay(pool: OnlinePool, player_key: int, after: uuid.UUID | None) -> list[TriggeredList] | None:
+    async with pool.connection() as conn:
+        lists = await push.replay(conn, player_key, after, REPLAY_LIMIT)
     if lists is None:
         return None
     now = datetime.now(UTC)

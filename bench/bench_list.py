@@ -4,10 +4,10 @@
 
 Seeds ``recsys_bench`` with bench_api.py's casino (an active NeuMF-shaped version), loads a
 ``ServingState`` as the API does, and makes ``--lists`` lists with
-``recsys.serving.lists.list_flow`` one after another on one connection (half with a context slot,
-as bench_api.py asks), timing each stage with the stages wrapped: the statements of
+``recsys.serving.lists.make_list`` one after another on one asyncio connection (half with a context
+slot, as bench_api.py asks), timing each stage with the stages wrapped: the statements of
 ``recsys.db.lists`` (their time includes the round trip, and the log's its commit), the policy's
-Python steps, and the rest of the list's flow (the whole minus the stages). No HTTP: bench_api.py
+Python steps, and the rest of the list's code (the whole minus the stages). No HTTP: bench_api.py
 measures the server around it.
 """
 
@@ -56,6 +56,21 @@ def timed(module, name: str, spent: dict[str, list[float]], cpu: dict[str, list[
     setattr(module, name, wrapper)
 
 
+def timed_async(module, name: str, spent: dict[str, list[float]], cpu: dict[str, list[float]], label: str) -> None:
+    """:func:`timed` for a coroutine function (its time includes the round trip it awaits)."""
+    inner = getattr(module, name)
+
+    async def wrapper(*args, **kwargs):
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        try:
+            return await inner(*args, **kwargs)
+        finally:
+            spent[label][-1] += time.perf_counter() - started
+            cpu[label][-1] += time.thread_time() - started_cpu
+
+    setattr(module, name, wrapper)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lists", type=int, default=2000)
@@ -64,8 +79,10 @@ def main() -> int:
                         help="then profile the lists with cProfile and print the N costliest functions")
     args = parser.parse_args()
 
-    from recsys.db import engine as engine_module
-    from recsys.db.engine import connection
+    import asyncio
+
+    import psycopg
+
     from recsys.index import set_threads
     from recsys.serving import lists
     from recsys.serving.state import ServingState
@@ -79,49 +96,42 @@ def main() -> int:
 
     spent: dict[str, list[float]] = defaultdict(list)
     cpu: dict[str, list[float]] = defaultdict(list)
-    statements = {lists.db._PLAYER: "SQL: the player and the exclusions", lists.db._LOG: "SQL: the log and its commit"}
-    execute = engine_module.execute
-
-    def timed_statement(raw, statement):  # the statements of one list, told apart by their SQL
-        label = statements[statement.sql]
-        started, started_cpu = time.perf_counter(), time.thread_time()
-        try:
-            return execute(raw, statement)
-        finally:
-            spent[label][-1] += time.perf_counter() - started
-            cpu[label][-1] += time.thread_time() - started_cpu
-
-    engine_module.execute = timed_statement
     stages = {
-        **{label: None for label in statements.values()},
-        "Python: candidates": (lists, "generate_candidates"),
-        "Python: model logits": (lists, "model_logits"),
-        "Python: ranking": (lists, "rank"),
+        "SQL: the player and the exclusions": (lists.db, "read_player", timed_async),
+        "SQL: the log and its commit": (lists.db, "log_lists", timed_async),
+        "Python: candidates": (lists, "generate_candidates", timed),
+        "Python: model logits": (lists, "model_logits", timed),
+        "Python: ranking": (lists, "rank", timed),
     }
-    for label, stage in stages.items():
-        if stage is not None:
-            timed(*stage, spent, cpu, label)
+    for label, (module, name, wrap) in stages.items():
+        wrap(module, name, spent, cpu, label)
 
     rng = random.Random(0)
     slot_keys = [state.snapshot.catalogue.key_of[s] for s in world["slot_ids"]]
     requests = [(rng.choice(world["player_ids"]), rng.choice(slot_keys) if rng.random() < 0.5 else None)
                 for _ in range(args.lists)]
 
-    def make(conn, player_id: str, context_key: int | None) -> None:
-        flow = lists.list_flow(state, state.snapshot, player_id, k=10, trigger=lists.API, context_key=context_key)
-        engine_module.run(conn, flow)
-    with connection(engine) as conn:
-        for round_ in ("warm-up", "measured"):
-            spent.clear()
-            cpu.clear()
-            for player_id, context_key in requests if round_ == "measured" else requests[:200]:
-                for label in (*stages, "whole list"):
-                    spent[label].append(0.0)
-                    cpu[label].append(0.0)
-                started, started_cpu = time.perf_counter(), time.thread_time()
-                make(conn, player_id, context_key)
-                spent["whole list"][-1] = time.perf_counter() - started
-                cpu["whole list"][-1] = time.thread_time() - started_cpu
+    async def make(conn, player_id: str, context_key: int | None) -> None:
+        await lists.make_list(conn, state, state.snapshot, player_id, k=10, trigger=lists.API, context_key=context_key)
+
+    async def connect():
+        return await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=0)
+
+    async def measure() -> None:
+        async with await connect() as conn:
+            for round_ in ("warm-up", "measured"):
+                spent.clear()
+                cpu.clear()
+                for player_id, context_key in requests if round_ == "measured" else requests[:200]:
+                    for label in (*stages, "whole list"):
+                        spent[label].append(0.0)
+                        cpu[label].append(0.0)
+                    started, started_cpu = time.perf_counter(), time.thread_time()
+                    await make(conn, player_id, context_key)
+                    spent["whole list"][-1] = time.perf_counter() - started
+                    cpu["whole list"][-1] = time.thread_time() - started_cpu
+
+    asyncio.run(measure())
 
     def ms(table: dict[str, list[float]], label: str) -> np.ndarray:
         return np.array(table[label]) * 1000
@@ -143,11 +153,15 @@ def main() -> int:
         import pstats
 
         profiler = cProfile.Profile()
-        with connection(engine) as conn:
-            profiler.enable()
-            for player_id, context_key in requests:
-                make(conn, player_id, context_key)
-            profiler.disable()
+
+        async def profile() -> None:
+            async with await connect() as conn:
+                profiler.enable()
+                for player_id, context_key in requests:
+                    await make(conn, player_id, context_key)
+                profiler.disable()
+
+        asyncio.run(profile())
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
     state.stop()
     engine.dispose()

@@ -32,6 +32,10 @@ def main() -> int:
     parser.add_argument("--factory", default="IDMap,Flat")
     args = parser.parse_args()
 
+    import asyncio
+
+    import psycopg
+
     from recsys.db import catalogue as catalogue_db
     from recsys.db import versions
     from recsys.db.engine import create_engine
@@ -56,19 +60,24 @@ def main() -> int:
     queries = rng.choice(vectors.slot_keys, args.queries, replace=False)
     timings: dict[str, list[float]] = {"faiss": [], "pgvector": []}
     answers: dict[str, list[np.ndarray]] = {"faiss": [], "pgvector": []}
-    for _ in range(2):  # the first pass warms caches; the second is measured
-        for name in timings:
-            timings[name].clear()
-            answers[name].clear()
-        for key in queries.tolist():
-            t = time.perf_counter()
-            found, _ = similar_slots(model, catalogue, key, args.k, None)
-            timings["faiss"].append(time.perf_counter() - t)
-            answers["faiss"].append(found)
-            t = time.perf_counter()
-            found, _ = catalogue_db.similar_by_pgvector(engine, world["version"], key, args.k, None, every_market=True)
-            timings["pgvector"].append(time.perf_counter() - t)
-            answers["pgvector"].append(found)
+    async def search() -> None:  # pgvector as the API asks it: awaited on an asyncio connection
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=0) as conn:
+            for _ in range(2):  # the first pass warms caches; the second is measured
+                for name in timings:
+                    timings[name].clear()
+                    answers[name].clear()
+                for key in queries.tolist():
+                    t = time.perf_counter()
+                    found, _ = similar_slots(model, catalogue, key, args.k, None)
+                    timings["faiss"].append(time.perf_counter() - t)
+                    answers["faiss"].append(found)
+                    t = time.perf_counter()
+                    found, _ = await catalogue_db.similar_by_pgvector(conn, world["version"], key, args.k, None,
+                                                                      every_market=True)
+                    timings["pgvector"].append(time.perf_counter() - t)
+                    answers["pgvector"].append(found)
+
+    asyncio.run(search())
     engine.dispose()
 
     same = np.mean([set(a.tolist()) == set(b.tolist()) for a, b in zip(answers["faiss"], answers["pgvector"],

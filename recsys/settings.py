@@ -381,6 +381,11 @@ class Serving(Group):
     workers: int = setting(
         "RECSYS_SERVE_WORKERS", 1, "Server worker processes (each holds its own index).", at_least=1
     )
+    loop: str = setting(
+        "RECSYS_SERVE_LOOP", "uvloop",
+        "Event loop of `recsys serve`'s workers: uvloop (an online statement's CPU: 0.7x asyncio's), or asyncio.",
+        choices=("uvloop", "asyncio"),
+    )
     backlog: int = setting(
         "RECSYS_SERVE_BACKLOG", 4096, "Connections the kernel queues before `recsys serve` accepts them.", at_least=1
     )

@@ -1,17 +1,16 @@
 """The session tracker: a batch of play events in, the long-session triggers it fires out.
 
-One batch, one transaction (:func:`track` on a blocking connection, :func:`track_async` on the
-event loop: the same flow of statements, ``recsys.db.engine.Statement``):
+One batch, one transaction on one connection (:func:`track`):
 
 1. validate the whole batch: one bad event rejects it, and nothing is written;
-2. store the events (``recsys.db.events.store_flow``: idempotent by ``event_id``, tolerant of
+2. store the events (``recsys.db.events.store_events``: idempotent by ``event_id``, tolerant of
    order, sessions recomputed in event time), which claims the trigger of every session whose
    continuous play reached the threshold, exactly once, under the session's row lock;
 3. attribute the batch's sessions to the recommendations they followed (``recsys.db.feedback``;
-   ``store_flow`` runs it in the round trip that stores the events);
+   ``store_events`` runs it in the round trip that stores the events);
 4. decide what each claimed trigger gets (:func:`decide`): games, or, past the maximum session
    length or in the night hours, a reality check or silence;
-5. make each claimed trigger's list with ``recsys.serving.lists.list_flow``, the flow every
+5. make each claimed trigger's list with ``recsys.serving.lists.make_list``, the code every
    list goes through (gate, candidates around the slot being played, SQL exclusions, ranking,
    log, metrics), on the batch's connection;
 6. ``NOTIFY`` the lists the player should see (``recsys.db.push``);
@@ -22,21 +21,22 @@ event loop: the same flow of statements, ``recsys.db.engine.Statement``):
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from recsys.db import push
-from recsys.db.engine import Flow, run
-from recsys.db.events import TriggeredSession, store_flow
+from recsys.db.events import TriggeredSession, store_events
 from recsys.events import PlayEvent, TimeBounds, validate_events
-from recsys.serving.lists import SESSION_THRESHOLD, Suppression, TriggeredList, list_flow
+from recsys.served import ServedList
+from recsys.serving.lists import SESSION_THRESHOLD, make_list
 from recsys.serving.state import ServingState, Snapshot
 from recsys.settings import RealTime
 
 if TYPE_CHECKING:
-    from recsys.db.pool import AsyncPool
+    from psycopg import AsyncConnection
+
+    from recsys.db.pool import OnlinePool
 
 TRIGGERED_K = 10
 """Slots in a triggered list (the frontend's overlay shows a handful)."""
@@ -76,58 +76,31 @@ def in_night_hours(ts: datetime, window: tuple[int, int] | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The list one trigger got (already logged in the batch's transaction)."""
-
-    recommendation_id: uuid.UUID
-    player_id: str
-    pushed: bool  # announce it to the player's streams: games or a reality check
-    body: TriggeredList
-
-
-@dataclass(frozen=True)
 class TrackedBatch:
     accepted: int
     duplicates: int
     attributed_sessions: int
-    recommendations: list[TriggeredList]  # the list of each trigger the batch fired
-    pushed: list[uuid.UUID]  # the recommendations announced on ``recsys.db.push.CHANNEL``
+    lists: list[ServedList]  # the list of each trigger the batch fired (logged; ``pushed`` ones announced)
 
 
-def track(
+async def track(
     serving: ServingState,
+    pool: OnlinePool,
     events: list[PlayEvent],
     config: RealTime,
     *,
     source: str = "events",
 ) -> TrackedBatch:
-    """Run one batch through the steps of the module docstring on a blocking connection of the
-    engine's; returns after the commit.
+    """Run one batch through the steps of the module docstring in one transaction on a connection of
+    ``pool``'s; returns after the commit.
 
     Raises ``InputError`` (``index`` = 0-based position in the batch, ``field``) before anything is
     written, and whatever making a list raises (the batch is then rolled back).
     """
     validate(events, config, source)
-    with serving.engine.begin() as conn:
-        return run(conn, _flow(serving, serving.snapshot, events, config, source))
-
-
-async def track_async(
-    serving: ServingState,
-    pool: AsyncPool,
-    events: list[PlayEvent],
-    config: RealTime,
-    *,
-    source: str = "events",
-) -> TrackedBatch | None:
-    """:func:`track` on the event loop, in one transaction on ``pool``'s connection; None, before
-    anything is written, when the active version is not in memory (a triggered list would then need
-    the blocking pgvector reads: :func:`track` serves it)."""
     snap = serving.snapshot
-    if snap.model is None:
-        return None
-    validate(events, config, source)
-    return await pool.run(lambda: _flow(serving, snap, events, config, source), transaction=True)
+    async with pool.connection() as conn, conn.transaction():
+        return await track_on(conn, serving, snap, events, config, source)
 
 
 def validate(events: list[PlayEvent], config: RealTime, source: str) -> None:
@@ -139,25 +112,23 @@ def validate(events: list[PlayEvent], config: RealTime, source: str) -> None:
     validate_events(events, source, window=bounds.window(datetime.now(UTC)))
 
 
-def _flow(serving: ServingState, snap: Snapshot, events: list[PlayEvent], config: RealTime,
-          source: str) -> Flow[TrackedBatch]:
-    """Steps 2 to 6 as one flow (``recsys.db.engine.Statement``); the caller's transaction commits."""
-    stored = yield from store_flow(
-        events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds,
+async def track_on(conn: AsyncConnection, serving: ServingState, snap: Snapshot, events: list[PlayEvent],
+                   config: RealTime, source: str) -> TrackedBatch:
+    """Steps 2 to 6 in ``conn``'s transaction (the caller commits)."""
+    stored = await store_events(
+        conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds,
         attribution_seconds=config.attribution_window_seconds, source=source,
     )
-    answers = []
-    for session in stored.triggered:
-        answers.append((yield from respond(serving, snap, session, decide(session, config))))
+    lists = [await respond(conn, serving, snap, session, decide(session, config)) for session in stored.triggered]
     # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.
-    pushed = sorted((a for a in answers if a.pushed), key=lambda a: a.recommendation_id)
+    pushed = sorted((served for served in lists if served.pushed), key=lambda served: served.recommendation_id)
     if pushed:
-        yield push.notify_statement([push.Notice(a.recommendation_id, a.player_id) for a in pushed])
-    return TrackedBatch(stored.accepted, stored.duplicates, stored.attributed_sessions, [a.body for a in answers],
-                        [a.recommendation_id for a in pushed])
+        await push.notify(conn, [push.Notice(served.recommendation_id, served.player_id) for served in pushed])
+    return TrackedBatch(stored.accepted, stored.duplicates, stored.attributed_sessions, lists)
 
 
-def respond(serving: ServingState, snap: Snapshot, session: TriggeredSession, decision: Decision) -> Flow[Answer]:
+async def respond(conn: AsyncConnection, serving: ServingState, snap: Snapshot, session: TriggeredSession,
+                  decision: Decision) -> ServedList:
     """The list of one claimed trigger, made in the batch's transaction.
 
     The gate comes first and fails closed (a stopped player gets nothing, and nothing is pushed);
@@ -165,14 +136,9 @@ def respond(serving: ServingState, snap: Snapshot, session: TriggeredSession, de
     around the slot being played, the played slots excluded by SQL (this session's too). The log
     waits for the WAL flush: it commits with the events, whose durability it must keep.
     """
-    made = yield from list_flow(
-        serving, snap, session.player_id, k=TRIGGERED_K, trigger=SESSION_THRESHOLD, context_key=session.slot_key,
-        session_key=session.session_key, continuous_seconds=session.continuous_seconds,
+    return await make_list(
+        conn, serving, snap, session.player_id, k=TRIGGERED_K, trigger=SESSION_THRESHOLD,
+        context_key=session.slot_key, context_slot_id=session.slot_id, session_key=session.session_key,
+        session_id=session.session_id, continuous_seconds=session.continuous_seconds,
         late_reason=decision.late_reason, action=decision.action, synchronous_commit=True,
     )
-    body = TriggeredList(
-        made.recommendation_id, session.player_id, session.session_id, session.slot_id, made.version_id,
-        SESSION_THRESHOLD, made.action, made.items, None if made.suppressed is None else Suppression(made.suppressed),
-    )
-    pushed = made.gate is None and (made.suppressed is None or made.action is not None)
-    return Answer(made.recommendation_id, session.player_id, pushed, body)

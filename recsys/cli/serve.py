@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     serving = settings.serving
     if server == "granian":
         from granian import Granian
-        from granian.constants import HTTPModes, Interfaces
+        from granian.constants import HTTPModes, Interfaces, Loops
         from granian.http import HTTP1Settings
 
         # Open SSE streams never end by themselves: give workers 3 s after SIGTERM, then stop them.
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # and with HTTP/1 only a new one too: the "auto" mode waits for a first byte to tell HTTP/1
         # from HTTP/2 before any timeout runs (a connection that sent nothing stayed open for good).
         Granian(APP, factory=True, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
-                http=HTTPModes.http1,
+                http=HTTPModes.http1, loop=Loops(serving.loop),
                 log_access=False, workers_kill_timeout=SHUTDOWN_SECONDS, backlog=serving.backlog,
                 backpressure=serving.max_connections,
                 http1_settings=HTTP1Settings(header_read_timeout=int(serving.header_timeout_seconds * 1000))).serve()
@@ -91,7 +91,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         import uvicorn
 
         # limit_concurrency answers 503 past it, where granian's backpressure makes connections wait.
-        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False, log_level="info",
+        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, loop=serving.loop, access_log=False,
+                    log_level="info",
                     timeout_graceful_shutdown=SHUTDOWN_SECONDS, backlog=serving.backlog,
                     limit_concurrency=serving.max_connections,
                     timeout_keep_alive=max(1, round(serving.header_timeout_seconds)))

@@ -46,6 +46,12 @@ def array_literal(values) -> str | None:
     return "{" + ",".join(f'"{v}"' for v in escaped) + "}"
 
 
+def nullable_literal(values) -> str:
+    """:func:`array_literal` of values that may be None, which become SQL NULLs: ``{"GB",NULL}``."""
+    escaped = (None if v is None else str(v).replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join("NULL" if v is None else f'"{v}"' for v in escaped) + "}"
+
+
 def unquoted_literal(elements) -> str:
     """A text-array literal of elements that need no quoting (numbers, ``t``/``f``, ``NULL``): ``{1,NULL,2.5}``.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
+from psycopg import AsyncConnection
 
 CHANNEL = "recsys_catalogue"
 """Sent by a trigger on ``slots`` after every changing statement (migration 0002)."""
@@ -66,33 +67,32 @@ def load_counts(engine: sa.Engine, popularity_days: int) -> SlotCounts:
     )
 
 
-def similar_by_pgvector(
-    engine: sa.Engine, version_id: int, slot_key: int, k: int, market: str | None, *, every_market: bool
+async def similar_by_pgvector(
+    conn: AsyncConnection, version_id: int, slot_key: int, k: int, market: str | None, *, every_market: bool
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The ``k`` slots of a version closest to ``slot_key`` by cosine (``<=>``), the slot itself,
     disabled slots and slots outside ``market`` left out (``every_market``: no market filter).
 
     Returns ``(keys (m,) int64, cosines (m,) float32)``, best first, or None when the slot has no
-    vector in the version.
+    vector in the version. One round trip: the search, and whether the slot has a vector, in a pipeline.
     """
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                """
-                WITH q AS (SELECT similarity FROM slot_embeddings WHERE version_id = :v AND slot_key = :key)
-                SELECT e.slot_key, 1 - (e.similarity <=> q.similarity) AS cosine
-                FROM q, slot_embeddings e JOIN slots s ON s.id = e.slot_key
-                WHERE e.version_id = :v AND e.slot_key <> :key AND s.active
-                  AND (:every OR s.markets IS NULL OR CAST(:market AS varchar) = ANY(s.markets))
-                ORDER BY e.similarity <=> q.similarity, e.slot_key
-                LIMIT :k
-                """
-            ),
-            {"v": version_id, "key": slot_key, "k": k, "market": market, "every": every_market},
-        ).all()
-        if not rows and not conn.execute(
-            sa.text("SELECT EXISTS (SELECT 1 FROM slot_embeddings WHERE version_id = :v AND slot_key = :key)"),
-            {"v": version_id, "key": slot_key},
-        ).scalar_one():
-            return None
+    params = {"v": version_id, "key": slot_key}
+    async with conn.pipeline():
+        found = await conn.execute(_SIMILAR, {**params, "k": k, "market": market, "every": every_market})
+        has_vector = await conn.execute(_HAS_VECTOR, params)
+    rows = await found.fetchall()
+    if not rows and not (await has_vector.fetchone())[0]:
+        return None
     return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
+
+
+_SIMILAR = """
+    WITH q AS (SELECT similarity FROM slot_embeddings WHERE version_id = %(v)s AND slot_key = %(key)s)
+    SELECT e.slot_key, 1 - (e.similarity <=> q.similarity) AS cosine
+    FROM q, slot_embeddings e JOIN slots s ON s.id = e.slot_key
+    WHERE e.version_id = %(v)s AND e.slot_key <> %(key)s AND s.active
+      AND (%(every)s OR s.markets IS NULL OR CAST(%(market)s AS varchar) = ANY(s.markets))
+    ORDER BY e.similarity <=> q.similarity, e.slot_key
+    LIMIT %(k)s
+"""
+_HAS_VECTOR = "SELECT EXISTS (SELECT 1 FROM slot_embeddings WHERE version_id = %(v)s AND slot_key = %(key)s)"

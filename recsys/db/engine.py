@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -94,101 +90,6 @@ def _reason(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-@contextmanager
-def driver(conn: sa.Connection) -> Iterator[psycopg.Connection]:
-    """The psycopg connection under ``conn``, for statements on the hot paths: run in ``conn``'s
-    transaction (or autocommit), prepared once per connection (``prepare=True``), without
-    SQLAlchemy's per-statement work. Its errors are raised as SQLAlchemy's would be: an
-    ``OperationalError`` (a lost server, a lock or statement timeout) as :class:`DatabaseUnavailable`,
-    and a broken connection is invalidated, never returned to the pool."""
-    raw = conn.connection.driver_connection
-    try:
-        yield raw
-    except psycopg.OperationalError as exc:
-        if raw.broken or raw.closed:
-            conn.invalidate()
-        raise unavailable(conn.engine.url.render_as_string(hide_password=True), exc) from exc
-
-
-# --- statements that a flow yields -------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One statement that a flow needs run (``recsys.serving.lists``, ``recsys.tracker``): the flow
-    is a generator that yields statements (or a :class:`Pipeline` of them) and is sent each one's
-    result, so the same code runs on a blocking connection (:func:`run`) or on the event loop
-    (``recsys.db.pool.AsyncPool``).
-
-    The result: the first row (None: no row); with ``rows``, every row (a list); with
-    ``fetch=False``, the number of rows the statement affected. ``prepare``: prepared once per
-    connection (the default; a ``SET`` is not).
-    """
-
-    sql: str
-    params: Mapping[str, Any]
-    fetch: bool = True
-    rows: bool = False
-    prepare: bool = True
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """Statements sent in one round trip (psycopg's pipeline mode); the flow is sent their results,
-    a tuple in the same order. An error in one of them is raised at the end of the pipeline."""
-
-    statements: tuple[Statement, ...]
-
-
-QUERY_CACHE_BYTES = 4096
-"""psycopg converts a query's ``%(name)s`` placeholders once and caches the result for queries of at
-most this many bytes (``psycopg._queries.MAX_CACHED_STATEMENT_LENGTH``); a longer one is parsed again
-on every execution (about 0.2 ms of CPU for 4 KB, cProfile). The hot statements stay under it
-(tests/db/test_events.py)."""
-
-
-def compact(sql: str) -> str:
-    """``sql`` with each run of whitespace made one space, to keep a long statement under
-    :data:`QUERY_CACHE_BYTES`. It must hold no ``--`` comment (it would swallow the rest of the
-    statement) and no string literal whose whitespace matters."""
-    if "--" in sql:
-        raise ValueError("compact() needs a statement without -- comments")
-    return " ".join(sql.split())
-
-
-Step = Statement | Pipeline
-Flow = Generator[Step, Any, T]
-
-
-def run(conn: sa.Connection, steps: Flow[T]) -> T:
-    """Drive ``steps`` on ``conn`` (in its transaction, or autocommit) and return what it returns."""
-    with driver(conn) as raw:
-        try:
-            step = next(steps)
-            while True:
-                step = steps.send(execute(raw, step))
-        except StopIteration as done:
-            return done.value
-
-
-def execute(raw: psycopg.Connection, step: Step) -> Any:
-    """One step on a blocking connection: a statement's result, or a pipeline's tuple of them."""
-    if isinstance(step, Pipeline):
-        with raw.pipeline():
-            cursors = [raw.execute(s.sql, s.params, prepare=s.prepare) for s in step.statements]
-        return tuple(result(cursor, s) for cursor, s in zip(cursors, step.statements, strict=True))
-    return result(raw.execute(step.sql, step.params, prepare=step.prepare), step)
-
-
-def result(cursor: psycopg.Cursor, statement: Statement) -> Any:
-    """What a flow is sent for ``statement`` (see :class:`Statement`), from its executed cursor."""
-    if not statement.fetch:
-        return cursor.rowcount
-    return cursor.fetchall() if statement.rows else cursor.fetchone()
-
-
 def _redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
@@ -200,12 +101,6 @@ def with_database(url: str, database: str) -> str:
     """The same libpq URL pointing at another database on the same server."""
     parts = urlsplit(url)
     return parts._replace(path="/" + database).geturl()
-
-
-def connection(engine: sa.Engine):
-    """One pooled connection for one request, in autocommit: each statement is its own transaction,
-    so reads cost no BEGIN/ROLLBACK round trips (a list makes two statements in all)."""
-    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def ping(engine: sa.Engine) -> bool:

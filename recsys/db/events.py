@@ -14,13 +14,14 @@ recommendation it produces. Per batch:
    out-of-order events land where they belong): start, latest event, end, spins, stakes, and
    **continuous play** in event time, from the first event after the last pause longer than
    ``pause_seconds`` to the latest event. Both give the same row (tests/db/test_events.py);
-5. claim the trigger of every session whose continuous play reached ``threshold_seconds`` with
-   ``UPDATE ... WHERE trigger_fired_at IS NULL``: under the row lock exactly one batch wins;
-6. optionally, attribute the batch's sessions (``recsys.db.feedback.attribute_sessions``) when the
-   batch stored an event.
+5. claim the trigger of every session of the batch whose continuous play reached
+   ``threshold_seconds`` with ``UPDATE ... WHERE trigger_fired_at IS NULL``: under the row lock
+   exactly one batch wins;
+6. optionally, attribute the batch's sessions (``recsys.db.feedback.attribution``).
 
-Two round trips in all: steps 1 and 2 in one pipeline, steps 3 to 6 in another (3 and 4 are one
+Two round trips in all, each a pipeline: steps 1 and 2, then steps 3 to 6 (3 and 4 are one
 statement); a third when a trigger fired (the plan cache's default back, see ``_GENERIC_PLANS``).
+Each statement passes its data as parameters: nothing travels through session settings.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
 
-import sqlalchemy as sa
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
 from recsys.db.bulk import array_literal, unquoted_literal
-from recsys.db.engine import Flow, Pipeline, Statement, compact, run
-from recsys.db.feedback import attribution
+from recsys.db.feedback import ATTRIBUTE_SESSIONS
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 
@@ -60,8 +60,8 @@ class IngestResult:
     attributed_sessions: int = 0  # with ``attribution_seconds``
 
 
-def store_events(
-    conn: sa.Connection,
+async def store_events(
+    conn: AsyncConnection,
     events: list[PlayEvent],
     *,
     pause_seconds: float,
@@ -69,27 +69,9 @@ def store_events(
     attribution_seconds: float | None = None,
     source: str = "events",
 ) -> IngestResult:
-    """Store a validated batch in ``conn``'s transaction; see the module docstring for the steps
-    and :func:`store_flow` for how."""
-    return run(conn, store_flow(events, pause_seconds=pause_seconds, threshold_seconds=threshold_seconds,
-                                attribution_seconds=attribution_seconds, source=source))
-
-
-def store_flow(
-    events: list[PlayEvent],
-    *,
-    pause_seconds: float,
-    threshold_seconds: float,
-    attribution_seconds: float | None = None,
-    source: str = "events",
-) -> Flow[IngestResult]:
-    """:func:`store_events` as a flow (``recsys.db.engine.Statement``), for a transaction on a
-    blocking connection or on the event loop.
-
-    Two round trips, each a pipeline of statements prepared once per connection: the keys with the
-    sessions (created, then locked); then the events with the sessions' update, the claim and, with
-    ``attribution_seconds`` (the window of ``recsys.db.feedback.attribute_sessions``), the
-    attribution of the batch's sessions when the batch stored an event. The statements run on their
+    """Store a validated batch in ``conn``'s transaction (the caller's: ``conn.transaction()``); the
+    steps of the module docstring. ``attribution_seconds``: the window of
+    ``recsys.db.feedback.attribute_sessions`` (None: no attribution). The statements run on their
     generic plans (``_GENERIC_PLANS``); array parameters travel as text literals (cheaper to send
     than psycopg's binary lists).
     """
@@ -100,51 +82,55 @@ def store_flow(
     # In session_id order: two batches creating the same sessions take the unique-index locks in the
     # same order and cannot deadlock.
     ids = sorted(first)
-    rows, _, locked = yield Pipeline((
-        Statement(_KEYS, {"players": array_literal({e.player_id for e in events}),
-                          "slots": array_literal({e.slot_id for e in events})}, rows=True),
-        Statement(_CREATE_SESSIONS, {
+    async with conn.pipeline():
+        await conn.execute(_GENERIC_PLANS)
+        players = await conn.execute(_PLAYER_KEYS, {"ids": array_literal({e.player_id for e in events})})
+        slots = await conn.execute(_SLOT_KEYS, {"ids": array_literal({e.slot_id for e in events})})
+        await conn.execute(_CREATE_SESSIONS, {
             "ids": array_literal(ids),
             "players": array_literal(first[i][1] for i in ids),
             "slots": array_literal(first[i][2] for i in ids),
             "ts": array_literal(first[i][0] for i in ids),
-        }, fetch=False),
-        Statement(_LOCK_SESSIONS, {"ids": array_literal(ids)}, rows=True),
-    ))
-    players = {i: key for kind, i, key in rows if kind == "p"}
-    slots = {i: key for kind, i, key in rows if kind == "s"}
+        })
+        locked = conn.cursor(row_factory=class_row(_SessionRow))
+        await locked.execute(_LOCK_SESSIONS, {"ids": array_literal(ids)})
+    player_keys = dict(await players.fetchall())
+    slot_keys = dict(await slots.fetchall())
     for index, event in enumerate(events):
-        if event.player_id not in players:
+        if event.player_id not in player_keys:
             raise InputError(source, f"unknown player {event.player_id!r}", index=index, field="player_id")
-        if event.slot_id not in slots:
+        if event.slot_id not in slot_keys:
             raise InputError(source, f"unknown slot {event.slot_id!r}", index=index, field="slot_id")
-    sessions = {row.session_id: row for row in map(_SessionRow._make, locked)}
+    sessions = {row.session_id: row for row in await locked.fetchall()}
     for index, event in enumerate(events):
         session = sessions[event.session_id]
-        if (session.player_key, session.slot_key) != (players[event.player_id], slots[event.slot_id]):
-            field = "player_id" if session.player_key != players[event.player_id] else "slot_id"
+        if (session.player_key, session.slot_key) != (player_keys[event.player_id], slot_keys[event.slot_id]):
+            field = "player_id" if session.player_key != player_keys[event.player_id] else "slot_id"
             raise InputError(
                 source, f"session {event.session_id!r} belongs to another player or slot", index=index, field=field
             )
     _check_totals(events, sessions, source)
 
     unique = list({e.event_id: e for e in events}.values())
-    statements = [
-        Statement(_STORE, {**_event_arrays(unique, sessions), "pause": pause_seconds, "threshold": threshold_seconds}),
-        Statement(_CLAIM_TRIGGER, {"threshold": threshold_seconds, "pause": pause_seconds}, rows=True),
-    ]
-    if attribution_seconds is not None:
-        statements.append(attribution(window_seconds=attribution_seconds, guard=_STORED_AN_EVENT,
-                                      session_ids=list({e.session_id: None for e in events})))
-    stored, claimed, *attributed = yield Pipeline(tuple(statements))
-    triggered = [TriggeredSession(*row) for row in claimed]
+    session_keys = unquoted_literal(str(row.id) for row in sessions.values())
+    async with conn.pipeline():
+        stored = await conn.execute(_STORE, {**_event_arrays(unique, sessions), "pause": pause_seconds})
+        claimed = conn.cursor(row_factory=class_row(TriggeredSession))
+        await claimed.execute(_CLAIM_TRIGGER, {"sessions": session_keys, "threshold": threshold_seconds,
+                                               "pause": pause_seconds})
+        if attribution_seconds is not None:
+            attributed = await conn.execute(ATTRIBUTE_SESSIONS, {"sessions": session_keys,
+                                                                 "window": float(attribution_seconds)})
+    (accepted,) = await stored.fetchone()
+    triggered = await claimed.fetchall()
     if triggered:  # the triggered lists are made in this transaction, on the default plans
-        yield Statement(_DEFAULT_PLANS, {}, fetch=False, prepare=False)
-    return IngestResult(accepted=stored[0], duplicates=len(events) - stored[0], triggered=triggered,
-                        attributed_sessions=attributed[0] if attributed else 0)
+        await conn.execute(_DEFAULT_PLANS)
+    return IngestResult(accepted=accepted, duplicates=len(events) - accepted, triggered=triggered,
+                        attributed_sessions=attributed.rowcount if attribution_seconds is not None else 0)
 
 
-class _SessionRow(NamedTuple):
+@dataclass(frozen=True)
+class _SessionRow:
     id: int
     session_id: str
     player_key: int
@@ -159,9 +145,11 @@ class _SessionRow(NamedTuple):
 # custom one). On their generic plans PostgreSQL's CPU for one event went from 3.4 to 2.0 ms, measured;
 # those plans are index lookups whatever the batch's length. A batch uses them (for its transaction
 # only), and sets the default back when it fired a trigger, before the lists are made.
-# The setting travels in the batch's first statement (_KEYS), which saves a statement of its own.
-_GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 _DEFAULT_PLANS = "SET LOCAL plan_cache_mode TO DEFAULT"
+
+_PLAYER_KEYS = "SELECT player_id, id FROM players WHERE player_id = ANY(CAST(%(ids)s AS text[]))"
+_SLOT_KEYS = "SELECT slot_id, id FROM slots WHERE slot_id = ANY(CAST(%(ids)s AS text[]))"
 
 # The players' and slots' keys are resolved here too (index lookups): an unknown one creates nothing,
 # and the batch is then rejected (rolled back) before anything else runs.
@@ -226,78 +214,77 @@ def _numeric(value: float | None) -> str:
     return "NULL" if value is None else f"{value:.15g}"
 
 
-_KEYS = f"""
-SELECT 'p', player_id, id FROM players WHERE player_id = ANY(CAST(%(players)s AS text[]))
-UNION ALL
-SELECT 's', slot_id, id FROM slots WHERE slot_id = ANY(CAST(%(slots)s AS text[]))
-UNION ALL
-SELECT 'g', {_GENERIC_PLANS}, NULL  -- the statements after this one, on their generic plans
-"""
-
-# The statements of one batch's second round trip hand each other what they found through settings
-# local to the transaction: the sessions that may have reached the threshold (the claim's candidates),
-# and how many events were stored (the attribution runs only when one was).
-_CANDIDATES = "recsys.trigger_candidates"
-_STORED = "recsys.events_stored"
-_STORED_AN_EVENT = f"current_setting('{_STORED}') <> '0'"
-
-
 def _segments(events: str) -> str:
     """Continuous segments of ``events`` (a table expression with ``session_key``, ``ts`` and
     ``event_id``): a new segment starts at the first event and after every pause > pause seconds."""
     return f"""
-SELECT session_key, ts,
-       sum(CASE WHEN prev IS NULL OR extract(epoch FROM ts - prev) > %(pause)s THEN 1 ELSE 0 END)
-           OVER (PARTITION BY session_key ORDER BY ts, event_id) AS segment
-FROM (SELECT session_key, ts, event_id, lag(ts) OVER (PARTITION BY session_key ORDER BY ts, event_id) AS prev
-      FROM {events}) e
-"""
+        SELECT session_key, ts,
+               sum(CASE WHEN prev IS NULL OR extract(epoch FROM ts - prev) > %(pause)s THEN 1 ELSE 0 END)
+                   OVER (PARTITION BY session_key ORDER BY ts, event_id) AS segment
+        FROM (SELECT session_key, ts, event_id,
+                     lag(ts) OVER (PARTITION BY session_key ORDER BY ts, event_id) AS prev
+              FROM {events}) e"""
 
 
-_CANDIDATE = """s.trigger_fired_at IS NULL AND s.last_event_at - s.started_at >= make_interval(secs => %(threshold)s)"""
-"""Only a session not yet fired whose whole span reaches the threshold can have reached it continuously:
-the claim skips the window functions over the others' events."""
-
-# One statement: the events inserted (ON CONFLICT DO NOTHING), and each session that got one updated.
-# A session whose new events all come after its latest stored one (``in_order``) is updated from those
-# events alone: the gaps between consecutive events (the first one's predecessor is the stored latest)
-# that are not pauses add to the continuous seconds. A session that got an event in its past is
-# recomputed from all its events: those stored before this statement and those it inserts (a statement
-# does not see its own inserts, so they are added explicitly).
-_STORE = compact(f"""
+# One statement: the events inserted (ON CONFLICT DO NOTHING), and each session that got one updated;
+# it answers how many events were new. Its named steps:
+# - new: the batch's events as rows;
+# - inserted: those stored now (a repeated event_id is not);
+# - touched: the sessions that got one, and whether all their new events come after the latest stored
+#   one (in_order, the usual case);
+# - gaps, appended, append: an in-order session is updated from its new events alone: the gaps between
+#   consecutive events (the first one's predecessor is the stored latest) that are not pauses add to
+#   its continuous seconds;
+# - everything, segments, spans, totals, recompute: a session that got an event in its past is
+#   recomputed from all its events, those stored before this statement and those it inserts (a
+#   statement does not see its own inserts, so they are added explicitly).
+_STORE = f"""
 WITH new AS (
-    SELECT * FROM unnest(CAST(%(ids)s AS text[]), CAST(%(sessions)s AS bigint[]), CAST(%(types)s AS text[]),
-                         CAST(%(ts)s AS timestamptz[]), CAST(%(bets)s AS numeric[]), CAST(%(wins)s AS numeric[]),
-                         CAST(%(bonus)s AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
+    SELECT *
+    FROM unnest(CAST(%(ids)s AS text[]), CAST(%(sessions)s AS bigint[]), CAST(%(types)s AS text[]),
+                CAST(%(ts)s AS timestamptz[]), CAST(%(bets)s AS numeric[]), CAST(%(wins)s AS numeric[]),
+                CAST(%(bonus)s AS boolean[])) AS n(event_id, session_key, type, ts, bet, win, bonus)
 ),
 inserted AS (
-    INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus) SELECT * FROM new
-    ON CONFLICT (event_id) DO NOTHING RETURNING event_id, session_key, type, ts, bet, win, bonus
+    INSERT INTO play_events (event_id, session_key, type, ts, bet, win, bonus)
+    SELECT * FROM new
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, session_key, type, ts, bet, win, bonus
 ),
 touched AS (
     SELECT i.session_key, s.last_event_at, min(i.ts) >= s.last_event_at AS in_order
-    FROM inserted i JOIN play_sessions s ON s.id = i.session_key GROUP BY i.session_key, s.last_event_at
+    FROM inserted i JOIN play_sessions s ON s.id = i.session_key
+    GROUP BY i.session_key, s.last_event_at
 ),
 gaps AS (
     SELECT n.*, extract(epoch FROM n.ts - coalesce(lag(n.ts) OVER w, t.last_event_at)) AS gap
-    FROM new n JOIN inserted i ON i.event_id = n.event_id
+    FROM new n
+    JOIN inserted i ON i.event_id = n.event_id
     JOIN touched t ON t.session_key = n.session_key AND t.in_order
     WINDOW w AS (PARTITION BY n.session_key ORDER BY n.ts, n.event_id)
 ),
 appended AS (
-    SELECT session_key, sum(CASE WHEN gap <= %(pause)s THEN gap ELSE 0 END) AS seconds, max(ts) AS last_event_at,
-           max(ts) FILTER (WHERE type = 'end') AS ended_at, count(*) FILTER (WHERE type = 'spin') AS spins,
-           coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
+    SELECT session_key,
+           sum(CASE WHEN gap <= %(pause)s THEN gap ELSE 0 END) AS seconds,
+           max(ts) AS last_event_at,
+           max(ts) FILTER (WHERE type = 'end') AS ended_at,
+           count(*) FILTER (WHERE type = 'spin') AS spins,
+           coalesce(sum(bet), 0) AS total_bet,
+           coalesce(sum(win), 0) AS total_win,
            coalesce(bool_or(bonus), false) AS bonus
     FROM gaps GROUP BY session_key
 ),
 append AS (
     UPDATE play_sessions s
-    SET last_event_at = greatest(s.last_event_at, t.last_event_at), ended_at = greatest(s.ended_at, t.ended_at),
-        seconds = s.seconds + t.seconds, spins = s.spins + t.spins, total_bet = s.total_bet + t.total_bet,
-        total_win = s.total_win + t.total_win, bonus = s.bonus OR t.bonus, updated_at = now()
+    SET last_event_at = greatest(s.last_event_at, t.last_event_at),
+        ended_at = greatest(s.ended_at, t.ended_at),
+        seconds = s.seconds + t.seconds,
+        spins = s.spins + t.spins,
+        total_bet = s.total_bet + t.total_bet,
+        total_win = s.total_win + t.total_win,
+        bonus = s.bonus OR t.bonus,
+        updated_at = now()
     FROM appended t WHERE s.id = t.session_key
-    RETURNING s.id, {_CANDIDATE} AS candidate
 ),
 everything AS (
     SELECT session_key, event_id, type, ts, bet, win, bonus FROM play_events
@@ -306,59 +293,70 @@ everything AS (
     SELECT i.session_key, i.event_id, i.type, i.ts, i.bet, i.win, i.bonus
     FROM inserted i JOIN touched t ON t.session_key = i.session_key AND NOT t.in_order
 ),
-seg AS ({_segments("everything")}),
+segments AS ({_segments("everything")}
+),
 spans AS (
     SELECT session_key, segment, extract(epoch FROM max(ts) - min(ts)) AS seconds
-    FROM seg GROUP BY session_key, segment
+    FROM segments GROUP BY session_key, segment
 ),
 totals AS (
-    SELECT session_key, min(ts) AS started_at, max(ts) AS last_event_at,
+    SELECT session_key,
+           min(ts) AS started_at,
+           max(ts) AS last_event_at,
            max(ts) FILTER (WHERE type = 'end') AS ended_at,
            count(*) FILTER (WHERE type = 'spin') AS spins,
-           coalesce(sum(bet), 0) AS total_bet, coalesce(sum(win), 0) AS total_win,
+           coalesce(sum(bet), 0) AS total_bet,
+           coalesce(sum(win), 0) AS total_win,
            coalesce(bool_or(bonus), false) AS bonus
     FROM everything GROUP BY session_key
 ),
 recompute AS (
     UPDATE play_sessions s
-    SET started_at = t.started_at, last_event_at = t.last_event_at, ended_at = t.ended_at,
+    SET started_at = t.started_at,
+        last_event_at = t.last_event_at,
+        ended_at = t.ended_at,
         seconds = (SELECT sum(seconds) FROM spans WHERE spans.session_key = s.id),
-        spins = t.spins, total_bet = t.total_bet, total_win = t.total_win, bonus = t.bonus, updated_at = now()
+        spins = t.spins,
+        total_bet = t.total_bet,
+        total_win = t.total_win,
+        bonus = t.bonus,
+        updated_at = now()
     FROM totals t WHERE s.id = t.session_key
-    RETURNING s.id, {_CANDIDATE} AS candidate
-),
-found AS (
-    SELECT (SELECT count(*) FROM inserted) AS stored,
-           ARRAY(SELECT id FROM append WHERE candidate UNION ALL SELECT id FROM recompute WHERE candidate
-                 ORDER BY 1) AS candidates
 )
-SELECT stored, set_config('{_STORED}', CAST(stored AS text), true),
-       set_config('{_CANDIDATES}', CAST(candidates AS text), true)
-FROM found
-""")
+SELECT count(*) FROM inserted
+"""
 
-# The candidates' events through the index: the array as an InitPlan, read once. Written as
-# ANY(CAST(current_setting(...) AS bigint[])), PostgreSQL scanned all of play_events and read the
-# setting for every row (0.8-1.3 s for 50 candidates over 175,000 events).
-_CANDIDATE_EVENTS = (
-    f"play_events WHERE session_key = ANY(ARRAY(SELECT unnest(CAST(current_setting('{_CANDIDATES}') AS bigint[]))))"
-)
-
-# Claims the trigger of each candidate that _STORE found (in the same pipeline, after it).
+# Claims the trigger of each of the batch's sessions whose latest continuous segment reached the
+# threshold (in the same pipeline, after _STORE: it reads the sessions as _STORE left them). Its steps:
+# - candidates: the batch's sessions not fired yet whose whole span reaches the threshold (only those
+#   can have reached it continuously: the window functions skip the others' events);
+# - candidate_events: their events, through the index (the keys as an InitPlan, read once);
+# - segments, latest, continuous: each candidate's latest continuous segment and its length.
 _CLAIM_TRIGGER = f"""
-WITH seg AS ({_segments(_CANDIDATE_EVENTS)}),
+WITH candidates AS (
+    SELECT s.id FROM play_sessions s
+    WHERE s.id = ANY(CAST(%(sessions)s AS bigint[]))
+      AND s.trigger_fired_at IS NULL
+      AND s.last_event_at - s.started_at >= make_interval(secs => %(threshold)s)
+),
+candidate_events AS (
+    SELECT session_key, ts, event_id FROM play_events
+    WHERE session_key = ANY(ARRAY(SELECT id FROM candidates))
+),
+segments AS ({_segments("candidate_events")}
+),
 latest AS (
-    SELECT DISTINCT ON (session_key) session_key, segment FROM seg ORDER BY session_key, ts DESC
+    SELECT DISTINCT ON (session_key) session_key, segment FROM segments ORDER BY session_key, ts DESC
 ),
 continuous AS (
-    SELECT seg.session_key, extract(epoch FROM max(seg.ts) - min(seg.ts)) AS seconds
-    FROM seg JOIN latest USING (session_key, segment) GROUP BY seg.session_key
+    SELECT g.session_key, extract(epoch FROM max(g.ts) - min(g.ts)) AS seconds
+    FROM segments g JOIN latest USING (session_key, segment)
+    GROUP BY g.session_key
 )
 UPDATE play_sessions s SET trigger_fired_at = now()
 FROM continuous c, players p, slots sl
-WHERE current_setting('{_CANDIDATES}') <> '{{}}'  -- no candidate (the usual case): nothing runs
-  AND s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
+WHERE s.id = c.session_key AND c.seconds >= %(threshold)s AND s.trigger_fired_at IS NULL
   AND p.id = s.player_key AND sl.id = s.slot_key
-RETURNING s.id, s.session_id, s.player_key, p.player_id, s.slot_key, sl.slot_id, c.seconds::float8,
-          s.started_at, s.last_event_at
+RETURNING s.id AS session_key, s.session_id, s.player_key, p.player_id, s.slot_key, sl.slot_id,
+          c.seconds::float8 AS continuous_seconds, s.started_at, s.last_event_at
 """

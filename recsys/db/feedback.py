@@ -14,10 +14,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
+from psycopg import AsyncConnection
 
-from recsys.db.bulk import array_literal, unquoted_literal
-from recsys.db.engine import Statement, driver
+from recsys.db.bulk import unquoted_literal
 from recsys.db.schema import FEEDBACK_ACTIONS
 from recsys.errors import InputError
 
@@ -37,10 +36,12 @@ class FeedbackResult:
     attributed_sessions: int
 
 
-def store_feedback(
-    conn: sa.Connection, items: list[Feedback], *, window_seconds: float, source: str = "feedback"
+async def store_feedback(
+    conn: AsyncConnection, items: list[Feedback], *, window_seconds: float, source: str = "feedback"
 ) -> FeedbackResult:
-    """Validate and store a batch in ``conn``'s transaction; the first bad item rejects it whole."""
+    """Validate and store a batch in ``conn``'s transaction (the caller's: ``conn.transaction()``);
+    the first bad item rejects it whole. Then attribute the sessions that these recommendations'
+    plays, clicks and impressions lead to."""
     if not items:
         raise InputError(source, "the batch holds no feedback")
     rec_ids = []
@@ -53,87 +54,58 @@ def store_feedback(
             raise InputError(source, f"must be one of {', '.join(FEEDBACK_ACTIONS)}", index=index, field="action")
         if item.ts is not None and item.ts.tzinfo is None:
             raise InputError(source, "needs a time zone (RFC 3339)", index=index, field="ts")
-    known = {
-        (row.recommendation_id, row.slot_id): row.slot_key
-        for row in conn.execute(
-            sa.text(
-                "SELECT i.recommendation_id, s.slot_id, i.slot_key FROM recommendation_items i "
-                "JOIN slots s ON s.id = i.slot_key WHERE i.recommendation_id = ANY(:ids)"
-            ),
-            {"ids": rec_ids},
-        )
-    }
-    recommendations = {rec for rec, _ in known}
+    recommendations = unquoted_literal(str(r) for r in sorted(set(rec_ids)))
+    cursor = await conn.execute(_RECOMMENDED, {"ids": recommendations})
+    known = {(rec, slot_id): slot_key for rec, slot_id, slot_key in await cursor.fetchall()}
+    found = {rec for rec, _ in known}
     for index, (item, rec) in enumerate(zip(items, rec_ids, strict=True)):
         if (rec, item.slot_id) not in known:
-            if rec not in recommendations:
+            if rec not in found:
                 raise InputError(source, f"unknown recommendation {rec}", index=index, field="recommendation_id")
             raise InputError(
                 source, f"slot {item.slot_id!r} was not in recommendation {rec}", index=index, field="slot_id"
             )
-    inserted = (
-        conn.execute(
-            sa.text(
-                "INSERT INTO feedback (recommendation_id, slot_key, action, ts) "
-                "SELECT r, s, a, coalesce(t, now()) FROM unnest(CAST(:recs AS uuid[]), CAST(:slots AS int[]), "
-                "CAST(:actions AS text[]), CAST(:ts AS timestamptz[])) AS x(r, s, a, t) "
-                "ON CONFLICT (recommendation_id, slot_key, action) DO NOTHING RETURNING recommendation_id"
-            ),
-            {
-                "recs": rec_ids,
-                "slots": [known[(rec, item.slot_id)] for item, rec in zip(items, rec_ids, strict=True)],
-                "actions": [item.action for item in items],
-                "ts": [item.ts for item in items],
-            },
-        )
-        .scalars()
-        .all()
-    )
-    attributed = attribute_sessions(conn, window_seconds=window_seconds, recommendation_ids=sorted(set(rec_ids)))
-    return FeedbackResult(accepted=len(inserted), duplicates=len(items) - len(inserted), attributed_sessions=attributed)
+    async with conn.pipeline():
+        inserted = await conn.execute(_INSERT, {
+            "recs": rec_ids,
+            "slots": [known[(rec, item.slot_id)] for item, rec in zip(items, rec_ids, strict=True)],
+            "actions": [item.action for item in items],
+            "ts": [item.ts for item in items],
+        })
+        attributed = await conn.execute(_ATTRIBUTE_RECOMMENDED, {"ids": recommendations,
+                                                                 "window": float(window_seconds)})
+    accepted = inserted.rowcount
+    return FeedbackResult(accepted, len(items) - accepted, attributed.rowcount)
 
 
-def attribute_sessions(
-    conn: sa.Connection,
-    *,
-    window_seconds: float,
-    session_keys: list[int] | None = None,
-    session_ids: list[str] | None = None,
-    recommendation_ids: list[uuid.UUID] | None = None,
-) -> int:
-    """Attribute unattributed sessions (those given by key or by ``session_id``, or those matching
-    the given recommendations); returns how many were attributed."""
-    statement = attribution(window_seconds=window_seconds, session_keys=session_keys, session_ids=session_ids,
-                            recommendation_ids=recommendation_ids)
-    with driver(conn) as raw:
-        return raw.execute(statement.sql, statement.params, prepare=True).rowcount
+async def attribute_sessions(conn: AsyncConnection, *, window_seconds: float, session_keys: list[int]) -> int:
+    """Attribute these sessions, those not attributed yet (a session is attributed when it is
+    created too: the session tracker runs :data:`ATTRIBUTE_SESSIONS` in its pipeline); returns how
+    many were attributed."""
+    cursor = await conn.execute(ATTRIBUTE_SESSIONS, {
+        "sessions": unquoted_literal(str(int(k)) for k in session_keys), "window": float(window_seconds),
+    })
+    return cursor.rowcount
 
 
-def attribution(
-    *,
-    window_seconds: float,
-    session_keys: list[int] | None = None,
-    session_ids: list[str] | None = None,
-    recommendation_ids: list[uuid.UUID] | None = None,
-    guard: str | None = None,
-) -> Statement:
-    """The prepared statement of :func:`attribute_sessions` (its row count: the sessions attributed),
-    for a caller that runs it in a pipeline; ``guard``: an SQL condition that must also hold (the
-    session tracker's: the batch stored an event)."""
-    if session_keys is not None:
-        scope, keys = "s.id = ANY(CAST(%(keys)s AS bigint[]))", unquoted_literal(str(int(k)) for k in session_keys)
-    elif session_ids is not None:
-        scope, keys = "s.session_id = ANY(CAST(%(keys)s AS text[]))", array_literal(session_ids)
-    elif recommendation_ids is not None:
-        scope = "f.recommendation_id = ANY(CAST(%(keys)s AS uuid[]))"
-        keys = unquoted_literal(map(str, recommendation_ids))
-    else:
-        raise ValueError("name the sessions or the recommendations to attribute")
-    if guard is not None:
-        scope = f"{scope} AND {guard}"
-    return Statement(_ATTRIBUTE.format(scope=scope), {"keys": keys, "window": float(window_seconds)}, fetch=False)
+_RECOMMENDED = """
+SELECT i.recommendation_id, s.slot_id, i.slot_key
+FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
+WHERE i.recommendation_id = ANY(CAST(%(ids)s AS uuid[]))
+"""
 
+_INSERT = """
+INSERT INTO feedback (recommendation_id, slot_key, action, ts)
+SELECT r, s, a, coalesce(t, now())
+FROM unnest(CAST(%(recs)s AS uuid[]), CAST(%(slots)s AS int[]), CAST(%(actions)s AS text[]),
+            CAST(%(ts)s AS timestamptz[])) AS x(r, s, a, t)
+ON CONFLICT (recommendation_id, slot_key, action) DO NOTHING
+"""
 
+# Attribution: each unattributed session in scope gets the recommendation whose play, click or
+# impression on the session's slot came at most ``window`` seconds before the session started
+# (play before click before impression, then the latest). Its scope: the sessions given by key
+# (a batch of events) or those that the given recommendations may have led to (a batch of feedback).
 _ATTRIBUTE = """
 UPDATE play_sessions AS target SET recommendation_id = pick.recommendation_id, updated_at = now()
 FROM (
@@ -148,3 +120,6 @@ FROM (
 ) pick
 WHERE target.id = pick.id
 """
+ATTRIBUTE_SESSIONS = _ATTRIBUTE.format(scope="s.id = ANY(CAST(%(sessions)s AS bigint[]))")
+"""Attribution of the sessions ``%(sessions)s`` (their keys), in a ``%(window)s``-second window."""
+_ATTRIBUTE_RECOMMENDED = _ATTRIBUTE.format(scope="f.recommendation_id = ANY(CAST(%(ids)s AS uuid[]))")

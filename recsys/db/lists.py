@@ -1,13 +1,14 @@
-"""The statements one served list makes: two round trips, both prepared, run by the list's flow
-(``recsys.serving.lists``) on a blocking connection or on the event loop.
+"""What one served list reads and writes: two statements, each one round trip, both prepared on the
+connection (``recsys.db.pool``), awaited by the list's code (``recsys.serving.lists``).
 
 The serving process keeps the slow-changing state in memory (``recsys.serving.state``) and asks
 the database per list only what must be exact at that moment:
 
-- :func:`player_statement`: the player's protection fields, vector, precomputed top-N, the slots they
+- :func:`read_player`: the player's protection fields, vector, precomputed top-N, the slots they
   played (the latest seed candidates; those in the exclusion window are never shown), and the
   slots disabled or not offered in their market right now (one query);
-- :func:`log_statement`: the served list and its items (one statement, one transaction).
+- :func:`log_lists`: served lists and their items (one statement, one transaction): a triggered list
+  with the events that fired it, and the API's lists by group commit (:class:`GroupCommit`).
 
 Functions return rows as plain dataclasses and numpy arrays; ``recsys.serving`` builds its objects
 from them.
@@ -15,18 +16,24 @@ from them.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import uuid
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from psycopg import AsyncConnection
+from psycopg.rows import kwargs_row
 
-from recsys.db.bulk import array_literal, unquoted_literal
-from recsys.db.engine import Statement
+from recsys.db.bulk import array_literal, nullable_literal, unquoted_literal
+from recsys.db.engine import DatabaseUnavailable
 from recsys.errors import NotFound
+from recsys.served import ServedList
+
+if TYPE_CHECKING:
+    from recsys.db.pool import OnlinePool
 
 RECENT_SLOTS = 5
 """Latest distinct slots of a player whose mean vector seeds candidates when there is no context."""
@@ -67,15 +74,15 @@ class PlayerRow:
 # markets: a player with no market sees only slots offered everywhere). The last reads the partial
 # index ``ix_slots_hidden`` (migration 0007), so its cost does not grow with the catalogue.
 _PLAYER = """
-    SELECT p.id, p.market, p.self_excluded_until, p.cooling_off_until, p.marketing_consent, p.risk_flag,
-           CAST(e.gmf AS real[]), CAST(e.mlp AS real[]), e.player_key IS NOT NULL, o.slot_keys,
-           pl.keys, pl.excluded,
+    SELECT p.id AS key, p.player_id, p.market, p.self_excluded_until, p.cooling_off_until, p.marketing_consent,
+           p.risk_flag, CAST(e.gmf AS real[]) AS gmf, CAST(e.mlp AS real[]) AS mlp,
+           e.player_key IS NOT NULL AS has_vector, o.slot_keys AS top_n, pl.keys AS played, pl.excluded,
            ARRAY(
                SELECT s.id FROM slots s
                WHERE (NOT s.active OR s.markets IS NOT NULL)
                  AND (NOT s.active OR NOT coalesce(coalesce(p.market, CAST(%(market)s AS varchar)) = ANY(s.markets),
                                                    false))
-           )
+           ) AS hidden
     FROM players p
     LEFT JOIN player_embeddings e ON e.version_id = %(version)s AND e.player_key = p.id
     LEFT JOIN offline_recommendations o ON o.version_id = %(version)s AND o.player_key = p.id
@@ -91,33 +98,35 @@ _PLAYER = """
 """
 
 
-def player_statement(
-    player_id: str, version_id: int | None, *, market: str | None, played_days: int | None
-) -> Statement:
-    """The statement that reads everything one list needs of ``player_id`` (:func:`player_row` reads
-    its row). ``market``: the market of a player who has none stored; ``played_days``: the
-    exclusion window (None: a slot once played is never shown again)."""
-    return Statement(_PLAYER, {"player_id": player_id, "version": version_id, "market": market, "days": played_days})
-
-
-def player_row(row: tuple | None, player_id: str) -> PlayerRow:
-    """The player from :func:`player_statement`'s row; raises :class:`NotFound` for an unknown player."""
-    if row is None:
+async def read_player(
+    conn: AsyncConnection, player_id: str, version_id: int | None, *, market: str | None, played_days: int | None
+) -> PlayerRow:
+    """Everything one list needs of ``player_id``. ``market``: the market of a player who has none
+    stored; ``played_days``: the exclusion window (None: a slot once played is never shown again).
+    Raises :class:`NotFound` for an unknown player."""
+    cursor = conn.cursor(row_factory=kwargs_row(_player_row))
+    await cursor.execute(_PLAYER, {"player_id": player_id, "version": version_id, "market": market,
+                                   "days": played_days})
+    player = await cursor.fetchone()
+    if player is None:
         raise NotFound("player", player_id)
-    (key, stored_market, self_excluded_until, cooling_off_until, consent, risk_flag, gmf, mlp, has_vector, top_n,
-     played, excluded, hidden) = row
+    return player
+
+
+def _player_row(*, key, player_id, market, self_excluded_until, cooling_off_until, marketing_consent, risk_flag,
+                gmf, mlp, has_vector, top_n, played, excluded, hidden) -> PlayerRow:
     towers = None
     if has_vector:
-        vectors = (("gmf", gmf), ("mlp", mlp))
-        towers = {name: np.asarray(value, dtype=np.float32) for name, value in vectors if value is not None}
+        towers = {name: np.asarray(value, dtype=np.float32) for name, value in (("gmf", gmf), ("mlp", mlp))
+                  if value is not None}
     played = played or []
     return PlayerRow(
         key=key,
         player_id=player_id,
-        market=stored_market,
+        market=market,
         self_excluded_until=self_excluded_until,
         cooling_off_until=cooling_off_until,
-        marketing_consent=consent,
+        marketing_consent=marketing_consent,
         risk_flag=risk_flag,
         towers=towers,
         recent_keys=np.asarray(played[:RECENT_SLOTS], dtype=np.int64),
@@ -130,58 +139,41 @@ def player_row(row: tuple | None, player_id: str) -> PlayerRow:
 # --- logging what was served ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServedItem:
-    slot_key: int
-    score: float
-    reason: str
-    explored: bool
-
-
-@dataclass(frozen=True)
-class ServedList:
-    """One served (or suppressed) list, as ``recommendations`` + ``recommendation_items`` store it."""
-
-    id: uuid.UUID
-    player_key: int
-    version_id: int | None
-    trigger: str
-    context_slot_key: int | None
-    market: str | None
-    suppressed_reason: str | None
-    filters: Mapping[str, Any]
-    items: tuple[ServedItem, ...]
-    session_key: int | None = None  # the play session whose long-session trigger produced it
-    action: str | None = None  # e.g. ``reality_check``: what the frontend shows instead of games
-    experiment_id: int | None = None  # the experiment that split the player (recsys.experiments)
-    arm: str | None = None  # its arm that made the list
-
-
-# One statement, so one implicit transaction and one round trip. ``set_config(..., true)`` sets
-# ``synchronous_commit`` for this transaction only; the first INSERT reads the CTE, which makes
-# PostgreSQL evaluate it before anything is written.
+# One statement for any number of lists, so one implicit transaction and one round trip. Its steps:
+# - commit_mode: ``set_config(..., true)`` sets ``synchronous_commit`` for this transaction only; the
+#   first INSERT reads it, which makes PostgreSQL evaluate it before anything is written;
+# - served: the lists, one row each, from one array per column;
+# - then their items, from one array per column, each item naming its list.
 _LOG = """
-    WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode),
-    served AS (
-        INSERT INTO recommendations
-            (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
-             session_key, action, experiment_id, arm)
-        SELECT %(id)s, %(player)s, %(version)s, %(trigger)s, %(context)s, %(market)s, %(suppressed)s,
-               CAST(%(filters)s AS jsonb), %(session)s, %(action)s, %(experiment)s, %(arm)s
-        FROM commit_mode
-        RETURNING id, created_at
-    )
-    INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
-    SELECT served.id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
-    FROM served, unnest(
-        CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]), CAST(%(scores)s AS float8[]),
-        CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
-    ) AS i(rank, slot_key, score, reason, explored)
+WITH commit_mode AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode
+),
+served AS (
+    INSERT INTO recommendations
+        (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
+         session_key, action, experiment_id, arm)
+    SELECT l.*
+    FROM commit_mode, unnest(
+        CAST(%(ids)s AS uuid[]), CAST(%(players)s AS bigint[]), CAST(%(versions)s AS integer[]),
+        CAST(%(triggers)s AS varchar[]), CAST(%(contexts)s AS integer[]), CAST(%(markets)s AS varchar[]),
+        CAST(%(suppressed)s AS varchar[]), CAST(%(filters)s AS jsonb[]), CAST(%(sessions)s AS bigint[]),
+        CAST(%(actions)s AS varchar[]), CAST(%(experiments)s AS integer[]), CAST(%(arms)s AS varchar[])
+    ) AS l(id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
+           session_key, action, experiment_id, arm)
+    RETURNING id, created_at
+)
+INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
+SELECT i.recommendation_id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
+FROM unnest(
+    CAST(%(item_lists)s AS uuid[]), CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]),
+    CAST(%(scores)s AS float8[]), CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
+) AS i(recommendation_id, rank, slot_key, score, reason, explored)
+JOIN served ON served.id = i.recommendation_id
 """
 
 
-def log_statement(served: ServedList, *, synchronous_commit: bool = False) -> Statement:
-    """The list and its items in one statement (one transaction): both or neither.
+async def log_lists(conn: AsyncConnection, lists: Sequence[ServedList], *, synchronous_commit: bool = False) -> None:
+    """The lists and their items in one statement (one transaction): all or none.
 
     Run in autocommit, or in a transaction of the caller's (the session tracker logs a triggered
     list with the events that fired it): then the setting applies to that whole transaction, so
@@ -191,25 +183,81 @@ def log_statement(served: ServedList, *, synchronous_commit: bool = False) -> St
     ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync per request
     (bench/bench_api.py measures both).
     """
-    items = served.items
-    return Statement(_LOG, {
+    items = [(served.recommendation_id, rank, item) for served in lists for rank, item in enumerate(served.items, 1)]
+    await conn.execute(_LOG, {
         "commit_mode": "on" if synchronous_commit else "off",
-        "id": served.id,
-        "player": served.player_key,
-        "version": served.version_id,
-        "trigger": served.trigger,
-        "context": served.context_slot_key,
-        "market": served.market,
-        "suppressed": served.suppressed_reason,
-        "filters": json.dumps(served.filters),
-        "session": served.session_key,
-        "action": served.action,
-        "experiment": served.experiment_id,
-        "arm": served.arm,
         # Text literals (see recsys.db.bulk.unquoted_literal).
-        "ranks": unquoted_literal(map(str, range(1, len(items) + 1))),
-        "keys": unquoted_literal(str(int(i.slot_key)) for i in items),
-        "scores": unquoted_literal(repr(float(i.score)) for i in items),  # reads back exactly
-        "reasons": array_literal(i.reason for i in items),
-        "explored": unquoted_literal("t" if i.explored else "f" for i in items),
-    }, fetch=False)
+        "ids": unquoted_literal(str(s.recommendation_id) for s in lists),
+        "players": unquoted_literal(str(s.player_key) for s in lists),
+        "versions": unquoted_literal(_number(s.version_id) for s in lists),
+        "triggers": array_literal(s.trigger for s in lists),
+        "contexts": unquoted_literal(_number(s.context_slot_key) for s in lists),
+        "markets": nullable_literal(s.market for s in lists),
+        "suppressed": nullable_literal(s.suppressed for s in lists),
+        "filters": array_literal(json.dumps(s.filters) for s in lists),
+        "sessions": unquoted_literal(_number(s.session_key) for s in lists),
+        "actions": nullable_literal(s.action for s in lists),
+        "experiments": unquoted_literal(_number(s.experiment_id) for s in lists),
+        "arms": nullable_literal(s.arm for s in lists),
+        "item_lists": unquoted_literal(str(list_id) for list_id, _, _ in items),
+        "ranks": unquoted_literal(str(rank) for _, rank, _ in items),
+        "keys": unquoted_literal(str(int(i.slot_key)) for _, _, i in items),
+        "scores": unquoted_literal(repr(float(i.score)) for _, _, i in items),  # reads back exactly
+        "reasons": array_literal(i.reason for _, _, i in items),
+        "explored": unquoted_literal("t" if i.explored else "f" for _, _, i in items),
+    })
+
+
+def _number(value: int | None) -> str:
+    return "NULL" if value is None else str(int(value))
+
+
+class GroupCommit:
+    """The API's lists, logged by group commit: the lists of concurrent requests are written by one
+    statement and one commit, and each request is answered after that commit (a list is logged
+    before it is answered, as with a write of its own).
+
+    No timer: while one group is being written, the lists that arrive wait and form the next group,
+    so a lone request is written at once and a busy process writes more lists per statement. A
+    group that fails fails each of its requests (with the error: a 503 for a lost database), and
+    writes none of its lists.
+    """
+
+    def __init__(self, pool: OnlinePool, *, synchronous_commit: bool) -> None:
+        self.pool = pool
+        self.synchronous_commit = synchronous_commit
+        self._waiting: list[tuple[ServedList, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def log(self, served: ServedList) -> None:
+        """Return once ``served`` is committed (in a group with the lists logged meanwhile)."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((served, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                await self._commit(group)
+        finally:
+            self._writer = None
+
+    async def _commit(self, group: list[tuple[ServedList, asyncio.Future]]) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                await log_lists(conn, [served for served, _ in group], synchronous_commit=self.synchronous_commit)
+        except Exception as exc:
+            if len(group) > 1 and not isinstance(exc, DatabaseUnavailable):
+                for one in group:  # a list the database refuses (a player deleted meanwhile) fails alone
+                    await self._commit([one])
+                return
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in group:
+                if not done.done():
+                    done.set_result(None)

@@ -1,196 +1,191 @@
-"""The event loop's connections: psycopg's asyncio connections for the flows that the API runs on
-its event loop (``GET .../recommendations``: ``recsys.serving.lists.recommend_async``; ``POST
-/v1/events``: ``recsys.tracker.track_async``, in one transaction).
+"""The online path's connections: psycopg's asyncio connections from ``psycopg_pool``.
 
-A blocking connection needs a worker thread per request, and handing each list to a thread and
-back, with the threads then taking turns on the GIL, costs about as much CPU as the list itself
-(bench/bench_api.py, before and after: docs/benchmarks.md). psycopg_pool is not used because it
-waits up to its timeout for a connection while the server is down, where the API answers 503 at
-once.
+Every request of the online path (``GET .../recommendations``, ``GET .../similar``'s pgvector
+fallback, ``POST /v1/events``, ``POST /v1/feedback``, the stream's reads) is plain ``async`` code on
+one :class:`psycopg.AsyncConnection` of the process's :class:`OnlinePool`::
 
-The same rules as the engine's pool (``recsys.db.engine.create_engine``):
+    async with pool.connection() as conn:
+        row = await (await conn.execute(SQL, params)).fetchone()
 
-- connections are opened on demand, in autocommit, with the API's lock and statement timeouts; at
-  most ``size`` idle ones are kept (the latest returned is reused first), and at most ``2 * size``
-  are open at once (the engine's ``pool_size + max_overflow``). A flow that cannot get one within
-  :data:`ACQUIRE_SECONDS` is :class:`~recsys.db.engine.DatabaseUnavailable` (a 503);
-- a connection that broke, or that a flow left inside a transaction, is closed, never reused;
-- no ping on checkout (a round trip per request): when the first statement on a reused connection
-  finds it broken (the server restarted, the network cut it), the idle connections are dropped as
-  stale too and the flow runs again from its start on a new connection. A flow's first statement
-  must therefore only read, unless the flow runs in a transaction (nothing is committed before
-  its end);
-- every connection error and ``OperationalError`` (a lost server, a lock or statement timeout) is
-  raised as ``DatabaseUnavailable``.
+Offline jobs and the CLI use SQLAlchemy Core on a blocking engine (``recsys.db.engine``): two
+styles, each in its place (README, "Layout"; tests/db/test_pool.py checks the rule).
+
+Connections are ``psycopg_pool.AsyncConnectionPool``'s: in autocommit (a read costs no
+``BEGIN``/``ROLLBACK``; a caller that writes several statements opens ``conn.transaction()``),
+with the API's ``lock_timeout`` and ``statement_timeout``, every statement prepared on the server
+the first time a connection runs it (``prepare_threshold=0``: the online statements repeat on
+every request). ``RECSYS_DB_POOL_SIZE`` connections are kept, twice as many may be open at once;
+a request that cannot get one within :data:`ACQUIRE_SECONDS` is a 503.
+
+What the library does not do, and this module adds (the API answers 503 *at once* in an outage and
+heals without a restart, as measured before the library came in):
+
+- while the server is down, ``AsyncConnectionPool.getconn`` waits its whole timeout (its reconnection
+  attempts back off in the background, and a waiting client is not told they failed). So after any
+  sign that the server went away (a connection it closed, a connection lost mid-request, the pool's
+  reconnection giving up after :data:`RECONNECT_SECONDS`, or no connection at all yet) the pool is
+  *down*: each request then opens a connection of its own at once (refused at once while the
+  server is down: a 503; the first that succeeds ends the outage, and later requests are back on
+  the pool). A request already waiting for the pool looks every :data:`RECHECK_SECONDS`;
+- no round trip on checkout: a connection the server closed while it sat idle (a restart, a
+  terminated backend) has something to read on its socket, which costs a ``select`` to see; it is
+  thrown away, and the request goes on through a connection of its own, as in an outage;
+- when the server is back, the pool is replaced by a fresh one: the old one's idle connections are
+  closed by the server, and its reconnection attempts, still backing off, would keep a request
+  waiting for its whole timeout.
+
+Every connection error and ``OperationalError`` (a lost server, a lock or statement timeout) is
+raised as :class:`~recsys.db.engine.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
+import functools
+import logging
+import select
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from recsys.db.engine import (
-    DatabaseUnavailable,
-    Flow,
-    Pipeline,
-    Statement,
-    Step,
-    session_limit_options,
-    unavailable,
-)
+from recsys.db.engine import DatabaseUnavailable, session_limit_options, unavailable
 from recsys.settings import Settings
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 ACQUIRE_SECONDS = 10.0
-"""How long a flow waits for one of the ``2 * size`` connections before it is a 503."""
+"""How long a request waits for one of the ``2 * size`` connections before it is a 503."""
+CONNECT_SECONDS = 5
+"""``connect_timeout`` of a connection opened while the pool is down (a server that does not answer)."""
+RECONNECT_SECONDS = 0.5
+"""How long the library's background reconnection keeps trying before it gives up and the pool is
+down (the next request that needs a connection tries again): short, so that it never lags behind
+the server."""
+RECHECK_SECONDS = 0.25
+"""A request waiting for a connection looks this often whether the pool went down meanwhile."""
 
 
-class _Stale(Exception):
-    """The first statement found a reused connection broken."""
+class OnlinePool:
+    """The connections of one event loop (one API worker process)."""
 
-
-class AsyncPool:
-    """Connections for one event loop (one API worker process)."""
-
-    def __init__(self, url: str, *, size: int, options: str = "") -> None:
+    def __init__(self, url: str, *, size: int, options: str = "", acquire_seconds: float = ACQUIRE_SECONDS) -> None:
         self.url = url
         self.size = size
-        self._options = options
-        self._idle: list[psycopg.AsyncConnection] = []
-        self._slots = asyncio.Semaphore(2 * size)
-        self._closed = False
+        self.acquire_seconds = acquire_seconds
+        self._kwargs = {"autocommit": True, "prepare_threshold": 0, **({"options": options} if options else {})}
+        self._pool = self._new_pool()
+        self._opened = False
+        self.down = True  # until a connection succeeds: the server may not be up yet
+        self._failed = False  # the pool saw the server go away: replaced when it is back
+
+    def _new_pool(self) -> AsyncConnectionPool:
+        return AsyncConnectionPool(
+            self.url, min_size=self.size, max_size=2 * self.size, kwargs=self._kwargs, open=False,
+            timeout=self.acquire_seconds, reconnect_timeout=RECONNECT_SECONDS, reconnect_failed=self._reconnect_failed,
+            name="recsys-online",
+        )
 
     @classmethod
-    def for_api(cls, settings: Settings, url: str) -> AsyncPool:
+    def for_api(cls, settings: Settings, url: str) -> OnlinePool:
         """The API's pool: ``RECSYS_DB_POOL_SIZE`` and the API's lock and statement timeouts."""
         return cls(url, size=settings.database.pool_size, options=session_limit_options(settings))
 
-    def __len__(self) -> int:
-        """Idle connections."""
-        return len(self._idle)
-
-    async def run(self, flow: Callable[[], Flow[T]], *, transaction: bool = False) -> T:
-        """Run the generator that ``flow()`` makes (see ``recsys.db.engine.Statement``) on a pooled
-        connection and return what it returns; ``flow`` is called again for the one retry.
-
-        ``transaction``: the flow's statements run in one transaction, ``BEGIN`` sent with its first
-        step (no round trip of its own) and ``COMMIT`` after the flow returns; when the flow or a
-        statement raises, it is rolled back. Such a flow may write in its first step: nothing is
-        committed before its end, so running it again on a new connection is safe. A ``COMMIT``
-        whose answer is lost raises ``DatabaseUnavailable``: the outcome is unknown, as on a
-        blocking connection.
-        """
-        if self._slots.locked():  # only then wait, with a deadline (wait_for costs a task per call)
-            try:
-                await asyncio.wait_for(self._slots.acquire(), ACQUIRE_SECONDS)
-            except TimeoutError:
-                raise DatabaseUnavailable(self.url, f"no connection free within {ACQUIRE_SECONDS:g} s") from None
-        else:
-            await self._slots.acquire()
-        try:
-            conn, reused = (self._idle.pop(), True) if self._idle else (await self._open(), False)
-            try:
-                return await self._drive(conn, flow(), retry_if_stale=reused, transaction=transaction)
-            except _Stale:
-                await self._close_idle()  # the server restarted or the path was cut: they are stale too
-            finally:
-                await self._give_back(conn)
-            conn = await self._open()
-            try:
-                return await self._drive(conn, flow(), retry_if_stale=False, transaction=transaction)
-            finally:
-                await self._give_back(conn)
-        finally:
-            self._slots.release()
+    async def open(self) -> None:
+        """Start the pool (its connections open in the background; the server may be down)."""
+        await self._pool.open(wait=False)
+        self._opened = True
 
     async def close(self) -> None:
-        self._closed = True
-        await self._close_idle()
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
 
-    async def _drive(self, conn: psycopg.AsyncConnection, steps: Flow[T], *, retry_if_stale: bool,
-                     transaction: bool) -> T:
-        begin = transaction
+    def idle(self) -> int:
+        """Connections waiting in the pool."""
+        return self._pool.get_stats()["pool_available"]
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection for one request, in autocommit; see the module docstring."""
+        if not self._opened:
+            await self.open()
+        pool = self._pool
+        conn = None if self.down else await self._getconn(pool)
+        if conn is not None and _closed_by_server(conn):
+            await pool.putconn(conn)  # broken: the pool closes it
+            self._went_away()
+            conn = None
+        if conn is None:  # down, or the pool found the server gone: a connection of this request's own
+            conn = await self._connect()
+            release = conn.close
+        else:
+            release = functools.partial(pool.putconn, conn)
         try:
-            try:
-                step = next(steps)
-                while True:
-                    try:
-                        sent = await _execute(conn, step, begin=begin)
-                    except psycopg.OperationalError as exc:
-                        if retry_if_stale and conn.broken:
-                            raise _Stale from exc
-                        raise unavailable(self.url, exc) from exc
-                    retry_if_stale = begin = False
-                    step = steps.send(sent)
-            except StopIteration as done:
-                if transaction and not begin:  # a flow that ran no statement began nothing
-                    try:
-                        await conn.execute("COMMIT")
-                    except psycopg.OperationalError as exc:
-                        raise unavailable(self.url, exc) from exc
-                return done.value
-        except BaseException:
-            if transaction:
-                await _rollback(conn)
-            raise
+            yield conn
+        except psycopg.OperationalError as exc:
+            if conn.broken:
+                self._went_away()
+            raise unavailable(self.url, exc) from exc
         finally:
-            steps.close()
+            await release()
 
-    async def _open(self) -> psycopg.AsyncConnection:
+    async def _getconn(self, pool: AsyncConnectionPool) -> psycopg.AsyncConnection | None:
+        """A connection of ``pool``'s, waiting at most ``acquire_seconds`` (then a 503); None when the
+        pool finds the server gone meanwhile (its reconnection gave up: the waiting client would not be
+        told, so it looks every :data:`RECHECK_SECONDS`)."""
+        deadline = time.monotonic() + self.acquire_seconds
+        while True:
+            try:
+                return await pool.getconn(min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0.001)))
+            except PoolTimeout:
+                if self.down:
+                    return None
+                if time.monotonic() >= deadline:
+                    raise DatabaseUnavailable(
+                        self.url, f"no connection free within {self.acquire_seconds:g} s") from None
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        """A connection opened for one request while the pool is down: a 503 at once when the server
+        still refuses; the first that opens ends the outage."""
         try:
-            return await psycopg.AsyncConnection.connect(self.url, autocommit=True, options=self._options)
+            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_SECONDS, **self._kwargs)
         except psycopg.OperationalError as exc:
             raise unavailable(self.url, exc) from exc
+        if self.down:
+            self.down = False
+            if self._failed:
+                await self._replace_pool()
+        return conn
 
-    async def _give_back(self, conn: psycopg.AsyncConnection) -> None:
-        reusable = (
-            not self._closed
-            and not conn.closed
-            and not conn.broken
-            and conn.info.transaction_status == TransactionStatus.IDLE
-            and len(self._idle) < self.size
-        )
-        if reusable:
-            self._idle.append(conn)
-        else:
-            await conn.close()
+    def _went_away(self) -> None:
+        self.down = self._failed = True
 
-    async def _close_idle(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.close()
+    async def _replace_pool(self) -> None:
+        """The server is back: a fresh pool, without the old one's connections (the server closed
+        them) and its reconnection attempts still backing off (a request waiting on those would wait
+        its whole timeout)."""
+        self._failed = False
+        old, self._pool = self._pool, self._new_pool()
+        await self._pool.open(wait=False)
+        await old.close(timeout=0)
 
-
-_BEGIN = Statement("BEGIN", {}, fetch=False, prepare=False)
-
-
-async def _execute(conn: psycopg.AsyncConnection, step: Step, *, begin: bool) -> Any:
-    """``recsys.db.engine.execute`` on the event loop; ``begin``: ``BEGIN`` first, in the same round trip."""
-    if isinstance(step, Statement) and not begin:
-        return await _result(await conn.execute(step.sql, step.params, prepare=step.prepare), step)
-    statements = (*((_BEGIN,) if begin else ()), *(step.statements if isinstance(step, Pipeline) else (step,)))
-    async with conn.pipeline():
-        cursors = [await conn.execute(s.sql, s.params, prepare=s.prepare) for s in statements]
-    results = tuple([await _result(cursor, s) for cursor, s in zip(cursors, statements, strict=True)])[begin:]
-    return results if isinstance(step, Pipeline) else results[0]
+    def _reconnect_failed(self, pool: AsyncConnectionPool) -> None:
+        if pool is self._pool:
+            log.warning("the online pool cannot reach the database: requests answer 503 until it is back")
+            self._went_away()
 
 
-async def _result(cursor: psycopg.AsyncCursor, statement: Statement) -> Any:
-    if not statement.fetch:
-        return cursor.rowcount
-    return await cursor.fetchall() if statement.rows else await cursor.fetchone()
-
-
-async def _rollback(conn: psycopg.AsyncConnection) -> None:
-    """Roll back what a failed transactional flow began; a connection that cannot is not reused."""
-    if conn.broken or conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
-        return
+def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
+    """Whether the server closed this idle connection: an idle connection has nothing to read
+    unless the server said goodbye (or sent a notification, which is read and kept)."""
+    if conn.closed or conn.broken:
+        return True
     try:
-        await conn.execute("ROLLBACK")
-    except psycopg.Error:
-        await conn.close()
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if readable:
+            conn.pgconn.consume_input()
+    except (OSError, psycopg.OperationalError):
+        return True
+    return conn.pgconn.status != psycopg.pq.ConnStatus.OK

@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
+from psycopg import AsyncConnection
+from psycopg.rows import class_row, kwargs_row
 
 from recsys.db.bulk import array_literal
-from recsys.db.engine import Statement
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,11 @@ class Pushed:
     risk_flag: bool | None = None
 
 
-def notify_statement(notices: list[Notice]) -> Statement:
-    """The statement that announces lists, in the given order, in the transaction that runs it:
-    delivered to the listeners when it commits."""
+async def notify(conn: AsyncConnection, notices: list[Notice]) -> None:
+    """Announce lists, in the given order, in the transaction of ``conn``: delivered to the
+    listeners when it commits."""
     payloads = (json.dumps({"recommendation_id": str(n.recommendation_id), "player_id": n.player_id}) for n in notices)
-    return Statement(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)}, fetch=False)
+    await conn.execute(_NOTIFY, {"channel": CHANNEL, "payloads": array_literal(payloads)})
 
 
 _NOTIFY = "SELECT recsys_notify(%(channel)s, payload) FROM unnest(CAST(%(payloads)s AS text[])) AS payload"
@@ -110,15 +110,15 @@ _SELECT = f"""
 """
 
 
-def _pushed(row) -> Pushed:
+def _pushed(*, id, player_id, session_id, context_slot_id, version_id, action, suppressed_reason,
+            self_excluded_until, cooling_off_until, marketing_consent, risk_flag, slot_ids, available, scores,
+            reasons) -> Pushed:
     items = tuple(
-        PushedItem(slot_id, score, reason, available)
-        for slot_id, score, reason, available in zip(row.slot_ids, row.scores, row.reasons, row.available,
-                                                     strict=True)
+        PushedItem(slot_id, score, reason, ok)
+        for slot_id, score, reason, ok in zip(slot_ids, scores, reasons, available, strict=True)
     )
-    return Pushed(row.id, row.player_id, row.session_id, row.context_slot_id, row.version_id, row.action,
-                  row.suppressed_reason, items, row.self_excluded_until, row.cooling_off_until,
-                  row.marketing_consent, row.risk_flag)
+    return Pushed(id, player_id, session_id, context_slot_id, version_id, action, suppressed_reason, items,
+                  self_excluded_until, cooling_off_until, marketing_consent, risk_flag)
 
 
 PUSH_MAX_AGE_SECONDS = 300
@@ -127,20 +127,21 @@ its list's commit, so an older id in a payload is a replayed or forged one (a cl
 list gets it by replay)."""
 
 
-def load_pushed(conn: sa.Connection, notices: list[Notice]) -> list[Pushed]:
+async def load_pushed(conn: AsyncConnection, notices: list[Notice]) -> list[Pushed]:
     """The noticed lists that are pushed ones, logged less than :data:`PUSH_MAX_AGE_SECONDS` ago,
     each only when it belongs to the player its notice names; oldest first (``created_at``, then
     id). A notice is a hint: a forged one can name only a list the table holds for that player."""
-    rows = conn.execute(
-        sa.text(
-            _SELECT + " AND (r.id, p.player_id) IN "
-            "(SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:players AS text[])))"
-            " AND r.created_at > now() - make_interval(secs => :age) ORDER BY r.created_at, r.id"
-        ),
-        {"ids": [n.recommendation_id for n in notices], "players": [n.player_id for n in notices],
-         "age": PUSH_MAX_AGE_SECONDS},
-    )
-    return [_pushed(row) for row in rows]
+    cursor = conn.cursor(row_factory=kwargs_row(_pushed))
+    await cursor.execute(_LOAD_PUSHED, {"ids": [n.recommendation_id for n in notices],
+                                        "players": [n.player_id for n in notices], "age": PUSH_MAX_AGE_SECONDS})
+    return await cursor.fetchall()
+
+
+_LOAD_PUSHED = _SELECT + """
+    AND (r.id, p.player_id) IN (SELECT * FROM unnest(CAST(%(ids)s AS uuid[]), CAST(%(players)s AS text[])))
+    AND r.created_at > now() - make_interval(secs => %(age)s)
+    ORDER BY r.created_at, r.id
+"""
 
 
 @dataclass(frozen=True)
@@ -151,45 +152,46 @@ class StreamStart:
     latest: uuid.UUID | None  # the player's latest pushed list, None: none yet
 
 
-def stream_start(conn: sa.Connection, player_id: str) -> StreamStart | None:
+async def stream_start(conn: AsyncConnection, player_id: str) -> StreamStart | None:
     """The player and their latest pushed list; None for an unknown player."""
-    row = conn.execute(
-        sa.text(
-            f"""
-            SELECT p.id,
-                   (SELECT r.id FROM recommendations r WHERE r.player_key = p.id AND {PUSHED}
-                    ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS latest
-            FROM players p WHERE p.player_id = :player_id
-            """
-        ),
-        {"player_id": player_id},
-    ).first()
-    return None if row is None else StreamStart(row.id, row.latest)
+    cursor = conn.cursor(row_factory=class_row(StreamStart))
+    await cursor.execute(_STREAM_START, {"player_id": player_id})
+    return await cursor.fetchone()
 
 
-def replay(conn: sa.Connection, player_key: int, after: uuid.UUID | None, limit: int) -> list[Pushed] | None:
+_STREAM_START = f"""
+    SELECT p.id AS player_key,
+           (SELECT r.id FROM recommendations r WHERE r.player_key = p.id AND {PUSHED}
+            ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS latest
+    FROM players p WHERE p.player_id = %(player_id)s
+"""
+
+
+async def replay(conn: AsyncConnection, player_key: int, after: uuid.UUID | None, limit: int) -> list[Pushed] | None:
     """The player's pushed lists after ``after`` (in ``(created_at, id)`` order), at most the latest
     ``limit``, oldest first; ``after=None``: from the beginning. None when ``after`` is not one of
     this player's pushed lists (the caller cannot tell what the client has seen).
     """
+    cursor = conn.cursor(row_factory=kwargs_row(_pushed))
     if after is None:
-        where, params = "", {}
+        await cursor.execute(_REPLAY_ALL, {"p": player_key, "limit": limit})
     else:
-        cursor = conn.execute(
-            sa.text(f"SELECT r.created_at FROM recommendations r WHERE r.id = :id AND r.player_key = :p AND {PUSHED}"),
-            {"id": after, "p": player_key},
-        ).first()
-        if cursor is None:
+        found = await conn.execute(_PLACE, {"id": after, "p": player_key})
+        if await found.fetchone() is None:
             return None
-        where, params = " AND (r.created_at, r.id) > (:at, :after)", {"at": cursor.created_at, "after": after}
-    rows = conn.execute(
-        sa.text(
-            f"SELECT * FROM ({_SELECT} AND r.player_key = :p{where} ORDER BY r.created_at DESC, r.id DESC "
-            "LIMIT :limit) latest"
-        ),
-        {"p": player_key, "limit": limit, **params},
-    ).all()
-    return [_pushed(row) for row in reversed(rows)]
+        await cursor.execute(_REPLAY_AFTER, {"p": player_key, "limit": limit, "after": after})
+    return list(reversed(await cursor.fetchall()))
+
+
+_PLACE = f"SELECT 1 FROM recommendations r WHERE r.id = %(id)s AND r.player_key = %(p)s AND {PUSHED}"
+_REPLAY_ALL = f"""
+    SELECT * FROM ({_SELECT} AND r.player_key = %(p)s ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s) latest
+"""
+_REPLAY_AFTER = f"""
+    SELECT * FROM ({_SELECT} AND r.player_key = %(p)s
+                     AND (r.created_at, r.id) > (SELECT created_at, id FROM recommendations WHERE id = %(after)s)
+                   ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s) latest
+"""
 
 
 def notice(notification) -> Notice | None:

@@ -87,7 +87,7 @@ slots = sa.Table(
     sa.CheckConstraint(_in("volatility", VOLATILITIES), name="volatility"),
     sa.CheckConstraint("rtp > 0 AND rtp <= 100", name="rtp_percent"),
     sa.CheckConstraint("min_bet >= 0 AND max_bet >= min_bet", name="bet_range"),
-    # The slots a list may have to leave out (recsys.db.lists.player_statement reads them per list).
+    # The slots a list may have to leave out (recsys.db.lists.read_player reads them per list).
     sa.Index(
         "ix_slots_hidden", "id", postgresql_include=["active", "markets"],
         postgresql_where=sa.text("NOT active OR markets IS NOT NULL"),

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
+from psycopg import AsyncConnection
 
 from recsys.db.bulk import array_literal, copy_binary, copy_frame
 from recsys.errors import RecsysError
@@ -384,6 +385,17 @@ def active_version(engine: sa.Engine) -> ModelVersion | None:
     with engine.connect() as conn:
         row = conn.execute(sa.text(f"SELECT {_COLUMNS} FROM model_versions WHERE status = 'active'")).one_or_none()
     return None if row is None else _version(row)
+
+
+async def active_version_id(conn: AsyncConnection) -> int | None:
+    """The active version's id, on the online path (:func:`active_version` reads the whole row)."""
+    row = await (await conn.execute("SELECT id FROM model_versions WHERE status = 'active'")).fetchone()
+    return None if row is None else row[0]
+
+
+async def version_exists(conn: AsyncConnection, version_id: int) -> bool:
+    cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM model_versions WHERE id = %s)", (version_id,))
+    return (await cursor.fetchone())[0]
 
 
 def list_versions(engine: sa.Engine, limit: int = 50) -> list[ModelVersion]:

@@ -6,9 +6,9 @@
 - ``catalogue``: the catalogue and its statistics as arrays by slot key;
 - ``model``: the version in memory (FAISS index, provisional rows for new slots, a player's logits);
 - ``candidates`` and ``ranking``: the recommendation policy, pure (arrays in, arrays out);
-- ``lists``: the one flow that makes, logs and counts every list (its two statements run on the
-  event loop for ``GET .../recommendations``, or on a blocking connection; the long-session trigger,
-  ``recsys.tracker``, runs it inside its own flow: :func:`~recsys.serving.lists.list_flow`);
+- ``lists``: the one coroutine that makes, logs and counts every list (its two statements awaited on
+  the event loop: ``GET .../recommendations`` on a connection of its own, the long-session trigger,
+  ``recsys.tracker``, inside the events transaction: :func:`~recsys.serving.lists.make_list`);
 - ``similar``: similar slots, from the index or from pgvector;
 - ``itemknn``: the item-kNN neighbours an experiment's ``itemknn`` arm ranks with (pure, built
   off the request path and kept in the snapshot);

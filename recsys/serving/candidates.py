@@ -1,7 +1,7 @@
 """Candidates for one list: the FAISS neighbourhood of the context slot (or of the player's recent
 slots), the player's precomputed top-N, the popularity list as a back-up, and an exploration pool
 drawn by Thompson sampling on feedback counts. The database then removes what the player has
-played and what is disabled or not offered in the market (``recsys.db.lists.player_statement``
+played and what is disabled or not offered in the market (``recsys.db.lists.read_player``
 reads them with the player; ``PlayerRow.allowed_by_key`` applies them).
 """
 

@@ -6,23 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import repeat
-from typing import NamedTuple
 
 import numpy as np
 
+from recsys.served import ServedItem
 from recsys.serving.candidates import Candidates, explore_count
 from recsys.serving.catalogue import Catalogue, SlotStats
 from recsys.settings import Ranking
-
-
-class RankedItem(NamedTuple):
-    """One place of a list (a named tuple: a list makes about ten, and a frozen dataclass's
-    ``__init__`` cost three times as much)."""
-
-    slot_key: int
-    score: float
-    reason: str
-    explored: bool
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -38,7 +28,7 @@ def rank(
     stats: SlotStats,
     config: Ranking,
     logits: np.ndarray | None = None,
-) -> list[RankedItem]:
+) -> list[ServedItem]:
     """The list: exploited primary candidates by score, exploration at evenly spread places, the
     back-up tier if short, every provider at most ``config.provider_cap`` times.
 
@@ -59,11 +49,12 @@ def rank(
 
     n_explore = explore_count(k, config.exploration_share)
     per_provider: dict[int, int] = {}
+    slots = catalogue.slots
     chosen: set[int] = set()
 
-    def take(keys: np.ndarray, item_scores: np.ndarray, reasons: Iterable[str], explored, limit) -> list[RankedItem]:
+    def take(keys: np.ndarray, item_scores: np.ndarray, reasons: Iterable[str], explored, limit) -> list[ServedItem]:
         """Up to ``limit`` of ``keys`` (allowed ones, in order) not chosen yet and within the provider cap."""
-        picked: list[RankedItem] = []
+        picked: list[ServedItem] = []
         if limit <= 0:
             return picked
         providers = catalogue.providers_of(keys).tolist()
@@ -73,7 +64,7 @@ def rank(
                 continue
             chosen.add(key)
             per_provider[provider] = per_provider.get(provider, 0) + 1
-            picked.append(RankedItem(key, score, reason, explored))
+            picked.append(ServedItem(key, slots[key].slot_id, score, reason, explored))
             if len(picked) >= limit:
                 break
         return picked
@@ -116,13 +107,13 @@ def _popularity_scores(stats: SlotStats, keys: np.ndarray) -> np.ndarray:
     return players / top if top > 0 else np.zeros(players.shape)
 
 
-def _interleave(exploit: list[RankedItem], explore: list[RankedItem]) -> list[RankedItem]:
+def _interleave(exploit: list[ServedItem], explore: list[ServedItem]) -> list[ServedItem]:
     """Exploration items at evenly spread places of the list (``round((j + 1) * n / (e + 1))``)."""
     total = len(exploit) + len(explore)
     places = {min(total - 1, int(round((j + 1) * total / (len(explore) + 1)))) for j in range(len(explore))}
     while len(places) < len(explore):
         places.add(max(set(range(total)) - places))
-    out: list[RankedItem] = []
+    out: list[ServedItem] = []
     exploit_iter, explore_iter = iter(exploit), iter(explore)
     for position in range(total):
         out.append(next(explore_iter) if position in places else next(exploit_iter))

@@ -1,6 +1,8 @@
-"""Similar slots: from the in-memory FAISS index, or from pgvector when it cannot answer."""
+"""Similar slots: from the in-memory FAISS index, or from pgvector (awaited) when it cannot answer."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -10,6 +12,9 @@ from recsys.db import versions
 from recsys.errors import NotFound, NotReady
 from recsys.serving.model import similar_slots
 from recsys.serving.state import ServingState
+
+if TYPE_CHECKING:
+    from recsys.db.pool import OnlinePool
 
 
 class SimilarItem(msgspec.Struct):
@@ -47,19 +52,19 @@ def similar_in_memory(
     return _answer(snap.catalogue, slot_id, model.version_id, keys, scores)
 
 
-def similar_by_pgvector(
-    serving: ServingState, slot_id: str, *, k: int, market: str | None, version: int | None
+async def similar_by_pgvector(
+    serving: ServingState, pool: OnlinePool, slot_id: str, *, k: int, market: str | None, version: int | None
 ) -> SimilarSlots:
     """The same answer from pgvector (``ORDER BY similarity <=> q``) for ``version`` or the active one."""
     key = slot_key(serving, slot_id)
-    if version is None:
-        active = versions.active_version(serving.engine)
-        if active is None:
-            raise NotReady("no model version is active")
-        version = active.id
-    elif versions.get_version(serving.engine, version) is None:
-        raise NotFound("model version", version)
-    found = db.similar_by_pgvector(serving.engine, version, key, k, market, every_market=market is None)
+    async with pool.connection() as conn:
+        if version is None:
+            version = await versions.active_version_id(conn)
+            if version is None:
+                raise NotReady("no model version is active")
+        elif not await versions.version_exists(conn, version):
+            raise NotFound("model version", version)
+        found = await db.similar_by_pgvector(conn, version, key, k, market, every_market=market is None)
     if found is None:
         raise NotFound("slot", slot_id, f"slot {slot_id!r} has no vector in model version {version}")
     serving.metrics.fallback("pgvector")

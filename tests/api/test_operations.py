@@ -7,6 +7,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -165,6 +166,67 @@ def test_a_sigkilled_serve_never_blocks_its_restart(embedded_home):
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(30)
+
+
+def test_what_was_acknowledged_survives_a_sigkill_of_the_whole_server(world, keys, database_url, db):
+    """Issue 21's guarantees across a crash: every event batch answered 200 and every list answered
+    before ``recsys serve``'s whole process group is SIGKILLed mid-traffic is in the database."""
+    import sqlalchemy as sa
+
+    env = {**os.environ, "RECSYS_DATABASE_URL": database_url}
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "recsys", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    events, lists, stop = [], [], threading.Event()
+
+    def post_events(worker: int) -> None:
+        with httpx.Client(base_url=base, headers=keys["ingest"], timeout=5) as client:
+            for n in range(10**6):
+                if stop.is_set():
+                    return
+                now = datetime.now(UTC).isoformat()
+                batch = [{"event_id": f"w{worker}-{n}-{i}", "type": "heartbeat", "session_id": f"w{worker}-{n % 7}",
+                          "player_id": f"p{1 + n % 5}", "slot_id": f"s{1 + n % 7}", "ts": now} for i in range(5)]
+                try:
+                    if client.post("/v1/events", json={"events": batch}).status_code == 200:
+                        events.extend(e["event_id"] for e in batch)
+                except httpx.HTTPError:
+                    return
+
+    def get_lists() -> None:
+        with httpx.Client(base_url=base, headers=keys["read"], timeout=5) as client:
+            for n in range(10**6):
+                if stop.is_set():
+                    return
+                try:
+                    answer = client.get(f"/v1/players/p{1 + n % 5}/recommendations", params={"k": 5})
+                except httpx.HTTPError:
+                    return
+                if answer.status_code == 200:
+                    lists.append(answer.json()["recommendation_id"])
+
+    threads = [threading.Thread(target=post_events, args=(w,)) for w in range(2)] + [threading.Thread(target=get_lists)]
+    try:
+        assert _answers(port, time.monotonic() + 90), server.stderr.read1().decode() if server.poll() else "no answer"
+        assert wait_until(lambda: httpx.get(base + "/readyz").status_code == 200, timeout=30)
+        for thread in threads:
+            thread.start()
+        assert wait_until(lambda: len(events) >= 200 and len(lists) >= 50, timeout=60)
+        os.killpg(server.pid, signal.SIGKILL)  # mid-traffic: requests in flight die with it
+        server.wait(10)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    with db.connect() as conn:
+        stored = set(conn.execute(sa.text("SELECT event_id FROM play_events")).scalars())
+        answered = conn.execute(sa.text("SELECT id FROM recommendations WHERE trigger = 'api'")).scalars()
+        logged = {str(r) for r in answered}
+    assert len(events) >= 200 and set(events) <= stored
+    assert len(lists) >= 50 and set(lists) <= logged
 
 
 # --- issue 22, failure 3: connections bounded and fair --------------------------------------------------------

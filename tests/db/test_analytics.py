@@ -1,5 +1,6 @@
 """The analyst views answer on a hand-built example, and the analyst role reads but never writes."""
 
+import asyncio
 import json
 import threading
 import uuid
@@ -199,9 +200,12 @@ def test_a_listener_hears_only_what_the_application_signed(database_url, analyst
                 analyst("login") as analyst:
             eavesdropper.execute(f"LISTEN {push.CHANNEL}")
             analyst.execute(f"NOTIFY {push.CHANNEL}, '{forged}'")
-            with psycopg.connect(database_url) as app:
-                statement = push.notify_statement([real])
-                app.execute(statement.sql, statement.params)
+
+            async def announce():
+                async with await psycopg.AsyncConnection.connect(database_url) as app:
+                    await push.notify(app, [real])  # committed when the block ends
+
+            asyncio.run(announce())
             assert wait_until(lambda: len(heard) == 1, timeout=10)
             signed = [n for n in eavesdropper.notifies(timeout=2, stop_after=2) if n.pid != analyst.info.backend_pid]
             assert len(signed) == 1

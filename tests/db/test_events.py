@@ -8,6 +8,7 @@ from recsys.db.events import store_events
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 from tests.factories import add_player, add_slot
+from tests.online import in_transaction
 
 T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
 PAUSE, THRESHOLD = 300.0, 3600.0
@@ -28,8 +29,8 @@ def _heartbeats(session_id: str, minutes: range, *, prefix: str = "e", player="a
 
 
 def _store(engine, events):
-    with engine.begin() as conn:
-        return store_events(conn, events, pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
+    return in_transaction(engine, lambda conn: store_events(conn, events, pause_seconds=PAUSE,
+                                                            threshold_seconds=THRESHOLD))
 
 
 def _session(engine, session_id):
@@ -174,43 +175,46 @@ def test_appending_and_recomputing_give_the_same_sessions(casino):
     assert _session(casino, "forward").seconds > 0
 
 
-def test_the_hot_statements_fit_psycopgs_query_cache():
-    # A longer statement has its placeholders parsed again on every execution (0.2 ms for 4 KB).
-    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
-
+def test_the_statements_pass_their_data_as_parameters_and_read_as_written():
+    # Issue 21: no data through session settings, no fake rows, no statement compacted to a byte budget.
     from recsys.db import events, feedback, lists, push
-    from recsys.db.engine import QUERY_CACHE_BYTES
 
-    assert MAX_CACHED_STATEMENT_LENGTH == QUERY_CACHE_BYTES
-    attribution = feedback.attribution(window_seconds=60, session_ids=["s"], guard=events._STORED_AN_EVENT).sql
-    statements = [events._KEYS, events._CREATE_SESSIONS, events._LOCK_SESSIONS, events._STORE, events._CLAIM_TRIGGER,
-                  attribution, lists._PLAYER, lists._LOG, push._NOTIFY]
-    assert [len(sql.encode()) <= QUERY_CACHE_BYTES for sql in statements] == [True] * len(statements)
+    statements = [events._PLAYER_KEYS, events._SLOT_KEYS, events._CREATE_SESSIONS, events._LOCK_SESSIONS,
+                  events._STORE, events._CLAIM_TRIGGER, feedback.ATTRIBUTE_SESSIONS, lists._PLAYER, lists._LOG,
+                  push._NOTIFY]
+    for sql in statements:
+        assert "current_setting(" not in sql and "set_config('recsys." not in sql
+        assert "UNION ALL\nSELECT 'g'" not in sql
+    assert [sql.count("\n") > 10 for sql in (events._STORE, events._CLAIM_TRIGGER)] == [True, True]
+    named = ["new", "inserted", "touched", "gaps", "appended", "append", "everything", "segments", "spans", "totals",
+             "recompute"]
+    assert [f"{name} AS (" in events._STORE for name in named] == [True] * len(named)
 
 
 def test_the_batch_runs_on_generic_plans_until_a_trigger_fires(casino):
     # The first statement sets plan_cache_mode for the batch's transaction; a trigger sets it back.
     seen, engine = [], casino
 
-    def plan_mode(conn):
-        seen.append(conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+    def store_then_show(events):
+        async def work(conn):
+            result = await store_events(conn, events, pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
+            seen.append((await (await conn.execute("SHOW plan_cache_mode")).fetchone())[0])
+            return result
 
-    with engine.begin() as conn:
-        store_events(conn, _heartbeats("a", range(0, 30)), pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
-        plan_mode(conn)
-    with engine.begin() as conn:
-        result = store_events(conn, _heartbeats("a", range(30, 61)), pause_seconds=PAUSE, threshold_seconds=THRESHOLD)
-        plan_mode(conn)
+        return in_transaction(engine, work)
+
+    store_then_show(_heartbeats("a", range(0, 30)))
+    result = store_then_show(_heartbeats("a", range(30, 61)))
     with engine.connect() as conn:
-        plan_mode(conn)
+        seen.append(conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
     assert len(result.triggered) == 1
     assert seen == ["force_generic_plan", "auto", "auto"]
 
 
 def test_the_claim_reads_only_its_candidates_events(casino):
-    # The candidates travel in a setting; read through the index (an InitPlan), not by scanning
-    # every stored event and re-reading the setting per row (0.8 s for 50 candidates over 175,000
-    # events, over the API's statement timeout with a few crossing batches at once).
+    # The candidates' events through the index (an InitPlan), not by scanning every stored event (0.8 s
+    # for 50 candidates over 175,000 events, over the API's statement timeout with a few crossing
+    # batches at once).
     from recsys.db import events
 
     with casino.begin() as conn:
@@ -225,9 +229,8 @@ def test_the_claim_reads_only_its_candidates_events(casino):
         conn.exec_driver_sql("ANALYZE play_events")
         keys = conn.exec_driver_sql(
             "SELECT id FROM play_sessions WHERE starts_with(session_id, 'bulk-') LIMIT 2").scalars()
-        conn.exec_driver_sql("SELECT set_config('recsys.trigger_candidates', %(c)s, true)",
-                             {"c": "{" + ",".join(map(str, keys)) + "}"})
-        sql = events._CLAIM_TRIGGER.replace("%(threshold)s", "3600").replace("%(pause)s", "600")
+        sql = (events._CLAIM_TRIGGER.replace("%(threshold)s", "3600").replace("%(pause)s", "600")
+               .replace("%(sessions)s", "'{" + ",".join(map(str, keys)) + "}'"))
         plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + sql).scalars())
     assert "Seq Scan on play_events" not in plan
     assert "Index Cond: (session_key = ANY ((InitPlan" in plan

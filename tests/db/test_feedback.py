@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from recsys.db.feedback import Feedback, attribute_sessions, store_feedback
 from recsys.errors import InputError
 from tests.factories import add_player, add_session, add_slot
+from tests.online import in_transaction
 
 T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
 WINDOW = 1800.0
@@ -38,8 +39,7 @@ def served(db):
 
 
 def _store(db, items):
-    with db.begin() as conn:
-        return store_feedback(conn, items, window_seconds=WINDOW)
+    return in_transaction(db, lambda conn: store_feedback(conn, items, window_seconds=WINDOW))
 
 
 def test_feedback_is_idempotent(served):
@@ -91,7 +91,8 @@ def test_a_session_created_after_the_feedback_is_attributed_too(served):
     _store(db, [Feedback(str(rec), "pharaoh", "impression", T0)])
     with db.begin() as conn:
         session = add_session(conn, "s", served["alice"], served["pharaoh"], T0 + timedelta(minutes=5), 60)
-        assert attribute_sessions(conn, window_seconds=WINDOW, session_keys=[session]) == 1
+    assert in_transaction(db, lambda conn: attribute_sessions(conn, window_seconds=WINDOW, session_keys=[session])) == 1
+    with db.connect() as conn:
         assert (
             conn.execute(
                 sa.text("SELECT recommendation_id FROM play_sessions WHERE id = :s"), {"s": session}

@@ -1,5 +1,6 @@
-"""The event loop's connections (recsys.db.pool.AsyncPool) on the real server: flows of statements,
-reuse, a stale connection after an outage, 503s, and the API's session limits."""
+"""The online path's connections (recsys.db.pool.OnlinePool) on the real server: reuse, a
+connection the server closed while idle, an outage (503 at once, healed without a restart), a
+connection lost mid-request, the API's session limits, the wait for a free connection."""
 
 from __future__ import annotations
 
@@ -7,136 +8,152 @@ import asyncio
 
 import pytest
 
-from recsys.db.engine import DatabaseUnavailable, Pipeline, Statement
-from recsys.db.pool import AsyncPool
+from recsys.db.engine import DatabaseUnavailable
+from recsys.db.pool import OnlinePool
 from tests.proxy import Proxy
 
 
-def backend_pid_then(value):
-    """A flow: its backend's pid, then ``SELECT value``; returns both."""
-    pid = (yield Statement("SELECT pg_backend_pid()", {}))[0]
-    (got,) = yield Statement("SELECT CAST(%(v)s AS integer)", {"v": value})
-    return pid, got
+async def backend_pid(pool: OnlinePool) -> int:
+    async with pool.connection() as conn:
+        return (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]
 
 
-def test_a_flow_gets_each_statements_row_and_connections_are_reused(database_url):
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-        first = await pool.run(lambda: backend_pid_then(7))
-        second = await pool.run(lambda: backend_pid_then(8))
-        idle = len(pool)
-        await pool.close()
-        return first, second, idle
+def run(scenario):
+    """``scenario(pool)`` on a pool of 2 (4 open at most) over ``url``, closed after."""
 
-    (pid1, seven), (pid2, eight), idle = asyncio.run(scenario())
-    assert (seven, eight) == (7, 8)
-    assert pid1 == pid2  # the same connection, back from the pool
-    assert idle == 1
+    def go(url: str, **options):
+        async def main():
+            pool = OnlinePool(url, size=options.pop("size", 2), **options)
+            try:
+                return await scenario(pool)
+            finally:
+                await pool.close()
 
+        return asyncio.run(main())
 
-def test_at_most_size_connections_stay_idle(database_url):
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-
-        def slow():
-            yield Statement("SELECT pg_sleep(0.2)", {}, fetch=False)
-            return (yield Statement("SELECT pg_backend_pid()", {}))[0]
-
-        pids = await asyncio.gather(*(pool.run(slow) for _ in range(4)))  # 2 * size may be open at once
-        idle = len(pool)
-        await pool.close()
-        return pids, idle
-
-    pids, idle = asyncio.run(scenario())
-    assert len(set(pids)) == 4
-    assert idle == 2
+    return go
 
 
-def test_a_connection_left_in_a_transaction_is_closed_not_reused(database_url):
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
+def test_connections_are_reused_and_in_autocommit(database_url):
+    @run
+    async def scenario(pool):
+        await backend_pid(pool)  # the first request finds the server up (on a connection of its own)
+        pids = [await backend_pid(pool) for _ in range(8)]
+        async with pool.connection() as conn:
+            autocommit = conn.autocommit
+        return pids, autocommit, pool.down
 
-        def opens_a_transaction():
-            yield Statement("BEGIN", {}, fetch=False)
-            return (yield Statement("SELECT pg_backend_pid()", {}))[0]
-
-        inside = await pool.run(opens_a_transaction)
-        idle = len(pool)
-        after, _ = await pool.run(lambda: backend_pid_then(1))
-        await pool.close()
-        return inside, idle, after
-
-    inside, idle, after = asyncio.run(scenario())
-    assert idle == 0
-    assert after != inside
+    pids, autocommit, down = scenario(database_url)
+    assert len(set(pids)) <= 2 < len(pids)  # at most the pool's two connections, taken in turn and given back
+    assert autocommit is True
+    assert down is False
 
 
-def test_a_stale_connection_is_replaced_and_the_flow_runs_again(database_url, engine):
+def test_a_connection_the_server_closed_while_idle_is_replaced(database_url, engine):
     import sqlalchemy as sa
 
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-        before, _ = await pool.run(lambda: backend_pid_then(1))
-        with engine.connect() as conn:  # the server drops the pooled connection (as on a restart)
+    @run
+    async def scenario(pool):
+        before = await backend_pid(pool)
+        with engine.connect() as conn:  # the server drops the idle connection (as on a restart)
             conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
-        started = []
+        await asyncio.sleep(0.2)  # the goodbye reaches its socket
+        after = await backend_pid(pool)  # no error: the request is served on a new connection
+        again = await backend_pid(pool)
+        return before, after, again
 
-        def counted():
-            started.append(1)
-            return (yield from backend_pid_then(2))
-
-        after, two = await pool.run(counted)
-        await pool.close()
-        return before, after, two, len(started)
-
-    before, after, two, runs = asyncio.run(scenario())
-    assert two == 2 and after != before
-    assert runs == 2  # the flow ran again from its start on a new connection
+    before, after, again = scenario(database_url)
+    assert after != before
+    assert again != before
 
 
-def test_a_failure_after_the_first_statement_is_not_retried(database_url):
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-        await pool.run(lambda: backend_pid_then(1))  # one idle connection
-        started = []
-
-        def killed_midway():
-            started.append(1)
-            pid = (yield Statement("SELECT pg_backend_pid()", {}))[0]
-            yield Statement("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
-            yield Statement("SELECT 1", {})
-
-        with pytest.raises(DatabaseUnavailable):
-            await pool.run(killed_midway)
-        idle = len(pool)
-        await pool.close()
-        return len(started), idle
-
-    runs, idle = asyncio.run(scenario())
-    assert runs == 1
-    assert idle == 0  # the broken connection was closed, not given back
-
-
-def test_an_outage_is_database_unavailable_and_the_pool_recovers(database_url):
+def test_an_outage_is_a_503_at_once_and_the_pool_heals_without_a_restart(database_url):
     proxy = Proxy(database_url)
     try:
 
-        async def scenario():
-            pool = AsyncPool(proxy.url, size=2)
-            assert (await pool.run(lambda: backend_pid_then(1)))[1] == 1
+        @run
+        async def scenario(pool):
+            await backend_pid(pool)
             proxy.cut()
-            with pytest.raises(DatabaseUnavailable) as down:
-                await pool.run(lambda: backend_pid_then(2))
+            await asyncio.sleep(0.2)
+            failures = []
+            for _ in range(3):  # the idle connection the cut closed, then no server at all
+                with pytest.raises(DatabaseUnavailable) as down:
+                    await asyncio.wait_for(backend_pid(pool), 5)
+                failures.append(str(down.value))
             proxy.restore()
-            back = await pool.run(lambda: backend_pid_then(3))
-            await pool.close()
-            return str(down.value), back
+            back = await asyncio.wait_for(backend_pid(pool), 5)
+            later = await asyncio.wait_for(backend_pid(pool), 5)
+            return failures, back, later, pool.down
 
-        message, back = asyncio.run(scenario())
-        assert message.startswith("cannot reach the database")
-        assert back[1] == 3
+        failures, back, later, down = scenario(proxy.url, acquire_seconds=60.0)  # an outage must not wait for it
+        assert all(message.startswith("cannot reach the database") for message in failures)
+        assert back > 0 and later > 0 and down is False
     finally:
         proxy.cut()
+
+
+def test_the_api_starts_its_pool_while_the_server_is_down(database_url):
+    proxy = Proxy(database_url)
+    proxy.cut()
+    try:
+
+        @run
+        async def scenario(pool):
+            with pytest.raises(DatabaseUnavailable):
+                await asyncio.wait_for(backend_pid(pool), 5)
+            proxy.restore()
+            return await asyncio.wait_for(backend_pid(pool), 5)
+
+        assert scenario(proxy.url) > 0
+    finally:
+        proxy.cut()
+
+
+def test_a_connection_lost_mid_request_is_a_503_and_not_reused(database_url):
+    @run
+    async def scenario(pool):
+        with pytest.raises(DatabaseUnavailable):
+            async with pool.connection() as conn:
+                pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]
+                await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                await conn.execute("SELECT 1")
+        return pid, await backend_pid(pool)
+
+    killed, after = scenario(database_url)
+    assert after != killed
+
+
+def test_a_failed_transaction_writes_nothing_and_its_connection_is_reused(database_url, engine):
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE pool_rows (x integer)"))
+    try:
+
+        @run
+        async def scenario(pool):
+            await backend_pid(pool)
+            await asyncio.sleep(0.2)  # the pool's own two connections are open
+            pids = []
+            with pytest.raises(ValueError, match="the request failed"):
+                async with pool.connection() as conn, conn.transaction():
+                    await conn.execute("INSERT INTO pool_rows VALUES (1)")
+                    pids.append((await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0])
+                    raise ValueError("the request failed")
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute("INSERT INTO pool_rows VALUES (2)")
+            later = [await backend_pid(pool) for _ in range(4)]
+            return pids[0], later
+
+        failed, later = scenario(database_url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT x FROM pool_rows")).scalars().all()
+        assert rows == [2]
+        assert failed in later  # rolled back, then given back to the pool
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE pool_rows"))
 
 
 def test_the_api_pool_carries_the_lock_and_statement_timeouts(database_url, settings):
@@ -144,162 +161,50 @@ def test_the_api_pool_carries_the_lock_and_statement_timeouts(database_url, sett
 
     limited = replace(settings, serving=replace(settings.serving, lock_timeout_ms=300, statement_timeout_ms=4000))
 
-    def shown():
-        lock = (yield Statement("SHOW lock_timeout", {}))[0]
-        statement = (yield Statement("SHOW statement_timeout", {}))[0]
-        return lock, statement
-
     async def scenario():
-        pool = AsyncPool.for_api(limited, database_url)
+        pool = OnlinePool.for_api(limited, database_url)
         try:
-            return await pool.run(shown)
+            async with pool.connection() as conn:
+                lock = (await (await conn.execute("SHOW lock_timeout")).fetchone())[0]
+                statement = (await (await conn.execute("SHOW statement_timeout")).fetchone())[0]
+                return lock, statement
         finally:
             await pool.close()
 
     assert asyncio.run(scenario()) == ("300ms", "4s")
 
 
-def test_a_flow_waits_for_a_free_connection_then_gives_up_with_a_503(database_url, monkeypatch):
-    from recsys.db import pool as pool_module
+def test_a_request_waits_for_a_free_connection_then_gives_up_with_a_503(database_url):
+    async def sleeps(pool, seconds):
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_sleep(%s)", (seconds,))
+        return "done"
 
-    def sleeps(seconds):
-        def flow():
-            yield Statement("SELECT pg_sleep(%(s)s)", {"s": seconds}, fetch=False)
-            return "done"
+    async def scenario(acquire_seconds, seconds):
+        pool = OnlinePool(database_url, size=1, acquire_seconds=acquire_seconds)  # two connections at most
+        try:
+            await backend_pid(pool)
+            return await asyncio.gather(*(sleeps(pool, seconds) for _ in range(3)), return_exceptions=True)
+        finally:
+            await pool.close()
 
-        return flow
-
-    async def scenario():
-        pool = AsyncPool(database_url, size=1)  # two connections at most
-        waited = await asyncio.gather(*(pool.run(sleeps(0.2)) for _ in range(3)))  # the third waits its turn
-        monkeypatch.setattr(pool_module, "ACQUIRE_SECONDS", 0.1)
-        gave_up = await asyncio.gather(*(pool.run(sleeps(0.5)) for _ in range(3)), return_exceptions=True)
-        await pool.close()
-        return waited, gave_up
-
-    waited, gave_up = asyncio.run(scenario())
+    waited = asyncio.run(scenario(10.0, 0.2))  # the third waits its turn
+    gave_up = asyncio.run(scenario(0.1, 0.5))
     assert waited == ["done"] * 3
     assert gave_up[:2] == ["done", "done"]
     assert isinstance(gave_up[2], DatabaseUnavailable) and "no connection free within 0.1 s" in str(gave_up[2])
 
 
-# --- flows in one transaction (POST /v1/events) -------------------------------------------------------
+def test_the_online_path_is_one_async_style():
+    # Issue 21: every online handler awaits its database work on the event loop; no blocking twin,
+    # no thread to fall back to (the import contract in pyproject.toml keeps SQLAlchemy out of it).
+    import inspect
 
+    from api import catalogue, events, feedback, recommendations, stream
 
-def writes_then(value, *, fail: bool = False):
-    """A transactional flow: a row into ``pool_rows`` and the backend's pid in one pipeline (the
-    first step writes), then a second statement; raises after both when ``fail``."""
-    _, (pid,) = yield Pipeline((
-        Statement("INSERT INTO pool_rows VALUES (%(v)s)", {"v": value}, fetch=False),
-        Statement("SELECT pg_backend_pid()", {}),
-    ))
-    rows = yield Statement("SELECT x FROM pool_rows ORDER BY x", {}, rows=True)
-    if fail:
-        raise ValueError("the flow failed")
-    return pid, [x for (x,) in rows]
-
-
-@pytest.fixture
-def pool_rows(engine):
-    import sqlalchemy as sa
-
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE pool_rows (x integer)"))
-    yield lambda: [x for (x,) in _select(engine, "SELECT x FROM pool_rows ORDER BY x")]
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE pool_rows"))
-
-
-def _select(engine, sql: str) -> list[tuple]:
-    import sqlalchemy as sa
-
-    with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(sa.text(sql))]
-
-
-def test_a_transaction_commits_when_the_flow_returns_and_sees_its_own_writes(database_url, pool_rows):
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-        first = await pool.run(lambda: writes_then(1), transaction=True)
-        second = await pool.run(lambda: writes_then(2), transaction=True)
-        idle = len(pool)
-        await pool.close()
-        return first, second, idle
-
-    (pid1, seen1), (pid2, seen2), idle = asyncio.run(scenario())
-    assert (seen1, seen2) == ([1], [1, 2])
-    assert pool_rows() == [1, 2]
-    assert pid1 == pid2 and idle == 1  # committed, so the connection went back idle and was reused
-
-
-def test_a_failed_transaction_writes_nothing_and_its_connection_is_reused(database_url, pool_rows):
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-        with pytest.raises(ValueError, match="the flow failed"):
-            await pool.run(lambda: writes_then(1, fail=True), transaction=True)
-        rolled_back = len(pool)
-        with pytest.raises(DatabaseUnavailable):  # a statement's error: a lock timeout here
-            await pool.run(_times_out, transaction=True)
-        after = await pool.run(lambda: writes_then(3), transaction=True)
-        await pool.close()
-        return rolled_back, after
-
-    rolled_back, (_, seen) = asyncio.run(scenario())
-    assert rolled_back == 1  # rolled back, then given back idle
-    assert seen == [3]
-    assert pool_rows() == [3]
-
-
-def _times_out():
-    yield Pipeline((
-        Statement("INSERT INTO pool_rows VALUES (2)", {}, fetch=False),
-        Statement("SET LOCAL statement_timeout = 50", {}, fetch=False, prepare=False),
-    ))
-    yield Statement("SELECT pg_sleep(1)", {}, fetch=False)
-
-
-def test_a_stale_connection_reruns_a_writing_transaction_once(database_url, engine, pool_rows):
-    import sqlalchemy as sa
-
-    async def scenario():
-        pool = AsyncPool(database_url, size=2)
-        before, _ = await pool.run(lambda: writes_then(1), transaction=True)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
-        started = []
-
-        def counted():
-            started.append(1)
-            return (yield from writes_then(2))
-
-        after, seen = await pool.run(counted, transaction=True)
-        await pool.close()
-        return before, after, seen, len(started)
-
-    before, after, seen, runs = asyncio.run(scenario())
-    assert runs == 2 and after != before  # the first step (BEGIN and the insert) failed: run again
-    assert seen == [1, 2]
-    assert pool_rows() == [1, 2]  # written once
-
-
-def test_pipelines_give_each_statement_its_result_in_order_on_both_drivers(database_url, engine):
-    from recsys.db.engine import run
-
-    def flow():
-        return (yield Pipeline((
-            Statement("SELECT generate_series(1, 3)", {}, rows=True),
-            Statement("SELECT CAST(%(v)s AS text)", {"v": "x"}),
-            Statement("SELECT 1 WHERE false", {}),
-            Statement("SELECT generate_series(1, 4)", {}, fetch=False),
-        )))
-
-    async def on_the_event_loop():
-        pool = AsyncPool(database_url, size=1)
-        try:
-            return await pool.run(flow)
-        finally:
-            await pool.close()
-
-    with engine.connect() as conn:
-        blocking = run(conn, flow())
-    assert asyncio.run(on_the_event_loop()) == blocking == ([(1,), (2,), (3,)], ("x",), None, 4)
+    handlers = [recommendations.get_recommendations, catalogue.get_similar, events.post_events,
+                feedback.post_feedback, stream.player_stream]
+    assert [inspect.iscoroutinefunction(h.fn) and not h.sync_to_thread for h in handlers] == [True] * len(handlers)
+    sources = [inspect.getsource(m) for m in (recommendations, events, feedback, stream)]
+    sources.append(inspect.getsource(catalogue.get_similar.fn))  # PUT /v1/slots is ingest, not the online path
+    assert ["to_thread" in source for source in sources] == [False] * len(sources)
