@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.serving = serving
         app.state.pool = OnlinePool.for_api(settings, url)
         await app.state.pool.open()
-        app.state.list_log = GroupCommit(app.state.pool, synchronous_commit=settings.serving.log_synchronous_commit)
+        app.state.list_log = (GroupCommit(app.state.pool, synchronous_commit=settings.serving.log_synchronous_commit)
+                              if settings.serving.log_group_commit else None)
         keys = settings.serving
         app.state.api_keys = KeyCache(engine, keys.api_key_cache_seconds, max_bytes=keys.api_key_cache_bytes,
                                       grace_seconds=keys.api_key_grace_seconds)

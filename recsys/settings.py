@@ -453,6 +453,10 @@ class Serving(Group):
         "RECSYS_LOG_SYNCHRONOUS_COMMIT", False,
         "Logging a served list waits for the WAL flush (an fsync); off: a PostgreSQL crash may lose ~0.6 s.",
     )
+    log_group_commit: bool = setting(
+        "RECSYS_LOG_GROUP_COMMIT", False,
+        "Log concurrent requests' lists by one statement and one commit (off: each its own; cheaper at 4 connections).",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ order:
 3. otherwise candidates around the context slot (``recsys.serving.candidates``), the played,
    disabled and out-of-market slots removed as the player's query found them
    (``recsys.db.lists.read_player``), ranking (``recsys.serving.ranking``);
-4. the log: the list and its items in one statement (``recsys.db.lists.log_lists``), in the
-   trigger's transaction, or with the lists of concurrent requests by group commit
-   (``recsys.db.lists.GroupCommit``); answered only after the commit;
+4. the log: the list and its items in one statement (``recsys.db.lists.log_lists``), on the
+   request's connection or in the trigger's transaction (or, with ``RECSYS_LOG_GROUP_COMMIT``, with
+   the lists of concurrent requests by group commit, ``recsys.db.lists.GroupCommit``); answered
+   only after the commit;
 5. the metrics: served or suppressed, the fallbacks taken, the log write's duration.
 
 The list is a :class:`~recsys.served.ServedList`; the HTTP bodies are its views (:func:`answer`,
@@ -120,11 +121,11 @@ def _suppression(reason: str | None) -> Suppression | None:
 
 
 async def recommend(
-    serving: ServingState, pool: OnlinePool, log: GroupCommit, player_id: str, *, k: int,
+    serving: ServingState, pool: OnlinePool, log: GroupCommit | None, player_id: str, *, k: int,
     context_slot: str | None = None, market: str | None = None,
 ) -> ServedList:
     """A list asked for by ``GET .../recommendations``: the player read on a connection of ``pool``'s,
-    the list logged by ``log``'s group commit; returns after its commit.
+    the list logged by ``log``'s group commit (None: on that connection); returns after its commit.
 
     ``market`` serves a player without one stored. Raises ``NotFound`` for an unknown player or
     context slot before anything is written.
@@ -133,7 +134,7 @@ async def recommend(
     context_key = _context_key(snap, context_slot)
     async with pool.connection() as conn:
         return await make_list(conn, serving, snap, player_id, k=k, trigger=API, context_key=context_key,
-                               context_slot_id=context_slot, market=market, log=log.log)
+                               context_slot_id=context_slot, market=market, log=None if log is None else log.log)
 
 
 def _context_key(snap: Snapshot, context_slot: str | None) -> int | None:
