@@ -279,9 +279,10 @@ def pytest_sessionstart(session):
 
 
 def pytest_unconfigure(config):
-    """After an interrupted ``make test``: the servers of the workers that xdist tore down before
-    their exit hooks ran (this process outlives its workers)."""
+    """After an interrupted ``make test``: the workers still running are ended (their exit hooks stop
+    their servers), then the servers of those that xdist tore down before their exit hooks ran."""
     if not WORKER:
+        server_folders.end_workers()
         server_folders.remove_stale()
 
 

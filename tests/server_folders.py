@@ -10,6 +10,7 @@ and removes them, stopping each server first and removing nothing whose server d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -109,6 +110,23 @@ def stop_server(pgdata: Path, timeout_s: float = 30.0) -> bool:
     except psutil.TimeoutExpired:
         return False
     return postmaster(pgdata) is None
+
+
+def end_workers(timeout_s: float = 30.0) -> list[int]:
+    """SIGTERM this process's children that still run (xdist's workers, after an interrupted run: the
+    controller may finish before them, and a worker inside a long test would keep its server), wait
+    for them to end as Ctrl-C ends them (their exit hooks stop their servers), and SIGKILL what does
+    not; returns their pids. At the end of a normal run there are none."""
+    children = [c for c in psutil.Process().children() if "postgres" not in c.name()]
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(children, timeout=timeout_s)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [c.pid for c in children]
 
 
 def remove_stale(root: Path | None = None) -> list[Path]:

@@ -108,7 +108,7 @@ def test_sigterm_to_make_test_leaves_no_server_and_no_folder(root, tmp_path):
     run = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", "1",
          "--dist", "loadfile", "-q", "-s", str(tmp_path / "test_sleeper.py")],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(root)},
+        cwd=REPO, env={**outside_xdist(), "PYTHONPATH": str(REPO), "TMPDIR": str(root)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -128,6 +128,12 @@ def test_sigterm_to_make_test_leaves_no_server_and_no_folder(root, tmp_path):
     # container's first process): it counts as gone, as it serves nothing.
     assert wait_until_gone(servers, 30) == []
     assert list(root.glob(f"{PREFIX}*")) == []  # (pytest's and the package's own folders aside)
+
+
+def outside_xdist() -> dict[str, str]:
+    """This environment without xdist's worker variables: a run started from inside a worker (as under
+    ``make test``) would otherwise take itself for a worker and leave the cleanup to a controller."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
 
 
 def wait_until_gone(processes: list[psutil.Process], seconds: float) -> list[psutil.Process]:

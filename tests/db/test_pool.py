@@ -38,6 +38,10 @@ def test_connections_are_reused_and_in_autocommit(database_url):
     @run
     async def scenario(pool):
         await backend_pid(pool)  # the first request finds the server up (on a connection of its own)
+        for _ in range(100):  # the pool opens its two connections in the background
+            if pool.idle() == 2:
+                break
+            await asyncio.sleep(0.05)
         pids = [await backend_pid(pool) for _ in range(8)]
         async with pool.connection() as conn:
             autocommit = conn.autocommit
