@@ -144,6 +144,25 @@ def _run(engine, settings: Settings, args) -> None:
     for policy, figures in replay(test.cases, test.world, ranking, policies=SIMPLE).items():
         print(f"  {policy:<32}: {figures.hr:.3f} / {figures.ndcg:.3f}")
 
+    # Is the served default level with the best simple policy? The difference per session, and its
+    # standard error (both lists are scored on the same sessions, so the pair's noise is what counts).
+    rival = max(SIMPLE, key=lambda p: (simple_validation[p].hr, simple_validation[p].ndcg))
+    print(f"\nserved default minus {rival} (the best simple policy on the validation half), per session, "
+          "mean +- standard error, HR@10 / NDCG@10:")
+    for name, half in halves.items():
+        differences = np.array([
+            [served.hr - other.hr, served.ndcg - other.ndcg]
+            for case in half.cases if case.target_keys.size
+            for served, other in [_pair(case, half.world, ranking, rival, args.draws, settings.training.seed)]
+        ])
+        mean, error = differences.mean(axis=0), differences.std(axis=0, ddof=1) / np.sqrt(len(differences))
+        print(f"  {name:<10}: {mean[0]:+.3f} +- {error[0]:.3f} / {mean[1]:+.3f} +- {error[1]:.3f}")
+
+
+def _pair(case, world, ranking, rival: str, draws: int, seed: int):
+    figures = replay([case], world, ranking, draws=draws, seed=seed, policies=("served", rival))
+    return figures["served"], figures[rival]
+
 
 def _midnight(day) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=UTC)

@@ -126,7 +126,9 @@ def generate_candidates(
         parts.append((np.asarray(neighbours[0], dtype=np.int64), "similar", np.asarray(neighbours[1])))
         source = "context"
     if top_n_keys.size:
-        parts.append((np.asarray(top_n_keys, dtype=np.int64), "personal", np.full(top_n_keys.size, np.nan)))
+        top_n_keys = np.asarray(top_n_keys, dtype=np.int64)
+        vector = model.similarity[context_row] if context_row >= 0 else query
+        parts.append((top_n_keys, "personal", _cosines(model, vector, top_n_keys)))
         if source == "popular":
             source = "top_n"
     if not parts:
@@ -148,6 +150,17 @@ def generate_candidates(
     n_explore = explore_count(k, config.exploration_share)
     explore, draws = _explore_pool(catalogue, stats, market, exclude, k, n_explore, config, rng, pool)
     return Candidates(source, primary, reasons, cosine, backup, backup_reason, explore, draws)
+
+
+def _cosines(model: ServingModel | None, vector: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
+    """Cosine of each of ``keys`` to the query ``vector`` (``nan`` without a query or a row)."""
+    out = np.full(keys.size, np.nan, dtype=np.float32)
+    if model is None or vector is None:
+        return out
+    rows = model.rows(keys)
+    known = rows >= 0
+    out[known] = model.similarity[rows[known]] @ vector
+    return out
 
 
 def _recent_vector(model: ServingModel, recent_keys: np.ndarray) -> np.ndarray | None:

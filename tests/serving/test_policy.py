@@ -220,6 +220,29 @@ def test_the_model_score_is_blended_with_similarity():
     assert items[0].score == pytest.approx(0.5 / (1 + np.exp(-4.0)) + 0.5 * (1 + cos) / 2, rel=1e-5)
 
 
+def test_the_player_s_top_n_is_blended_with_its_similarity_to_the_context_too():
+    catalogue = _catalogue()
+    gmf = np.zeros((12, 2), dtype=np.float32)
+    gmf[[3, 9]] = [2.0, 0.0]  # slots 4 and 10: the player's top-N, liked alike
+    model = _model(catalogue, item_gmf=gmf)
+    player = {"gmf": np.array([1.0, 0.0], dtype=np.float32)}
+    config = Ranking(exploration_share=0.0, provider_cap=10, blend_weight=0.5, candidate_pool=2)
+    candidates = _candidates(catalogue, model, context=1, config=config, personalised=True,
+                             top_n=np.array([10, 4]))
+    # Slot 4 (36 degrees from the context) is nearer than slot 10 (108 degrees): scored on one scale with
+    # the neighbourhood, it ranks above slot 10 although the player's top-N listed 10 first.
+    cosines = dict(zip(candidates.primary.tolist(), candidates.cosine.tolist(), strict=True))
+    assert cosines[4] == pytest.approx(np.cos(np.radians(36)), abs=1e-6)
+    assert cosines[10] == pytest.approx(np.cos(np.radians(108)), abs=1e-6)
+    logits = model_logits(model, player, candidates.primary)
+    items = rank(candidates, _everything(candidates), k=4, catalogue=catalogue, stats=SlotStats(), config=config,
+                 logits=logits)
+    keys = [item.slot_key for item in items]
+    assert keys.index(4) < keys.index(10)
+    assert items[keys.index(10)].score == pytest.approx(
+        0.5 / (1 + np.exp(-2.0)) + 0.5 * (1 + np.cos(np.radians(108))) / 2, rel=1e-5)
+
+
 def test_exploration_takes_its_share_and_favours_what_feedback_supports():
     catalogue = _catalogue()
     model = _model(catalogue)
