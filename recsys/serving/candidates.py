@@ -23,6 +23,13 @@ EXPLORE_SAMPLE = 512
 for each of 5,000 slots costs 0.6 ms, most of a list's CPU time (measured). The ranking settings
 (``recsys.settings.Ranking``, ``settings.ranking``) are the rest of the policy's configuration."""
 
+EXPLORE_BANK = 256
+"""Thompson draws an :class:`ExploreBank` keeps (per snapshot and market): about 256 kB."""
+
+EXPLORE_DEPTH = 64
+"""Slots kept of each banked draw, best first: a list of ``k`` places with ``e`` to exploration reads
+``k + 4 e + 8`` of them (22 for the default 10 and 1), plus its context slot."""
+
 
 @dataclass(frozen=True)
 class Candidates:
@@ -80,7 +87,7 @@ def generate_candidates(
     config: Ranking,
     rng: np.random.Generator,
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
-    pool: np.ndarray | None = None,
+    explore: ExploreBank | None = None,
 ) -> Candidates:
     """Candidates for one list.
 
@@ -104,8 +111,8 @@ def generate_candidates(
         (:func:`towers_from_played`); else reasons become ``cold_start``.
     neighbours : (keys, cosines), optional
         A neighbourhood already searched elsewhere (pgvector), used when ``model`` is None.
-    pool : np.ndarray, optional
-        :func:`explore_pool` for this market, made once per snapshot (None: made here).
+    explore : ExploreBank, optional
+        This snapshot's draws for this market (``Snapshot.explore_bank``; None: one drawn here).
     """
     # Played slots (recent ones included) are the database's to exclude: the window is its setting.
     exclude = set() if context_key is None else {int(context_key)}
@@ -148,8 +155,8 @@ def generate_candidates(
     backup = head[~taken[head]].astype(np.int64)
 
     n_explore = explore_count(k, config.exploration_share)
-    explore, draws = _explore_pool(catalogue, stats, market, exclude, k, n_explore, config, rng, pool)
-    return Candidates(source, primary, reasons, cosine, backup, backup_reason, explore, draws)
+    explore_keys, draws = _explore(catalogue, stats, market, exclude, k, n_explore, config, rng, explore)
+    return Candidates(source, primary, reasons, cosine, backup, backup_reason, explore_keys, draws)
 
 
 def _cosines(model: ServingModel | None, vector: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
@@ -199,32 +206,71 @@ def _repeats(keys: np.ndarray) -> np.ndarray:
 def explore_pool(catalogue: Catalogue, stats: SlotStats, market: str | None, max_impressions: int) -> np.ndarray:
     """The slots exploration draws from in ``market``: offered there, with fewer than
     ``max_impressions`` impressions. Shape (p,), int64, ascending. It depends on the snapshot only,
-    so the serving state keeps one per market (``Snapshot.explore_pool``)."""
+    so the serving state keeps one per market (``Snapshot.explore_bank``)."""
     keys = catalogue.keys
     impressions = SlotStats.take(stats.impressions, keys)
     return keys[(impressions < max_impressions) & catalogue.allowed(keys, market)]
 
 
-def _explore_pool(catalogue, stats, market, exclude: set[int], k, n_explore, config, rng, pool):
+class ExploreBank:
+    """Exploration's Thompson draws over one market's pool (:func:`explore_pool`) and one snapshot's
+    feedback counts, made as lists take them and then kept.
+
+    A list takes one of :data:`EXPLORE_BANK` draws at random; the first list to take one makes it
+    (a draw costs ~85 us, nearly half of a list's candidates; measured). Each list's exploration is
+    still a Thompson draw from the counts' posterior, as when every list drew its own; what changes
+    is that the lists of one snapshot share at most :data:`EXPLORE_BANK` draws. A new snapshot (fresh
+    counts every ``RECSYS_STATS_REFRESH_SECONDS``, a catalogue change) starts a new bank
+    (``Snapshot.explore_bank``). A list that needs more than :data:`EXPLORE_DEPTH` slots, or a
+    seeded one (``RECSYS_EXPLORE_SEED``: the same list for the same player), draws for itself.
+    """
+
+    def __init__(self, pool: np.ndarray, stats: SlotStats) -> None:
+        self.pool = pool
+        self.stats = stats
+        self._draws: list[tuple[np.ndarray, np.ndarray] | None] = [None] * EXPLORE_BANK
+
+    def take(self, rng: np.random.Generator, exclude: set[int], keep: int, *,
+             shared: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``keep`` slots of one draw (keys, draws; best first), none of them in ``exclude``."""
+        if not shared or keep + len(exclude) > EXPLORE_DEPTH:
+            return _thompson_best(self.pool, self.stats, exclude, keep, rng)
+        at = int(rng.integers(EXPLORE_BANK))
+        drawn = self._draws[at]
+        if drawn is None:
+            drawn = self._draws[at] = _thompson_best(self.pool, self.stats, set(), EXPLORE_DEPTH, rng)
+        keys, draws = drawn
+        for key in exclude:  # the context slot: one comparison (np.isin costs ~20 us)
+            kept = keys != key
+            keys, draws = keys[kept], draws[kept]
+        return keys[:keep], draws[:keep]
+
+
+def _explore(catalogue, stats, market, exclude: set[int], k, n_explore, config, rng, bank):
     """The Thompson draw's best low-evidence slots; they may also be primary candidates, and
     :func:`rank` skips any that exploitation already placed."""
-    empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if n_explore == 0 or catalogue.keys.size == 0:
-        return empty
-    if pool is None:
-        pool = explore_pool(catalogue, stats, market, config.explore_max_impressions)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    if bank is None:
+        bank = ExploreBank(explore_pool(catalogue, stats, market, config.explore_max_impressions), stats)
+    # Enough to survive the played-slot exclusion and the places exploitation takes first.
+    return bank.take(rng, exclude, k + 4 * n_explore + 8, shared=config.explore_seed is None)
+
+
+def _thompson_best(pool: np.ndarray, stats: SlotStats, exclude: set[int], keep: int, rng: np.random.Generator):
+    """One Thompson draw over ``pool`` less ``exclude`` (a uniform sample of :data:`EXPLORE_SAMPLE`
+    of it when larger): its best ``keep`` slots and their draws, best first."""
     for key in exclude:
         at = int(pool.searchsorted(key))  # the pool is ascending: no pass over all of it
         if at < pool.size and pool[at] == key:
             pool = np.concatenate([pool[:at], pool[at + 1 :]])
     if pool.size == 0:
-        return empty
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if pool.size > EXPLORE_SAMPLE:
         pool = rng.choice(pool, EXPLORE_SAMPLE, replace=False)
         pool.sort()
     draws = thompson_draws(SlotStats.take(stats.successes, pool), SlotStats.take(stats.impressions, pool), rng)
-    # Enough to survive the played-slot exclusion and the places exploitation takes first.
-    keep = min(pool.size, k + 4 * n_explore + 8)
+    keep = min(pool.size, keep)
     descending = -draws
     best = descending.argpartition(keep - 1)[:keep] if keep < pool.size else np.arange(pool.size)
     best = best[descending[best].argsort(kind="stable")]

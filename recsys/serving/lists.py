@@ -290,7 +290,7 @@ def _ranked_items(
         config=config,
         rng=rng,
         neighbours=neighbours,
-        pool=snap.explore_pool(market, config.explore_max_impressions),
+        explore=snap.explore_bank(market, config.explore_max_impressions),
     )
     if candidates.source == "popular":
         serving.metrics.fallback("popularity" if personalised or model is None else "cold_start")

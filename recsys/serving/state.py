@@ -30,7 +30,7 @@ from recsys.db.versions import SlotVectors
 from recsys.errors import RecsysError
 from recsys.experiments import ITEMKNN, Experiment
 from recsys.index import set_threads
-from recsys.serving.candidates import explore_pool
+from recsys.serving.candidates import ExploreBank, explore_pool
 from recsys.serving.catalogue import Catalogue, SlotStats, popularity_order
 from recsys.serving.itemknn import ItemNeighbours
 from recsys.serving.model import ServingModel, build_serving_model
@@ -57,7 +57,7 @@ class Snapshot:
     """The item-kNN neighbours of an ``itemknn`` arm (of the active version's training window),
     built off the request path while such an arm runs; None otherwise, or not built yet."""
     # Per-snapshot work that lists would otherwise repeat, made on first use (by market).
-    _explore_pools: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+    _explore_banks: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def model_of(self, version_id: int) -> ServingModel | None:
         """The version's model in this snapshot (the active one or an arm's), or None."""
@@ -75,13 +75,14 @@ class Snapshot:
         """The running experiment has an ``itemknn`` arm."""
         return self.experiment is not None and any(a.strategy == ITEMKNN for a in self.experiment.arms)
 
-    def explore_pool(self, market: str | None, max_impressions: int) -> np.ndarray:
-        """``recsys.serving.candidates.explore_pool`` of this snapshot, made once per market."""
-        pool = self._explore_pools.get((market, max_impressions))
-        if pool is None:
-            pool = explore_pool(self.catalogue, self.stats, market, max_impressions)
-            self._explore_pools[(market, max_impressions)] = pool
-        return pool
+    def explore_bank(self, market: str | None, max_impressions: int) -> ExploreBank:
+        """Exploration's draws in this snapshot (``recsys.serving.candidates.ExploreBank``), one bank
+        per market, its pool made on first use."""
+        bank = self._explore_banks.get((market, max_impressions))
+        if bank is None:
+            bank = ExploreBank(explore_pool(self.catalogue, self.stats, market, max_impressions), self.stats)
+            self._explore_banks[(market, max_impressions)] = bank
+        return bank
 
 
 @dataclass(frozen=True)

@@ -135,9 +135,9 @@ def test_the_state_swaps_in_a_newly_activated_version(casino, settings):
     state.load_active_version()
     assert state.snapshot.model.version_id == second
     assert make(state, "p3", k=3).version_id == second
-    pool = state.snapshot.explore_pool("GB", 10**9)
-    assert pool is state.snapshot.explore_pool("GB", 10**9)  # made once per snapshot and market
-    assert sorted(pool.tolist()) == sorted(slots.values())
+    bank = state.snapshot.explore_bank("GB", 10**9)
+    assert bank is state.snapshot.explore_bank("GB", 10**9)  # made once per snapshot and market
+    assert sorted(bank.pool.tolist()) == sorted(slots.values())
 
 
 def test_group_commit_writes_concurrent_lists_together_and_a_bad_one_alone(casino, settings):

@@ -263,6 +263,32 @@ def test_exploration_takes_its_share_and_favours_what_feedback_supports():
     assert picked.count(1) > 95
 
 
+def test_a_snapshot_s_lists_share_a_bank_of_thompson_draws():
+    from recsys.serving.candidates import EXPLORE_BANK, EXPLORE_DEPTH, ExploreBank
+
+    pool = np.arange(1, 1001, dtype=np.int64)
+    stats = SlotStats(impressions=SlotStats.by_key({key: 10 for key in range(1, 1001)}),
+                      successes=SlotStats.by_key({key: key % 10 for key in range(1, 1001)}))
+    bank = ExploreBank(pool, stats)
+    rng = np.random.default_rng(0)
+    taken = [bank.take(rng, set(), 22) for _ in range(4000)]
+    orders = {tuple(keys.tolist()) for keys, _ in taken}
+    # Every list gets the best 22 of one draw, best first; 4,000 lists share the bank's 256 draws.
+    assert all(keys.size == 22 and (np.diff(draws) <= 0).all() for keys, draws in taken)
+    assert len(orders) == EXPLORE_BANK
+    # The context slot is taken out of the banked draw, which still fills the list.
+    context = int(taken[-1][0][0])
+    assert all(context not in bank.take(rng, {context}, 22)[0] and bank.take(rng, {context}, 22)[0].size == 22
+               for _ in range(200))
+    # A longer list than a banked draw keeps, or a seeded policy, draws for itself.
+    assert {tuple(bank.take(rng, set(), EXPLORE_DEPTH + 1)[0].tolist()) for _ in range(300)} - orders
+    fresh = [tuple(bank.take(np.random.default_rng(seed), set(), 22, shared=False)[0].tolist()) for seed in range(300)]
+    assert len(set(fresh)) == 300
+    # Thompson sampling still: a slot with 9 clicks of 10 impressions leads far more draws than one with 1 of 10.
+    firsts = [int(keys[0]) % 10 for keys, _ in taken]
+    assert firsts.count(9) > 5 * max(firsts.count(1), 1)
+
+
 def test_the_backup_list_fills_what_the_neighbourhood_cannot():
     catalogue = _catalogue()
     model = _model(catalogue)
