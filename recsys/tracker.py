@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from recsys.db import push
 from recsys.db.events import TriggeredSession, store_events
+from recsys.db.pool import begun
 from recsys.events import PlayEvent, TimeBounds, validate_events
 from recsys.served import ServedList
 from recsys.serving.lists import SESSION_THRESHOLD, make_list
@@ -99,8 +100,8 @@ async def track(
     """
     validate(events, config, source)
     snap = serving.snapshot
-    async with pool.connection() as conn, conn.transaction():
-        return await track_on(conn, serving, snap, events, config, source)
+    async with pool.connection() as conn, begun(conn):
+        return await track_on(conn, serving, snap, events, config, source, begin=True)
 
 
 def validate(events: list[PlayEvent], config: RealTime, source: str) -> None:
@@ -113,11 +114,12 @@ def validate(events: list[PlayEvent], config: RealTime, source: str) -> None:
 
 
 async def track_on(conn: AsyncConnection, serving: ServingState, snap: Snapshot, events: list[PlayEvent],
-                   config: RealTime, source: str) -> TrackedBatch:
-    """Steps 2 to 6 in ``conn``'s transaction (the caller commits)."""
+                   config: RealTime, source: str, *, begin: bool = False) -> TrackedBatch:
+    """Steps 2 to 6 in ``conn``'s transaction (the caller commits; ``begin``: the first round trip
+    begins it, see ``recsys.db.events.store_events``)."""
     stored = await store_events(
         conn, events, pause_seconds=config.pause_seconds, threshold_seconds=config.threshold_seconds,
-        attribution_seconds=config.attribution_window_seconds, source=source,
+        attribution_seconds=config.attribution_window_seconds, source=source, begin=begin,
     )
     lists = [await respond(conn, serving, snap, session, decide(session, config)) for session in stored.triggered]
     # Announced in id order: a stream's replay orders lists of one transaction (same created_at) by id too.

@@ -19,8 +19,9 @@ recommendation it produces. Per batch:
    exactly one batch wins;
 6. optionally, attribute the batch's sessions (``recsys.db.feedback.attribution``).
 
-Two round trips in all, each a pipeline: steps 1 and 2, then steps 3 to 6 (3 and 4 are one
-statement); a third when a trigger fired (the plan cache's default back, see ``_GENERIC_PLANS``).
+Two round trips in all, each a pipeline: steps 1 and 2 (with ``BEGIN``, when the caller asks:
+``begin``), then steps 3 to 6 (3 and 4 are one statement); a third when a trigger fired (the plan
+cache's default back, see ``_GENERIC_PLANS``); then the caller's commit.
 Each statement passes its data as parameters: nothing travels through session settings.
 """
 
@@ -35,6 +36,7 @@ from psycopg.rows import class_row
 
 from recsys.db.bulk import array_literal, unquoted_literal
 from recsys.db.feedback import ATTRIBUTE_SESSIONS
+from recsys.db.pool import BEGIN
 from recsys.errors import InputError
 from recsys.events import PlayEvent
 
@@ -68,8 +70,10 @@ async def store_events(
     threshold_seconds: float,
     attribution_seconds: float | None = None,
     source: str = "events",
+    begin: bool = False,
 ) -> IngestResult:
-    """Store a validated batch in ``conn``'s transaction (the caller's: ``conn.transaction()``); the
+    """Store a validated batch in ``conn``'s transaction (the caller's: ``conn.transaction()``, or
+    with ``begin`` one that the first round trip begins, in :func:`recsys.db.pool.begun`); the
     steps of the module docstring. ``attribution_seconds``: the window of
     ``recsys.db.feedback.attribute_sessions`` (None: no attribution). The statements run on their
     generic plans (``_GENERIC_PLANS``); array parameters travel as text literals (cheaper to send
@@ -83,6 +87,8 @@ async def store_events(
     # same order and cannot deadlock.
     ids = sorted(first)
     async with conn.pipeline():
+        if begin:
+            await conn.execute(BEGIN)
         await conn.execute(_GENERIC_PLANS)
         players = await conn.execute(_PLAYER_KEYS, {"ids": array_literal({e.player_id for e in events})})
         slots = await conn.execute(_SLOT_KEYS, {"ids": array_literal({e.slot_id for e in events})})

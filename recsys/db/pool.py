@@ -11,7 +11,8 @@ Offline jobs and the CLI use SQLAlchemy Core on a blocking engine (``recsys.db.e
 styles, each in its place (README, "Layout"; tests/db/test_pool.py checks the rule).
 
 Connections are ``psycopg_pool.AsyncConnectionPool``'s: in autocommit (a read costs no
-``BEGIN``/``ROLLBACK``; a caller that writes several statements opens ``conn.transaction()``),
+``BEGIN``/``ROLLBACK``; a caller that writes several statements opens ``conn.transaction()``, or
+:func:`begun` when its first statements go in a pipeline),
 with the API's ``lock_timeout`` and ``statement_timeout``, every statement prepared on the server
 the first time a connection runs it (``prepare_threshold=0``: the online statements repeat on
 every request). ``RECSYS_DB_POOL_SIZE`` connections are kept, twice as many may be open at once;
@@ -189,3 +190,23 @@ def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
     except (OSError, psycopg.OperationalError):
         return True
     return conn.pgconn.status != psycopg.pq.ConnStatus.OK
+
+
+BEGIN = "BEGIN"
+
+
+@asynccontextmanager
+async def begun(conn: psycopg.AsyncConnection) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A transaction that the block begins itself, by sending :data:`BEGIN` first in its first
+    pipeline: it then travels with the block's first statements. ``conn.transaction()`` sends
+    ``BEGIN`` alone, one round trip more, also inside a pipeline (seen in a protocol trace), and the
+    events' batches are two pipelines and a commit. Commits when the block ends; rolls back when
+    it raises (unless the connection is lost: nothing is left to roll back then)."""
+    try:
+        yield conn
+    except BaseException:
+        if conn.info.transaction_status in (psycopg.pq.TransactionStatus.INTRANS,
+                                            psycopg.pq.TransactionStatus.INERROR):
+            await conn.rollback()
+        raise
+    await conn.commit()

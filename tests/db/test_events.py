@@ -234,3 +234,42 @@ def test_the_claim_reads_only_its_candidates_events(casino):
         plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + sql).scalars())
     assert "Seq Scan on play_events" not in plan
     assert "Index Cond: (session_key = ANY ((InitPlan" in plan
+
+
+def test_a_batch_that_begins_its_own_transaction_sends_begin_with_its_first_statements(casino, tmp_path):
+    # recsys.db.pool.begun with store_events(begin=True): BEGIN goes in the first pipeline (conn.transaction()
+    # would send it alone, a round trip more); the block commits, or rolls back what it wrote when it raises.
+    import asyncio
+
+    import psycopg
+
+    from recsys.db.pool import begun
+    from tests.online import url_of
+
+    trace = tmp_path / "trace.txt"
+
+    async def scenario():
+        async with await psycopg.AsyncConnection.connect(url_of(casino), autocommit=True) as conn:
+            with trace.open("w") as out:
+                conn.pgconn.trace(out.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+                async with begun(conn):
+                    stored = await store_events(conn, _heartbeats("b", range(0, 3)), pause_seconds=PAUSE,
+                                                threshold_seconds=THRESHOLD, begin=True)
+                conn.pgconn.untrace()
+            with pytest.raises(InputError):
+                async with begun(conn):
+                    await store_events(conn, _heartbeats("c", range(0, 3)), pause_seconds=PAUSE,
+                                       threshold_seconds=THRESHOLD, begin=True)
+                    raise InputError("events", "refused after storing")
+            return stored, conn.info.transaction_status
+
+    stored, status = asyncio.run(scenario())
+    assert stored.accepted == 3 and status == psycopg.pq.TransactionStatus.IDLE
+    sent = [line.split("\t")[2].split()[0] for line in trace.read_text().splitlines() if line.startswith("F\t")]
+    first_round_trip = sent[: sent.index("Sync")]
+    assert first_round_trip.count("Parse") + first_round_trip.count("Bind") > 2  # BEGIN and the batch's first steps
+    assert sent.count("Sync") + sent.count("Query") == 3  # round trips: the two pipelines and the COMMIT query
+    with casino.connect() as conn:
+        sessions = conn.execute(sa.text("SELECT session_id FROM play_sessions ORDER BY 1")).scalars().all()
+    assert sessions == ["b"]
