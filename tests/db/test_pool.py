@@ -60,7 +60,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(database_url, eng
     async def scenario(pool):
         before = await backend_pid(pool)
         with engine.connect() as conn:  # the server drops the idle connection (as on a restart)
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": before})  # gone on return
         await asyncio.sleep(0.2)  # the goodbye reaches its socket
         after = await backend_pid(pool)  # no error: the request is served on a new connection
         again = await backend_pid(pool)
@@ -69,6 +69,40 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(database_url, eng
     before, after, again = scenario(database_url)
     assert after != before
     assert again != before
+
+
+def test_connections_past_descriptor_1024_are_checked_and_replaced_too(database_url, engine):
+    # A server holding a thousand streams and idle sockets opens its database connections on
+    # descriptors past 1,024, where select() raises (it was a 500 for the stream that got one).
+    import os
+    import resource
+    import socket
+
+    import sqlalchemy as sa
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.fail(f"the test needs 2,048 open files, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    fillers = [socket.socket() for _ in range(1100)]
+    try:
+        @run
+        async def scenario(pool):
+            async with pool.connection() as conn:
+                fd = conn.pgconn.socket
+            before = await backend_pid(pool)
+            with engine.connect() as sync_conn:
+                sync_conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": before})  # gone on return
+            await asyncio.sleep(0.2)
+            return fd, before, await backend_pid(pool)
+
+        fd, before, after = scenario(database_url)
+    finally:
+        for filler in fillers:
+            filler.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert fd > 1024 and os.name == "posix"
+    assert after != before
 
 
 def test_an_outage_is_a_503_at_once_and_the_pool_heals_without_a_restart(database_url):
