@@ -168,8 +168,9 @@ WITH made AS (
     FROM generate_series(0, %(n)s - 1) AS k
     RETURNING id
 )
-INSERT INTO experiment_arms (experiment_id, position, name, version_id, weight)
-SELECT id, a.position, a.name, CASE WHEN a.position = 0 THEN %(v)s::int END, 50
+INSERT INTO experiment_arms (experiment_id, position, name, version_id, weight, strategy)
+SELECT id, a.position, a.name, CASE WHEN a.position = 0 THEN %(v)s::int END, 50,
+       CASE WHEN a.position = 1 THEN 'popularity' END
 FROM made CROSS JOIN (VALUES (0, 'control'), (1, 'candidate')) AS a(position, name)
 """
 
