@@ -423,6 +423,41 @@ experiment_arms = sa.Table(
                        "(strategy IS NULL OR strategy IN ('popularity', 'itemknn'))", name="strategy"),
 )
 
+# An experiment's per-player sums, rolled up from the log so that its results cost the same at any
+# size of the log (recsys.db.experiments.refresh; migration 0014). One row per player of an arm.
+experiment_player_outcomes = sa.Table(
+    "experiment_player_outcomes",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("arm", sa.String(64), nullable=False),
+    sa.Column("player_key", sa.BigInteger, nullable=False),
+    sa.Column("lists", sa.Integer, nullable=False),
+    sa.Column("suppressed", sa.Integer, nullable=False, comment="lists without games"),
+    sa.Column("reality_checks", sa.Integer, nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("impressions", sa.Integer, nullable=False, comment="items with an impression"),
+    sa.Column("clicks", sa.Integer, nullable=False),
+    sa.Column("plays", sa.Integer, nullable=False, comment="items with a session attributed to their list"),
+    sa.Column("dismissals", sa.Integer, nullable=False),
+    sa.Column("click_seconds", ARRAY(sa.Float), nullable=False,
+              comment="per clicked item, ascending: seconds of continuous play attributed to it (0 without)"),
+    sa.PrimaryKeyConstraint("experiment_id", "arm", "player_key"),
+)
+
+# Where each experiment's rollup stands: changes of the log from ``watermark`` on may not be in it
+# yet; ``frozen``: a stopped experiment's statistics, stored once nothing more is folded in.
+experiment_rollups = sa.Table(
+    "experiment_rollups",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("watermark", sa.DateTime(timezone=True),
+              comment="lists created, feedback received and sessions updated from then on are read again; "
+                      "NULL: never filled"),
+    sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("frozen", JSONB, comment="per arm: players, totals, each metric's ratio and variance; NULL: live"),
+    sa.Column("frozen_at", sa.DateTime(timezone=True)),
+)
+
 # A signed-in dashboard browser. Only the SHA-256 of the cookie's token is stored; the key it signed
 # in with is checked again on every request, so revoking the key ends the session.
 dashboard_sessions = sa.Table(
