@@ -2,6 +2,7 @@
 recommendations' p99 alone and while simulated tabs reload the dashboard.
 
     python bench/bench_dashboard.py [--items 1000000] [--tabs 4] [--cache-seconds 0,5] [--before] [--explain]
+                                    [--verify]
 
 The world is bench/volume_world.py's (built once, kept). Three parts, in this order:
 
@@ -15,6 +16,9 @@ The world is bench/volume_world.py's (built once, kept). Three parts, in this or
    overview every ``--reload-seconds`` (0: back to back); alone and with tabs alternate
    ``--rounds`` times, and the ratio is of the medians. Run once per ``--cache-seconds`` value
    (RECSYS_DASHBOARD_CACHE_SECONDS: 0 reads the counts on every load).
+   Then the experiments' rollups (migration 0014): filled by a first read of each experiment (timed;
+   the stopped ones are frozen), every experiment's read, and with ``--verify`` the running one's
+   rollup against the reference query over the log.
 3. **Pages**, on the same server after the load: each dashboard page and ``GET /v1/experiments``
    loaded once cold, then five times (median) unless the first took over 5 s; a page that takes over
    ``--page-timeout`` is given up on (and may still be computing in the server: hence last).
@@ -112,6 +116,81 @@ def time_queries(url: str, *, before: bool, explain: bool, timeout_s: int) -> No
                 print(f"{name} before migration 0013: cancelled after {timeout_s} s", flush=True)
                 break
         conn.rollback()
+
+
+def fill_rollups(url: str, *, explain: bool, verify: bool) -> None:
+    """The experiments' rollups (migration 0014): each experiment's first read fills its rollup from
+    the log (the old cost, once after the upgrade) and freezes those stopped over a day ago; then
+    every experiment's read as the API makes it, and the running one's refresh after a served list.
+    ``explain``: the plans of the refresh's changed players and of the read; ``verify``: the running
+    experiment's rollup against the reference query over the log, player by player."""
+    import numpy as np
+    import psycopg
+    import sqlalchemy as sa
+
+    from recsys.db import experiment_rollups
+    from recsys.db import experiments as store
+    from recsys.db.engine import create_engine
+    from recsys.experiments import SUM_NAMES
+    from recsys.settings import Settings
+
+    settings = Settings.from_env(database_url=url)
+    threshold = settings.realtime.threshold_seconds
+    engine = create_engine(settings, url)
+    try:
+        experiments = store.list_all(engine, 50)
+        started = time.perf_counter()
+        for experiment in experiments:
+            one = time.perf_counter()
+            found = store.outcomes(engine, experiment, threshold)
+            print(f"rollup of {experiment.name} ({experiment.status}): {time.perf_counter() - one:.2f} s, "
+                  f"{sum(o.players for o in found):,} players, {sum(o.lists for o in found):,} lists", flush=True)
+        print(f"rollups filled: {time.perf_counter() - started:.1f} s for {len(experiments)} experiments", flush=True)
+        with engine.connect() as conn:
+            frozen = conn.execute(sa.text("SELECT count(*) FROM experiment_rollups WHERE frozen IS NOT NULL")).scalar()
+        for attempt in range(3):
+            started = time.perf_counter()
+            for experiment in experiments:
+                store.outcomes(engine, experiment, threshold)
+            print(f"every experiment's outcomes from the rollups ({frozen} frozen), read {attempt + 1}: "
+                  f"{1000 * (time.perf_counter() - started):.0f} ms", flush=True)
+        running = store.running(engine)
+        if running is None:
+            return
+        with engine.begin() as conn:  # one more list for the running experiment, as serving logs it
+            conn.execute(sa.text(
+                "INSERT INTO recommendations (id, player_key, trigger, experiment_id, arm, suppressed_reason) "
+                "SELECT gen_random_uuid(), min(id), 'api', :e, :arm, 'self_excluded' FROM players"),
+                {"e": running.id, "arm": running.control.name})
+        started = time.perf_counter()
+        store.outcomes(engine, running, threshold)
+        print(f"the running experiment's refresh after one new list, and its read: "
+              f"{1000 * (time.perf_counter() - started):.0f} ms", flush=True)
+        if explain:
+            with psycopg.connect(url) as conn:
+                since = conn.execute("SELECT watermark - interval '1 minute' FROM experiment_rollups "
+                                     "WHERE experiment_id = %s", (running.id,)).fetchone()[0]
+                for name, sql, params in (
+                        ("the refresh's changed players (from a watermark a minute back)",
+                         experiment_rollups._CHANGED_PLAYERS, {"e": running.id, "since": since}),
+                        ("the read of the running experiment's rollup", experiment_rollups._READ,
+                         {"e": running.id, "threshold": threshold})):
+                    plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql.replace(":e", "%(e)s").replace(
+                        ":since", "%(since)s").replace(":threshold", "%(threshold)s"), params).fetchall()
+                    print(f"\nEXPLAIN {name}:\n" + "\n".join(row[0] for row in plan), flush=True)
+        if verify:
+            started = time.perf_counter()
+            logged = store.outcomes_from_log(engine, running, threshold)
+            took = time.perf_counter() - started
+            rolled = store.outcomes(engine, running, threshold)
+            pairs = list(zip(rolled, logged, strict=True))
+            same = all(np.array_equal(getattr(r.sums, n), getattr(g.sums, n)) for r, g in pairs
+                       for n in SUM_NAMES) and [r.median_click_minutes for r in rolled] == \
+                [g.median_click_minutes for g in logged]
+            print(f"verify {running.name}: the reference query over the log took {took:.2f} s; the rollup is "
+                  f"{'the same, player by player' if same else 'DIFFERENT'}", flush=True)
+    finally:
+        engine.dispose()
 
 
 # --- 2. the pages -------------------------------------------------------------------------------------------
@@ -233,6 +312,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="alone / with tabs pairs")
     parser.add_argument("--skip-load", action="store_true", help="queries and pages only")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the running experiment's rollup against the reference query over the log")
     args = parser.parse_args()
 
     from recsys.db import apikeys
@@ -243,6 +324,7 @@ def main() -> int:
     print(f"world: {args.items:,} items, built {world['built_at']:%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     time_queries(url, before=args.before, explain=args.explain, timeout_s=args.before_timeout)
+    fill_rollups(url, explain=args.explain, verify=args.verify)
     engine = create_engine(Settings.from_env(database_url=url), url)
     key, _ = apikeys.create_key(engine, ["read"], "bench_dashboard")
     engine.dispose()
