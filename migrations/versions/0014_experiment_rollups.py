@@ -40,6 +40,9 @@ def upgrade() -> None:
         sa.Column("clicks", sa.Integer(), nullable=False),
         sa.Column("plays", sa.Integer(), nullable=False, comment="items with a session attributed to their list"),
         sa.Column("dismissals", sa.Integer(), nullable=False),
+        sa.Column("click_minutes", sa.Float(), nullable=False, comment="minutes of play attributed to clicked items"),
+        sa.Column("long_clicks", sa.Integer(), nullable=False,
+                  comment="clicked items whose play reached experiment_rollups.threshold_seconds"),
         sa.Column("click_seconds", postgresql.ARRAY(sa.Float()), nullable=False,
                   comment="per clicked item, ascending: seconds of continuous play attributed to it (0 without)"),
         sa.ForeignKeyConstraint(["experiment_id"], ["experiments.id"],
@@ -53,6 +56,7 @@ def upgrade() -> None:
         sa.Column("watermark", sa.DateTime(timezone=True),
                   comment="lists created, feedback received and sessions updated from then on are read again; "
                           "NULL: never filled"),
+        sa.Column("threshold_seconds", sa.Float(), comment="the session threshold long_clicks counts against"),
         sa.Column("refreshed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("frozen", postgresql.JSONB(astext_type=sa.Text()),
                   comment="per arm: players, totals, each metric's ratio and variance; NULL: live"),

@@ -2,9 +2,10 @@
 
 Issue 22: with 10^7 logged items and 20 experiments, summing every experiment's lists, items,
 feedback and play again on each read took more than 120 s. ``experiment_player_outcomes`` keeps
-the sums :class:`recsys.experiments.PlayerSums` holds, per player of an arm (the clicked items'
-seconds as an array, so that the session threshold and the median are applied on read), and
-``experiment_rollups`` where each experiment stands (migration 0014, docs/experiments.md):
+the sums :class:`recsys.experiments.PlayerSums` holds, per player of an arm, with the clicked
+items' seconds as an array (for each arm's median, and to count ``long_clicks`` again when the
+session threshold changes), and ``experiment_rollups`` where each experiment stands (migration
+0014, docs/experiments.md):
 
 - **Whole players, recomputed.** A refresh finds the players whose lists were created, whose
   feedback was received or whose attributed sessions were updated since the experiment's watermark
@@ -24,7 +25,8 @@ seconds as an array, so that the session threshold and the median are applied on
 - **Frozen.** :data:`SETTLE` after an experiment stopped, a last refresh folds in what came, and
   its statistics are stored (:class:`recsys.experiments.SummedSums` per arm, for the session
   threshold in force); from then on it is never read from the log again, and feedback or play that
-  arrives later is not counted.
+  arrives later is not counted. Read with another session threshold, it is stored again for that
+  one from the same per-player rows.
 
 The first read of an experiment fills its rollup from the log (the old cost, once).
 """
@@ -44,8 +46,8 @@ SETTLE = timedelta(days=1)
 session starts within the attribution window after a click (30 min by default), goes on up to the
 late-session limit (3 h by default), and clients may send feedback late; a day covers the three."""
 
-COUNTS = ("lists", "suppressed", "reality_checks", "items", "impressions", "clicks", "plays", "dismissals")
-"""The integer columns of ``experiment_player_outcomes``, in order."""
+COLUMNS = SUM_NAMES
+"""The sums ``experiment_player_outcomes`` stores per player, beside ``click_seconds``."""
 
 # The earliest time a change not yet visible to this refresh can carry: the start (``now()``) of
 # the oldest transaction still open in this database, other than this one, or this refresh's clock.
@@ -72,85 +74,104 @@ SELECT DISTINCT player_key FROM (
 """
 
 _UPSERT = """
-INSERT INTO experiment_player_outcomes (experiment_id, arm, player_key, {counts}, click_seconds)
-SELECT :e, arm, player_key, {counts}, click_seconds FROM per_player
+INSERT INTO experiment_player_outcomes (experiment_id, arm, player_key, {columns}, click_seconds)
+SELECT :e, arm, player_key, {columns}, click_seconds FROM per_player
 ON CONFLICT (experiment_id, arm, player_key) DO UPDATE SET
     {updates}, click_seconds = excluded.click_seconds
-""".format(counts=", ".join(COUNTS), updates=", ".join(f"{c} = excluded.{c}" for c in COUNTS))
+""".format(columns=", ".join(COLUMNS), updates=", ".join(f"{c} = excluded.{c}" for c in COLUMNS))
 
-# Per arm, in the rollup's rows ordered by player: each sum as an array, the session threshold and
-# the minutes applied to the clicked items' seconds, and the median minutes after a click.
+# long_clicks against another session threshold, from each player's clicked items' seconds.
+_RETHRESHOLD = """
+UPDATE experiment_player_outcomes
+SET long_clicks = (SELECT count(*) FROM unnest(click_seconds) x WHERE x >= :threshold)
+WHERE experiment_id = :e
+"""
+
+# Per arm, each sum as one comma-separated text in the players' order (parsed by numpy in C: the
+# 19,000 players' ten PostgreSQL arrays took 85 ms to parse in Python, as text 10 ms; float8 prints
+# the shortest text that reads back as the same double).
 _READ = """
-SELECT o.arm, {arrays},
-       array_agg((SELECT coalesce(sum(x), 0) FROM unnest(o.click_seconds) x) / 60.0 ORDER BY o.player_key)
-           AS click_minutes,
-       array_agg((SELECT count(*) FROM unnest(o.click_seconds) x WHERE x >= :threshold) ORDER BY o.player_key)
-           AS long_clicks,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM experiment_player_outcomes m,
-               unnest(m.click_seconds) x WHERE m.experiment_id = :e AND m.arm = o.arm) / 60.0 AS median_click_minutes
-FROM experiment_player_outcomes o WHERE o.experiment_id = :e GROUP BY o.arm
-""".format(arrays=", ".join(f"array_agg(o.{c} ORDER BY o.player_key) AS {c}" for c in COUNTS))
+SELECT arm, {arrays} FROM experiment_player_outcomes WHERE experiment_id = :e GROUP BY arm
+""".format(arrays=", ".join(f"array_to_string(array_agg({c} ORDER BY player_key), ',') AS {c}" for c in COLUMNS))
+
+# Per arm, the median minutes of continuous play after a click (the reference's percentile_cont,
+# over the same values).
+_MEDIANS = """
+SELECT arm, percentile_cont(0.5) WITHIN GROUP (ORDER BY x) / 60.0 AS median_click_minutes
+FROM experiment_player_outcomes, unnest(click_seconds) x WHERE experiment_id = :e GROUP BY arm
+"""
 
 
-def roll_up(conn: sa.Connection, experiment_id: int, players: list[int] | None) -> int:
+def roll_up(conn: sa.Connection, experiment_id: int, players: list[int] | None, threshold_seconds: float) -> int:
     """Recompute ``players`` (player keys; None: every player of the experiment) from the log into
-    ``experiment_player_outcomes``; returns how many rows were written."""
+    ``experiment_player_outcomes``, ``long_clicks`` against ``threshold_seconds``; returns how many
+    rows were written."""
     from recsys.db.experiments import PER_PLAYER
 
     scope = "true" if players is None else "r.player_key = ANY(CAST(:players AS bigint[]))"
     sql = PER_PLAYER.format(scope=scope) + _UPSERT
-    # :threshold only sets long_clicks, which the rollup leaves to the read (from click_seconds).
-    return conn.execute(sa.text(sql), {"e": experiment_id, "players": players or [], "threshold": 0.0}).rowcount
+    return conn.execute(sa.text(sql), {"e": experiment_id, "players": players or [],
+                                       "threshold": threshold_seconds}).rowcount
 
 
-def refresh(conn: sa.Connection, experiment_id: int) -> dict | None:
+def refresh(conn: sa.Connection, experiment_id: int, threshold_seconds: float) -> dict | None:
     """Fold into the rollup what changed in the log since the experiment's watermark, in ``conn``'s
-    transaction, holding its ``experiment_rollups`` row until the caller commits. Returns the
-    frozen statistics (nothing is refreshed then) or None."""
+    transaction, holding its ``experiment_rollups`` row until the caller commits; ``long_clicks``
+    against ``threshold_seconds`` (recounted from ``click_seconds`` if it changed). Returns the
+    frozen statistics (the log is not read then) or None."""
     conn.execute(sa.text("INSERT INTO experiment_rollups (experiment_id) VALUES (:e) ON CONFLICT DO NOTHING"),
                  {"e": experiment_id})
-    state = conn.execute(sa.text("SELECT watermark, frozen FROM experiment_rollups WHERE experiment_id = :e "
-                                 "FOR UPDATE"), {"e": experiment_id}).one()
-    if state.frozen is not None:
-        return state.frozen
-    watermark = conn.execute(sa.text(_WATERMARK)).scalar_one()  # before any read of the log
-    if state.watermark is None:
-        roll_up(conn, experiment_id, None)
-    else:
-        changed = conn.execute(sa.text(_CHANGED_PLAYERS), {"e": experiment_id, "since": state.watermark}).scalars()
-        players = sorted(changed)
-        if players:
-            roll_up(conn, experiment_id, players)
-    conn.execute(sa.text("UPDATE experiment_rollups SET watermark = :w, refreshed_at = now() WHERE experiment_id = :e"),
-                 {"e": experiment_id, "w": watermark})
-    return None
+    state = conn.execute(sa.text("SELECT watermark, threshold_seconds, frozen FROM experiment_rollups "
+                                 "WHERE experiment_id = :e FOR UPDATE"), {"e": experiment_id}).one()
+    params = {"e": experiment_id, "threshold": threshold_seconds}
+    if state.watermark is not None and state.threshold_seconds != threshold_seconds:
+        conn.execute(sa.text(_RETHRESHOLD), params)
+    if state.frozen is None:
+        watermark = conn.execute(sa.text(_WATERMARK)).scalar_one()  # before any read of the log
+        if state.watermark is None:
+            roll_up(conn, experiment_id, None, threshold_seconds)
+        else:
+            changed = conn.execute(sa.text(_CHANGED_PLAYERS), {"e": experiment_id, "since": state.watermark})
+            players = sorted(changed.scalars())
+            if players:
+                roll_up(conn, experiment_id, players, threshold_seconds)
+        conn.execute(sa.text("UPDATE experiment_rollups SET watermark = :w, refreshed_at = now() "
+                             "WHERE experiment_id = :e"), {**params, "w": watermark})
+    conn.execute(sa.text("UPDATE experiment_rollups SET threshold_seconds = :threshold WHERE experiment_id = :e "
+                         "AND threshold_seconds IS DISTINCT FROM :threshold"), params)
+    return state.frozen
 
 
 def outcomes(engine: sa.Engine, experiment: Experiment, threshold_seconds: float) -> list[ArmOutcome]:
     """:func:`recsys.db.experiments.outcomes` from the rollup: refreshed first, then read; a stopped
     experiment :data:`SETTLE` past its stop is frozen by this read and read from what it stored."""
     with engine.begin() as conn:
-        frozen = refresh(conn, experiment.id)
+        frozen = conn.execute(sa.text("SELECT frozen FROM experiment_rollups WHERE experiment_id = :e"),
+                              {"e": experiment.id}).scalar()
+        if frozen is None or frozen["threshold_seconds"] != threshold_seconds:  # else no lock, no write
+            frozen = refresh(conn, experiment.id, threshold_seconds)
         if frozen is not None and frozen["threshold_seconds"] == threshold_seconds:
             return _from_frozen(experiment, frozen)
-        rows = {r.arm: r for r in conn.execute(sa.text(_READ), {"e": experiment.id, "threshold": threshold_seconds})}
-        found = [_outcome(arm, rows.get(arm.name)) for arm in experiment.arms]
-        if frozen is None and conn.execute(
+        params = {"e": experiment.id}
+        rows = {r.arm: r for r in conn.execute(sa.text(_READ), params)}
+        medians = dict(conn.execute(sa.text(_MEDIANS), params).all())
+        found = [_outcome(arm, rows.get(arm.name), medians.get(arm.name)) for arm in experiment.arms]
+        if frozen is not None or conn.execute(
                 sa.text("SELECT stopped_at < now() - :settle FROM experiments WHERE id = :e"),
-                {"e": experiment.id, "settle": SETTLE}).scalar():
+                {**params, "settle": SETTLE}).scalar():
+            # Frozen now, or frozen before for another session threshold: stored for this one.
             conn.execute(
-                sa.text("UPDATE experiment_rollups SET frozen = :f, frozen_at = now() WHERE experiment_id = :e"),
-                {"e": experiment.id, "f": json.dumps(_frozen(found, threshold_seconds))})
+                sa.text("UPDATE experiment_rollups SET frozen = :f, frozen_at = coalesce(frozen_at, now()) "
+                        "WHERE experiment_id = :e"),
+                {**params, "f": json.dumps(_frozen(found, threshold_seconds))})
         return found
 
 
-def _outcome(arm, row) -> ArmOutcome:
+def _outcome(arm, row, median: float | None) -> ArmOutcome:
     if row is None:
-        sums = PlayerSums.of(**{name: np.zeros(0) for name in SUM_NAMES})
-        return ArmOutcome(arm.name, arm.version_id, arm.weight, sums, None)
-    sums = PlayerSums.of(**{name: np.asarray(getattr(row, name), dtype=np.float64) for name in SUM_NAMES})
-    median = None if row.median_click_minutes is None else float(row.median_click_minutes)
-    return ArmOutcome(arm.name, arm.version_id, arm.weight, sums, median)
+        return ArmOutcome(arm.name, arm.version_id, arm.weight, PlayerSums.of(**{n: np.zeros(0) for n in SUM_NAMES}))
+    sums = PlayerSums.of(**{name: np.fromstring(getattr(row, name), dtype=np.float64, sep=",") for name in SUM_NAMES})
+    return ArmOutcome(arm.name, arm.version_id, arm.weight, sums, None if median is None else float(median))
 
 
 def _frozen(found: list[ArmOutcome], threshold_seconds: float) -> dict:
@@ -164,7 +185,7 @@ def _from_frozen(experiment: Experiment, frozen: dict) -> list[ArmOutcome]:
     for arm in experiment.arms:
         stored = frozen["arms"].get(arm.name)
         if stored is None:
-            out.append(_outcome(arm, None))
+            out.append(_outcome(arm, None, None))
             continue
         out.append(ArmOutcome(arm.name, arm.version_id, arm.weight, SummedSums.from_json(stored["sums"]),
                               stored["median_click_minutes"]))

@@ -439,6 +439,9 @@ experiment_player_outcomes = sa.Table(
     sa.Column("clicks", sa.Integer, nullable=False),
     sa.Column("plays", sa.Integer, nullable=False, comment="items with a session attributed to their list"),
     sa.Column("dismissals", sa.Integer, nullable=False),
+    sa.Column("click_minutes", sa.Float, nullable=False, comment="minutes of play attributed to clicked items"),
+    sa.Column("long_clicks", sa.Integer, nullable=False,
+              comment="clicked items whose play reached experiment_rollups.threshold_seconds"),
     sa.Column("click_seconds", ARRAY(sa.Float), nullable=False,
               comment="per clicked item, ascending: seconds of continuous play attributed to it (0 without)"),
     sa.PrimaryKeyConstraint("experiment_id", "arm", "player_key"),
@@ -453,6 +456,7 @@ experiment_rollups = sa.Table(
     sa.Column("watermark", sa.DateTime(timezone=True),
               comment="lists created, feedback received and sessions updated from then on are read again; "
                       "NULL: never filled"),
+    sa.Column("threshold_seconds", sa.Float, comment="the session threshold long_clicks counts against"),
     sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("frozen", JSONB, comment="per arm: players, totals, each metric's ratio and variance; NULL: live"),
     sa.Column("frozen_at", sa.DateTime(timezone=True)),

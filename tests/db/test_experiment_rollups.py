@@ -122,6 +122,10 @@ def test_the_rollup_equals_the_log_through_late_feedback_attribution_and_protect
     # Nothing changed: reading again counts nothing twice.
     assert_same(db, experiment)
     assert_same(db, experiment)
+    # Another session threshold recounts long_clicks from the clicked items' seconds, and back.
+    shorter = assert_same(db, experiment, threshold=200.0)
+    assert sum(o.long_clicks for o in shorter) > sum(o.long_clicks for o in everything)
+    assert_same(db, experiment)
 
 
 def test_a_change_committed_after_a_refresh_began_is_folded_in_later(world, db):
