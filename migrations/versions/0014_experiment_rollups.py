@@ -57,6 +57,8 @@ def upgrade() -> None:
                   comment="lists created, feedback received and sessions updated from then on are read again; "
                           "NULL: never filled"),
         sa.Column("threshold_seconds", sa.Float(), comment="the session threshold long_clicks counts against"),
+        sa.Column("medians", postgresql.JSONB(astext_type=sa.Text()),
+                  comment="per arm: the median minutes after a click, as the rows stand"),
         sa.Column("refreshed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("frozen", postgresql.JSONB(astext_type=sa.Text()),
                   comment="per arm: players, totals, each metric's ratio and variance; NULL: live"),

@@ -457,6 +457,7 @@ experiment_rollups = sa.Table(
               comment="lists created, feedback received and sessions updated from then on are read again; "
                       "NULL: never filled"),
     sa.Column("threshold_seconds", sa.Float, comment="the session threshold long_clicks counts against"),
+    sa.Column("medians", JSONB, comment="per arm: the median minutes after a click, as the rows stand"),
     sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("frozen", JSONB, comment="per arm: players, totals, each metric's ratio and variance; NULL: live"),
     sa.Column("frozen_at", sa.DateTime(timezone=True)),
