@@ -170,8 +170,8 @@ def fill_rollups(url: str, *, explain: bool, verify: bool) -> None:
                 since = conn.execute("SELECT watermark - interval '1 minute' FROM experiment_rollups "
                                      "WHERE experiment_id = %s", (running.id,)).fetchone()[0]
                 for name, sql, params in (
-                        ("the refresh's changed players (from a watermark a minute back)",
-                         experiment_rollups._CHANGED_PLAYERS, {"e": running.id, "since": since}),
+                        ("the refresh's changed lists (from a watermark a minute back)",
+                         experiment_rollups._CHANGED_LISTS, {"e": running.id, "since": since}),
                         ("the read of the running experiment's rollup", experiment_rollups._READ,
                          {"e": running.id, "threshold": threshold})):
                     plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql.replace(":e", "%(e)s").replace(

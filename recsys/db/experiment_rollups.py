@@ -1,18 +1,25 @@
-"""Experiments' per-player sums rolled up from the log, refreshed incrementally, frozen once stopped.
+"""Experiments' outcomes rolled up from the log, refreshed incrementally, frozen once stopped.
 
 Issue 22: with 10^7 logged items and 20 experiments, summing every experiment's lists, items,
-feedback and play again on each read took more than 120 s. ``experiment_player_outcomes`` keeps
-the sums :class:`recsys.experiments.PlayerSums` holds, per player of an arm, with the clicked
-items' seconds as an array (for each arm's median, and to count ``long_clicks`` again when the
-session threshold changes), and ``experiment_rollups`` where each experiment stands (migration
-0014, docs/experiments.md):
+feedback and play again on each read took more than 120 s. Migration 0014 keeps them
+(docs/experiments.md):
 
-- **Whole players, recomputed.** A refresh finds the players whose lists were created, whose
-  feedback was received or whose attributed sessions were updated since the experiment's watermark
-  (each through its own index on that column), and recomputes each of them from the log with the
-  reference query (:data:`recsys.db.experiments.PER_PLAYER`) restricted to them. A player
-  recomputed twice gets the same row, so nothing is ever counted twice, and the sums equal the
-  reference query's over the whole log.
+- ``experiment_list_outcomes``: each list of an experiment, its items' outcomes summed, with the
+  clicked items' seconds as an array (for each arm's median, and to count ``long_clicks`` again
+  when the session threshold changes);
+- ``experiment_player_outcomes``: the sums :class:`recsys.experiments.PlayerSums` holds, per
+  player of an arm, summed from the player's list rows;
+- ``experiment_rollups``: where each experiment stands.
+
+How a read keeps them right:
+
+- **Whole lists, recomputed.** A refresh finds the lists of the experiment that were created, or
+  whose feedback was received or whose attributed sessions were updated, since the experiment's
+  watermark (each through its own index on that column), recomputes each of those lists from the
+  log (the reference query's CTEs, :data:`recsys.db.experiments.LISTS_AND_ITEMS`), then sums their
+  players again from the list rows. A list recomputed twice gets the same row, so nothing is ever
+  counted twice, and the sums equal the reference query's over the whole log (the tests check it
+  player by player).
 - **No change missed.** Those three columns are ``now()`` of the transaction that wrote them,
   which can commit long after its ``now()``. The new watermark is the earliest start of a
   transaction still open when the refresh looks (``pg_stat_activity``; at most the refresh's own
@@ -21,12 +28,12 @@ session threshold changes), and ``experiment_rollups`` where each experiment sta
   refresh reads them by index from the watermark instead.
 - **One refresher at a time**: the experiment's ``experiment_rollups`` row is locked ``FOR
   UPDATE`` (a second API process waits, then starts from the first one's watermark). The analyst
-  reads both tables and can lock neither.
+  reads the three tables and can lock none.
 - **Frozen.** :data:`SETTLE` after an experiment stopped, a last refresh folds in what came, and
   its statistics are stored (:class:`recsys.experiments.SummedSums` per arm, for the session
   threshold in force); from then on it is never read from the log again, and feedback or play that
   arrives later is not counted. Read with another session threshold, it is stored again for that
-  one from the same per-player rows.
+  one from the same rows.
 
 The first read of an experiment fills its rollup from the log (the old cost, once).
 """
@@ -48,7 +55,11 @@ session starts within the attribution window after a click (30 min by default), 
 late-session limit (3 h by default), and clients may send feedback late; a day covers the three."""
 
 COLUMNS = SUM_NAMES
-"""The sums ``experiment_player_outcomes`` stores per player, beside ``click_seconds``."""
+"""The sums ``experiment_player_outcomes`` stores per player."""
+
+LIST_COLUMNS = ("suppressed", "reality_check", "items", "impressions", "clicks", "plays", "dismissals",
+                "click_seconds")
+"""What ``experiment_list_outcomes`` stores per list beside its experiment, arm and player."""
 
 # The earliest time a change not yet visible to this refresh can carry: the start (``now()``) of
 # the oldest transaction still open in this database, other than this one, or this refresh's clock.
@@ -59,34 +70,48 @@ SELECT least(clock_timestamp(), (
 ))
 """
 
-# The players of experiment :e with a list, feedback or attributed session written at or after
-# :since; each branch goes through the index on its time column, then the list by its key.
-_CHANGED_PLAYERS = """
-SELECT DISTINCT player_key FROM (
-    SELECT r.player_key FROM recommendations r
-    WHERE r.created_at >= :since AND r.experiment_id = :e AND r.arm IS NOT NULL
-    UNION ALL
-    SELECT r.player_key FROM feedback f JOIN recommendations r ON r.id = f.recommendation_id
-    WHERE f.received_at >= :since AND r.experiment_id = :e AND r.arm IS NOT NULL
-    UNION ALL
-    SELECT r.player_key FROM play_sessions s JOIN recommendations r ON r.id = s.recommendation_id
-    WHERE s.updated_at >= :since AND s.recommendation_id IS NOT NULL AND r.experiment_id = :e AND r.arm IS NOT NULL
-) changed
+# The lists created, or whose feedback was received or attributed sessions updated, at or after
+# :since, each through the index on its time column (feedback and sessions name their list; the
+# lists of other experiments among them are left out when they are recomputed).
+_CHANGED_LISTS = """
+SELECT r.id FROM recommendations r WHERE r.created_at >= :since AND r.experiment_id = :e AND r.arm IS NOT NULL
+UNION
+SELECT f.recommendation_id FROM feedback f WHERE f.received_at >= :since
+UNION
+SELECT s.recommendation_id FROM play_sessions s WHERE s.updated_at >= :since AND s.recommendation_id IS NOT NULL
 """
 
-_UPSERT = """
-INSERT INTO experiment_player_outcomes (experiment_id, arm, player_key, {columns}, click_seconds)
-SELECT :e, arm, player_key, {columns}, click_seconds FROM per_player
-ON CONFLICT (experiment_id, arm, player_key) DO UPDATE SET
-    {updates}, click_seconds = excluded.click_seconds
+# Each list in scope with its items' outcomes summed, written over its row; returns the players.
+_LIST_UPSERT = """, by_item AS (
+    SELECT list_id, count(*) AS items, count(*) FILTER (WHERE impressed) AS impressions,
+           count(*) FILTER (WHERE clicked) AS clicks, count(*) FILTER (WHERE played) AS plays,
+           count(*) FILTER (WHERE dismissed) AS dismissals,
+           array_agg(click_seconds ORDER BY click_seconds) FILTER (WHERE clicked) AS click_seconds
+    FROM items GROUP BY list_id
+)
+INSERT INTO experiment_list_outcomes (recommendation_id, experiment_id, arm, player_key, {columns})
+SELECT l.id, :e, l.arm, l.player_key, l.suppressed, l.reality_check, coalesce(i.items, 0),
+       coalesce(i.impressions, 0), coalesce(i.clicks, 0), coalesce(i.plays, 0), coalesce(i.dismissals, 0),
+       coalesce(i.click_seconds, '{{}}')
+FROM lists l LEFT JOIN by_item i ON i.list_id = l.id
+ON CONFLICT (recommendation_id) DO UPDATE SET {updates}
+RETURNING arm, player_key
+""".format(columns=", ".join(LIST_COLUMNS), updates=", ".join(f"{c} = excluded.{c}" for c in LIST_COLUMNS))
+
+# The players in scope summed again from their list rows, ``long_clicks`` against :threshold.
+_PLAYER_UPSERT = """
+INSERT INTO experiment_player_outcomes (experiment_id, arm, player_key, {columns})
+SELECT :e, l.arm, l.player_key, count(*), count(*) FILTER (WHERE l.suppressed),
+       count(*) FILTER (WHERE l.reality_check), sum(l.items), sum(l.impressions), sum(l.clicks), sum(l.plays),
+       sum(l.dismissals), coalesce(sum(c.seconds), 0) / 60.0, coalesce(sum(c.long_clicks), 0)
+FROM experiment_list_outcomes l
+CROSS JOIN LATERAL (
+    SELECT sum(x) AS seconds, count(*) FILTER (WHERE x >= :threshold) AS long_clicks FROM unnest(l.click_seconds) x
+) c
+WHERE l.experiment_id = :e AND {{scope}}
+GROUP BY l.arm, l.player_key
+ON CONFLICT (experiment_id, arm, player_key) DO UPDATE SET {updates}
 """.format(columns=", ".join(COLUMNS), updates=", ".join(f"{c} = excluded.{c}" for c in COLUMNS))
-
-# long_clicks against another session threshold, from each player's clicked items' seconds.
-_RETHRESHOLD = """
-UPDATE experiment_player_outcomes
-SET long_clicks = (SELECT count(*) FROM unnest(click_seconds) x WHERE x >= :threshold)
-WHERE experiment_id = :e
-"""
 
 # Per arm, each sum as one array of big-endian float8 in the players' order, for numpy to read as it
 # is (19,000 players' ten sums as PostgreSQL arrays took 85 ms to parse in Python, as text 30 ms).
@@ -100,21 +125,34 @@ SELECT arm, {arrays} FROM experiment_player_outcomes WHERE experiment_id = :e GR
 _MEDIANS = """
 SELECT coalesce(jsonb_object_agg(arm, median), '{}') FROM (
     SELECT arm, percentile_cont(0.5) WITHIN GROUP (ORDER BY x) / 60.0 AS median
-    FROM experiment_player_outcomes, unnest(click_seconds) x WHERE experiment_id = :e GROUP BY arm
+    FROM experiment_list_outcomes, unnest(click_seconds) x WHERE experiment_id = :e GROUP BY arm
 ) m
 """
 
 
-def roll_up(conn: sa.Connection, experiment_id: int, players: list[int] | None, threshold_seconds: float) -> int:
-    """Recompute ``players`` (player keys; None: every player of the experiment) from the log into
-    ``experiment_player_outcomes``, ``long_clicks`` against ``threshold_seconds``; returns how many
-    rows were written."""
-    from recsys.db.experiments import PER_PLAYER
+def roll_up(conn: sa.Connection, experiment_id: int, lists: list | None, threshold_seconds: float) -> int:
+    """Recompute ``lists`` (recommendation ids; None: every list of the experiment) from the log into
+    ``experiment_list_outcomes``, then their players into ``experiment_player_outcomes``
+    (``long_clicks`` against ``threshold_seconds``); returns how many lists were written."""
+    from recsys.db.experiments import LISTS_AND_ITEMS
 
-    scope = "true" if players is None else "r.player_key = ANY(CAST(:players AS bigint[]))"
-    sql = PER_PLAYER.format(scope=scope) + _UPSERT
-    return conn.execute(sa.text(sql), {"e": experiment_id, "players": players or [],
-                                       "threshold": threshold_seconds}).rowcount
+    scope = "true" if lists is None else "r.id = ANY(CAST(:lists AS uuid[]))"
+    written = conn.execute(sa.text(LISTS_AND_ITEMS.format(scope=scope) + _LIST_UPSERT),
+                           {"e": experiment_id, "lists": lists or []}).all()
+    if written:
+        players = None if lists is None else sorted(set(written))
+        sum_players(conn, experiment_id, players, threshold_seconds)
+    return len(written)
+
+
+def sum_players(conn: sa.Connection, experiment_id: int, players: list[tuple[str, int]] | None,
+                threshold_seconds: float) -> None:
+    """Sum ``players`` (``(arm, player_key)``; None: all) of the experiment again from their list rows."""
+    scope = "true" if players is None else \
+        "(l.arm, l.player_key) IN (SELECT * FROM unnest(CAST(:arms AS text[]), CAST(:players AS bigint[])))"
+    conn.execute(sa.text(_PLAYER_UPSERT.format(scope=scope)),
+                 {"e": experiment_id, "threshold": threshold_seconds,
+                  "arms": [a for a, _ in players or []], "players": [p for _, p in players or []]})
 
 
 class State(NamedTuple):
@@ -133,7 +171,7 @@ def refresh(conn: sa.Connection, experiment_id: int, threshold_seconds: float) -
                                  "WHERE experiment_id = :e FOR UPDATE"), {"e": experiment_id}).one()
     params = {"e": experiment_id, "threshold": threshold_seconds}
     if state.watermark is not None and state.threshold_seconds != threshold_seconds:
-        conn.execute(sa.text(_RETHRESHOLD), params)
+        sum_players(conn, experiment_id, None, threshold_seconds)  # long_clicks from the lists' seconds
     medians = state.medians
     if state.frozen is None:
         watermark = conn.execute(sa.text(_WATERMARK)).scalar_one()  # before any read of the log
@@ -141,10 +179,10 @@ def refresh(conn: sa.Connection, experiment_id: int, threshold_seconds: float) -
         if state.watermark is None:
             written = roll_up(conn, experiment_id, None, threshold_seconds)
         else:
-            changed = conn.execute(sa.text(_CHANGED_PLAYERS), {"e": experiment_id, "since": state.watermark})
-            players = sorted(changed.scalars())
-            if players:
-                written = roll_up(conn, experiment_id, players, threshold_seconds)
+            changed = conn.execute(sa.text(_CHANGED_LISTS), {"e": experiment_id, "since": state.watermark})
+            lists = sorted(changed.scalars())
+            if lists:
+                written = roll_up(conn, experiment_id, lists, threshold_seconds)
         if written or medians is None:
             medians = conn.execute(sa.text(_MEDIANS), params).scalar_one()
         conn.execute(sa.text("UPDATE experiment_rollups SET watermark = :w, medians = :m, refreshed_at = now() "

@@ -174,18 +174,17 @@ def list_all(engine: sa.Engine, limit: int = 50) -> list[Experiment]:
 
 
 # Per player of an experiment's arms (those in {scope}), the sums recsys.experiments.PlayerSums
-# holds, and the clicked items' seconds; every table is reached from the experiment's own lists
-# (the partial index on recommendations by experiment, then each list's items, feedback and
-# attributed sessions by their recommendation_id indexes), so the cost follows the players', not
-# the log's (docs/benchmarks.md, EXPLAIN). The reference the rollup is checked against
-# (recsys.db.experiment_rollups recomputes changed players with it).
-PER_PLAYER = """
+# holds; every table is reached from the experiment's own lists (the partial index on
+# recommendations by experiment, then each list's items, feedback and attributed sessions by their
+# recommendation_id indexes), so the cost follows the experiment's size, not the log's
+# (docs/benchmarks.md, EXPLAIN). The reference the rollup is checked against.
+LISTS_AND_ITEMS = """
 WITH lists AS (
     SELECT r.id, r.created_at, r.player_key, r.arm, r.suppressed_reason IS NOT NULL AS suppressed,
            coalesce(r.action = 'reality_check', false) AS reality_check
     FROM recommendations r WHERE r.experiment_id = :e AND r.arm IS NOT NULL AND {scope}
 ), items AS MATERIALIZED (
-    SELECT l.arm, l.player_key, f.impressed, f.clicked, f.dismissed, p.seconds IS NOT NULL AS played,
+    SELECT l.id AS list_id, l.arm, l.player_key, f.impressed, f.clicked, f.dismissed, p.seconds IS NOT NULL AS played,
            CASE WHEN f.clicked THEN coalesce(p.seconds, 0) END AS click_seconds
     FROM lists l
     -- Each list's items, its feedback and play are read through their indexes, never by scanning
@@ -205,7 +204,11 @@ WITH lists AS (
         SELECT sum(s.seconds) AS seconds FROM play_sessions s
         WHERE s.recommendation_id = i.recommendation_id AND s.slot_key = i.slot_key
     ) p
-), by_list AS (
+)"""
+"""The experiment's lists in ``{scope}`` and their items with each one's outcome (the CTEs ``lists``
+and ``items``), as the reference and the rollup (recsys.db.experiment_rollups) both read them."""
+
+PER_PLAYER = LISTS_AND_ITEMS + """, by_list AS (
     SELECT arm, player_key, count(*) AS lists, count(*) FILTER (WHERE suppressed) AS suppressed,
            count(*) FILTER (WHERE reality_check) AS reality_checks
     FROM lists GROUP BY arm, player_key
@@ -213,14 +216,13 @@ WITH lists AS (
     SELECT arm, player_key, count(*) AS items, count(*) FILTER (WHERE impressed) AS impressions,
            count(*) FILTER (WHERE clicked) AS clicks, count(*) FILTER (WHERE played) AS plays,
            count(*) FILTER (WHERE dismissed) AS dismissals, coalesce(sum(click_seconds), 0) / 60.0 AS click_minutes,
-           count(*) FILTER (WHERE click_seconds >= :threshold) AS long_clicks,
-           array_agg(click_seconds ORDER BY click_seconds) FILTER (WHERE clicked) AS click_seconds
+           count(*) FILTER (WHERE click_seconds >= :threshold) AS long_clicks
     FROM items GROUP BY arm, player_key
 ), per_player AS (
     SELECT l.arm, l.player_key, l.lists, l.suppressed, l.reality_checks, coalesce(i.items, 0) AS items,
            coalesce(i.impressions, 0) AS impressions, coalesce(i.clicks, 0) AS clicks, coalesce(i.plays, 0) AS plays,
            coalesce(i.dismissals, 0) AS dismissals, coalesce(i.click_minutes, 0) AS click_minutes,
-           coalesce(i.long_clicks, 0) AS long_clicks, coalesce(i.click_seconds, '{{}}') AS click_seconds
+           coalesce(i.long_clicks, 0) AS long_clicks
     FROM by_list l LEFT JOIN by_item i ON i.arm = l.arm AND i.player_key = l.player_key
 )"""
 

@@ -423,8 +423,28 @@ experiment_arms = sa.Table(
                        "(strategy IS NULL OR strategy IN ('popularity', 'itemknn'))", name="strategy"),
 )
 
-# An experiment's per-player sums, rolled up from the log so that its results cost the same at any
-# size of the log (recsys.db.experiments.refresh; migration 0014). One row per player of an arm.
+# An experiment's outcomes rolled up from the log, so that its results cost the same at any size of
+# the log (recsys.db.experiment_rollups; migration 0014): one row per list of the experiment, and
+# one per player of an arm summed from them.
+experiment_list_outcomes = sa.Table(
+    "experiment_list_outcomes",
+    metadata,
+    sa.Column("recommendation_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("arm", sa.String(64), nullable=False),
+    sa.Column("player_key", sa.BigInteger, nullable=False),
+    sa.Column("suppressed", sa.Boolean, nullable=False, comment="a list without games"),
+    sa.Column("reality_check", sa.Boolean, nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("impressions", sa.Integer, nullable=False, comment="items with an impression"),
+    sa.Column("clicks", sa.Integer, nullable=False),
+    sa.Column("plays", sa.Integer, nullable=False, comment="items with a session attributed to the list"),
+    sa.Column("dismissals", sa.Integer, nullable=False),
+    sa.Column("click_seconds", ARRAY(sa.Float), nullable=False,
+              comment="per clicked item, ascending: seconds of continuous play attributed to it (0 without)"),
+    sa.Index(None, "experiment_id", "arm", "player_key"),
+)
+
 experiment_player_outcomes = sa.Table(
     "experiment_player_outcomes",
     metadata,
@@ -435,15 +455,13 @@ experiment_player_outcomes = sa.Table(
     sa.Column("suppressed", sa.Integer, nullable=False, comment="lists without games"),
     sa.Column("reality_checks", sa.Integer, nullable=False),
     sa.Column("items", sa.Integer, nullable=False),
-    sa.Column("impressions", sa.Integer, nullable=False, comment="items with an impression"),
+    sa.Column("impressions", sa.Integer, nullable=False),
     sa.Column("clicks", sa.Integer, nullable=False),
-    sa.Column("plays", sa.Integer, nullable=False, comment="items with a session attributed to their list"),
+    sa.Column("plays", sa.Integer, nullable=False),
     sa.Column("dismissals", sa.Integer, nullable=False),
     sa.Column("click_minutes", sa.Float, nullable=False, comment="minutes of play attributed to clicked items"),
     sa.Column("long_clicks", sa.Integer, nullable=False,
               comment="clicked items whose play reached experiment_rollups.threshold_seconds"),
-    sa.Column("click_seconds", ARRAY(sa.Float), nullable=False,
-              comment="per clicked item, ascending: seconds of continuous play attributed to it (0 without)"),
     sa.PrimaryKeyConstraint("experiment_id", "arm", "player_key"),
 )
 

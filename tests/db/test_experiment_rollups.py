@@ -99,9 +99,9 @@ def test_the_rollup_equals_the_log_through_late_feedback_attribution_and_protect
                 "VALUES (:sid, :p, :s, now(), now(), :sec)"), {"sid": f"late-{n}", "p": p, "s": s, "sec": 90.0 * n})
     assert_same(db, experiment)  # the feedback counted, the unattributed sessions not yet
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE play_sessions s SET recommendation_id = i.recommendation_id, updated_at = now() "
-                             "FROM recommendation_items i WHERE s.session_id LIKE 'late-%' AND i.slot_key = s.slot_key "
-                             "AND i.recommendation_id = ANY(:ids)"), {"ids": [r for r, _, _ in late[:4]]})
+        conn.execute(sa.text("UPDATE play_sessions SET recommendation_id = :r, updated_at = now() "
+                             "WHERE session_id = :sid"),
+                     [{"r": r, "sid": f"late-{n}"} for n, (r, _, _) in enumerate(late[:4])])
     rolled = assert_same(db, experiment)
     # A session goes on: its seconds grow past the threshold (long_clicks), as events.py updates it.
     with db.begin() as conn:
@@ -217,6 +217,7 @@ def test_the_analyst_reads_the_rollup_and_writes_nothing(world, db):
     with db.connect() as conn:
         conn.exec_driver_sql("SET ROLE recsys_analyst")
         assert conn.execute(sa.text("SELECT count(*) FROM experiment_player_outcomes")).scalar_one() == 120
+        assert conn.execute(sa.text("SELECT count(*) FROM experiment_list_outcomes")).scalar_one() == 120
         assert conn.execute(sa.text("SELECT count(*) FROM experiment_rollups")).scalar_one() == 1
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
             conn.execute(sa.text("SELECT * FROM experiment_rollups FOR UPDATE"))
