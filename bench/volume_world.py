@@ -75,8 +75,9 @@ def open_world(items: int, *, rebuild: bool = False, max_age_hours: float = 12.0
             with psycopg.connect(url) as conn:  # the lists earlier benches had served go, and with them
                 for table in ("recommendation_items", "recommendations"):  # the running experiment's rollup
                     conn.execute(f"DELETE FROM {table} WHERE created_at > %s", (row[1],))
-                conn.execute("DELETE FROM experiment_player_outcomes WHERE experiment_id IN "
-                             "(SELECT id FROM experiments WHERE status = 'running')")
+                for table in ("experiment_list_outcomes", "experiment_player_outcomes"):
+                    conn.execute(f"DELETE FROM {table} WHERE experiment_id IN "
+                                 "(SELECT id FROM experiments WHERE status = 'running')")
                 conn.execute("DELETE FROM experiment_rollups WHERE frozen IS NULL")
             return url, _describe(url, items, row[1])
         print(f"world {database}: {'unfinished' if row is None else 'too old'}, rebuilding", flush=True)
