@@ -160,30 +160,41 @@ def _cookie(request: Request, state: State, token: str, max_age: int) -> Cookie:
 
 
 
-class CountsCache:
-    """The overview's counts of the last 24 hours, read at most once per ``seconds`` in this process.
+class Cached:
+    """A value read at most once per ``seconds`` in this process (``read(*args)``).
 
-    They change slowly, and tabs reloading the overview should not each pay for them while the API
-    serves lists (issue 22: four tabs pushed recommendations' p99 from 13.3 to 25.0 ms). Tabs that find
-    the counts expired wait for one read (the lock) rather than each reading. ``seconds`` 0: every load
-    reads, unserialised.
+    Tabs reloading a page while the API serves lists should not each pay for its figures (issue 22:
+    four tabs pushed recommendations' p99 from 13.3 to 25.0 ms). Tabs that find the value expired
+    wait for one read (the lock) rather than each reading. ``seconds`` 0: every call reads,
+    unserialised. :meth:`clear`: this process changed what it shows.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, read) -> None:
         self.seconds = seconds
+        self._read = read
         self._lock = threading.Lock()
-        self._value: tuple[list[store.HourlyLists], dict[str, int]] | None = None
-        self._read_at = 0.0
+        self._value: Any = None
+        self._read_at: float | None = None
 
-    def get(self, engine) -> tuple[list[store.HourlyLists], dict[str, int]]:
-        """``(lists per hour, funnel)`` of the last 24 hours."""
+    def get(self, *args):
         if self.seconds <= 0:
-            return store.overview_counts(engine, 24)
+            return self._read(*args)
         with self._lock:
-            if self._value is None or time.monotonic() - self._read_at >= self.seconds:
-                self._value = store.overview_counts(engine, 24)
+            if self._read_at is None or time.monotonic() - self._read_at >= self.seconds:
+                self._value = self._read(*args)
                 self._read_at = time.monotonic()
             return self._value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._read_at = None
+
+
+class CountsCache(Cached):
+    """The overview's counts of the last 24 hours, ``get(engine)``: ``(lists per hour, funnel)``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds, lambda engine: store.overview_counts(engine, 24))
 
 
 def _counts(state: State) -> CountsCache:
@@ -304,9 +315,33 @@ def experiments_page(state: State, session: Session) -> Response:
 def _experiments(state: State, session, status: int = 200, error: str | None = None,
                  form: dict[str, str] | None = None) -> Response:
     engine = state.serving.engine
+    shown = _experiment_figures(state).get(state.serving)
+    candidates = [v for v in versions.list_versions(engine, 100) if v.status in experiment_store.SERVABLE]
+    control = next((v.id for v in candidates if v.status == "active"), None)
+    challenger = next((v.id for v in candidates if v.id != control), None)
+    example = f"control={control or 12}:50 candidate={challenger or 13}:50"
+    return page("experiments", status, session=session, experiments=shown, metrics=domain.METRICS,
+                guardrails=domain.GUARDRAILS,
+                shown=domain.shown, candidates=candidates, example=example, error=error, form=form or {},
+                running=any(e.status == "running" for e, _, _ in shown))
+
+
+def _experiment_figures(state: State) -> Cached:
+    """The experiments page's last 20 experiments with their results and charts, read at most once
+    per ``RECSYS_DASHBOARD_CACHE_SECONDS`` (they cost ~150 ms of this process's CPU at 10^7 items,
+    which reloading tabs took from the lists it serves); a start or stop from the dashboard clears
+    them. ``GET /v1/experiments`` reads afresh."""
+    cache = state.get("dashboard_experiments")
+    if cache is None:
+        cache = state.setdefault("dashboard_experiments",
+                                 Cached(state.settings.serving.dashboard_cache_seconds, _read_experiments))
+    return cache
+
+
+def _read_experiments(serving) -> list[tuple]:
     shown = []
-    for experiment in experiment_store.list_all(engine, 20):
-        out = experiment_out(state.serving, experiment)
+    for experiment in experiment_store.list_all(serving.engine, 20):
+        out = experiment_out(serving, experiment)
         charts_by_metric = {
             m.key: charts.intervals(
                 f"{m.label}: difference to {out.control}",
@@ -316,14 +351,7 @@ def _experiments(state: State, session, status: int = 200, error: str | None = N
             for m in domain.ALL_METRICS
         }
         shown.append((experiment, out, charts_by_metric))
-    candidates = [v for v in versions.list_versions(engine, 100) if v.status in experiment_store.SERVABLE]
-    control = next((v.id for v in candidates if v.status == "active"), None)
-    challenger = next((v.id for v in candidates if v.id != control), None)
-    example = f"control={control or 12}:50 candidate={challenger or 13}:50"
-    return page("experiments", status, session=session, experiments=shown, metrics=domain.METRICS,
-                guardrails=domain.GUARDRAILS,
-                shown=domain.shown, candidates=candidates, example=example, error=error, form=form or {},
-                running=any(e.status == "running" for e, _, _ in shown))
+    return shown
 
 
 def _scaled(x: float | None, metric: domain.Metric) -> float | None:
@@ -341,6 +369,7 @@ def start_form(request: Request, state: State, data: Form) -> Response:
         start_experiment(state.serving, data.get("name", "").strip(),
                          [(a.name, a.version_label, a.weight) for a in arms], source,
                          min_effect=data.get("min_effect", "").strip() or None, force=data.get("force") == "on")
+        _experiment_figures(state).clear()
     except InputError as exc:
         return _experiments(state, session, 422, str(exc), data)
     except ExperimentError as exc:
@@ -355,6 +384,7 @@ def stop_form(request: Request, state: State, name: FromPath[str], data: Form) -
         return session
     try:
         stop_experiment(state.serving, name, data.get("promote") or None, data.get("force") == "on")
+        _experiment_figures(state).clear()
     except InputError as exc:
         return _experiments(state, session, 422, str(exc))
     except NotFound as exc:

@@ -2,18 +2,21 @@
 recommendations' p99 alone and while simulated tabs reload the dashboard.
 
     python bench/bench_dashboard.py [--items 1000000] [--tabs 4] [--cache-seconds 0,5] [--before] [--explain]
+                                    [--verify]
 
 The world is bench/volume_world.py's (built once, kept). Three parts, in this order:
 
 1. **Queries** (in this process, no server): the overview's counts as the dashboard reads them, and
    with ``--before`` the queries the dashboard ran before migration 0013, timed (and with
    ``--explain`` their plans printed) inside a transaction that drops 0013's indexes and is rolled
-   back, so the kept world is left as it was.
+   back, so the kept world is left as it was. Then the experiments' rollups (migration 0014): filled
+   by a first read of each experiment (timed; the stopped ones are frozen), every experiment's read,
+   and with ``--verify`` the running one's rollup against the reference query over the log.
 2. **Reloading tabs** (on ``recsys serve``, granian, one worker, over the world, signed in with a read
    key): recommendations driven by bench/loadgen.py from another process (``--requests``
    at ``--concurrency``), alone, then while ``--tabs`` threads of this process each load the
-   overview every ``--reload-seconds`` (0: back to back); alone and with tabs alternate
-   ``--rounds`` times, and the ratio is of the medians. Run once per ``--cache-seconds`` value
+   overview (or ``--tab-path``) every ``--reload-seconds`` (0: back to back); alone and with tabs
+   alternate ``--rounds`` times, and the ratio is of the medians. Run once per ``--cache-seconds`` value
    (RECSYS_DASHBOARD_CACHE_SECONDS: 0 reads the counts on every load).
 3. **Pages**, on the same server after the load: each dashboard page and ``GET /v1/experiments``
    loaded once cold, then five times (median) unless the first took over 5 s; a page that takes over
@@ -114,6 +117,81 @@ def time_queries(url: str, *, before: bool, explain: bool, timeout_s: int) -> No
         conn.rollback()
 
 
+def fill_rollups(url: str, *, explain: bool, verify: bool) -> None:
+    """The experiments' rollups (migration 0014): each experiment's first read fills its rollup from
+    the log (the old cost, once after the upgrade) and freezes those stopped over a day ago; then
+    every experiment's read as the API makes it, and the running one's refresh after a served list.
+    ``explain``: the plans of the refresh's changed players and of the read; ``verify``: the running
+    experiment's rollup against the reference query over the log, player by player."""
+    import numpy as np
+    import psycopg
+    import sqlalchemy as sa
+
+    from recsys.db import experiment_rollups
+    from recsys.db import experiments as store
+    from recsys.db.engine import create_engine
+    from recsys.experiments import SUM_NAMES
+    from recsys.settings import Settings
+
+    settings = Settings.from_env(database_url=url)
+    threshold = settings.realtime.threshold_seconds
+    engine = create_engine(settings, url)
+    try:
+        experiments = store.list_all(engine, 50)
+        started = time.perf_counter()
+        for experiment in experiments:
+            one = time.perf_counter()
+            found = store.outcomes(engine, experiment, threshold)
+            print(f"rollup of {experiment.name} ({experiment.status}): {time.perf_counter() - one:.2f} s, "
+                  f"{sum(o.players for o in found):,} players, {sum(o.lists for o in found):,} lists", flush=True)
+        print(f"rollups filled: {time.perf_counter() - started:.1f} s for {len(experiments)} experiments", flush=True)
+        with engine.connect() as conn:
+            frozen = conn.execute(sa.text("SELECT count(*) FROM experiment_rollups WHERE frozen IS NOT NULL")).scalar()
+        for attempt in range(3):
+            started = time.perf_counter()
+            for experiment in experiments:
+                store.outcomes(engine, experiment, threshold)
+            print(f"every experiment's outcomes from the rollups ({frozen} frozen), read {attempt + 1}: "
+                  f"{1000 * (time.perf_counter() - started):.0f} ms", flush=True)
+        running = store.running(engine)
+        if running is None:
+            return
+        with engine.begin() as conn:  # one more list for the running experiment, as serving logs it
+            conn.execute(sa.text(
+                "INSERT INTO recommendations (id, player_key, trigger, experiment_id, arm, suppressed_reason) "
+                "SELECT gen_random_uuid(), min(id), 'api', :e, :arm, 'self_excluded' FROM players"),
+                {"e": running.id, "arm": running.control.name})
+        started = time.perf_counter()
+        store.outcomes(engine, running, threshold)
+        print(f"the running experiment's refresh after one new list, and its read: "
+              f"{1000 * (time.perf_counter() - started):.0f} ms", flush=True)
+        if explain:
+            with psycopg.connect(url) as conn:
+                since = conn.execute("SELECT watermark - interval '1 minute' FROM experiment_rollups "
+                                     "WHERE experiment_id = %s", (running.id,)).fetchone()[0]
+                for name, sql, params in (
+                        ("the refresh's changed lists (from a watermark a minute back)",
+                         experiment_rollups._CHANGED_LISTS, {"e": running.id, "since": since}),
+                        ("the read of the running experiment's rollup", experiment_rollups._READ,
+                         {"e": running.id, "threshold": threshold})):
+                    plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql.replace(":e", "%(e)s").replace(
+                        ":since", "%(since)s").replace(":threshold", "%(threshold)s"), params).fetchall()
+                    print(f"\nEXPLAIN {name}:\n" + "\n".join(row[0] for row in plan), flush=True)
+        if verify:
+            started = time.perf_counter()
+            logged = store.outcomes_from_log(engine, running, threshold)
+            took = time.perf_counter() - started
+            rolled = store.outcomes(engine, running, threshold)
+            pairs = list(zip(rolled, logged, strict=True))
+            same = all(np.array_equal(getattr(r.sums, n), getattr(g.sums, n)) for r, g in pairs
+                       for n in SUM_NAMES) and [r.median_click_minutes for r in rolled] == \
+                [g.median_click_minutes for g in logged]
+            print(f"verify {running.name}: the reference query over the log took {took:.2f} s; the rollup is "
+                  f"{'the same, player by player' if same else 'DIFFERENT'}", flush=True)
+    finally:
+        engine.dispose()
+
+
 # --- 2. the pages -------------------------------------------------------------------------------------------
 
 
@@ -177,13 +255,16 @@ def time_pages(port: int, key: str, shown: list[tuple[str, str]], timeout: float
 # --- 3. reloading tabs ----------------------------------------------------------------------------------------
 
 
-def tabs_reloading(port: int, key: str, tabs: int, every: float, stop: threading.Event, loads: list) -> list:
+def tabs_reloading(port: int, key: str, tabs: int, every: float, stop: threading.Event, loads: list,
+                   path: str = "/dashboard") -> list:
+    headers = {"Authorization": f"Bearer {key}"} if path.startswith("/v1/") else None
+
     def tab(n: int) -> None:
         browser = Browser(port, key)
         time.sleep(every * n / max(tabs, 1))  # staggered, as tabs opened at different times
         while not stop.is_set():
             started = time.perf_counter()
-            loads.append(browser.load("/dashboard"))
+            loads.append(browser.load(path, headers))
             stop.wait(max(0.0, every - (time.perf_counter() - started)))
 
     threads = [threading.Thread(target=tab, args=(n,), daemon=True) for n in range(tabs)]
@@ -205,7 +286,7 @@ def p99_with_tabs(port: int, key: str, world: dict, args) -> dict:
     for _ in range(args.rounds):
         alone.append(drive_in_another_process(port, job(args.requests), key))
         stop = threading.Event()
-        threads = tabs_reloading(port, key, args.tabs, args.reload_seconds, stop, loads)
+        threads = tabs_reloading(port, key, args.tabs, args.reload_seconds, stop, loads, args.tab_path)
         time.sleep(0.5)
         loaded.append(drive_in_another_process(port, job(args.requests), key))
         stop.set()
@@ -215,6 +296,7 @@ def p99_with_tabs(port: int, key: str, world: dict, args) -> dict:
     statuses = sorted({status for status, _ in loads})
     return {"alone": [r["p99"] for r in alone], "tabs": [r["p99"] for r in loaded], "errors": errors,
             "loads": len(loads), "load_ms": statistics.median(1000 * s for _, s in loads) if loads else None,
+            "load_max_ms": max(1000 * s for _, s in loads) if loads else None,
             "statuses": statuses}
 
 
@@ -227,12 +309,16 @@ def main() -> int:
     parser.add_argument("--before-timeout", type=int, default=300, help="seconds a --before query may take")
     parser.add_argument("--page-timeout", type=float, default=60.0, help="seconds a page load may take")
     parser.add_argument("--tabs", type=int, default=4)
-    parser.add_argument("--reload-seconds", type=float, default=1.0, help="each tab loads the overview this often")
+    parser.add_argument("--reload-seconds", type=float, default=1.0, help="each tab loads its page this often")
+    parser.add_argument("--tab-path", default="/dashboard",
+                        help="the page the tabs reload (e.g. /dashboard/experiments, /v1/experiments)")
     parser.add_argument("--cache-seconds", default="0,5", help="RECSYS_DASHBOARD_CACHE_SECONDS values to compare")
     parser.add_argument("--requests", type=int, default=2000, help="recommendations per measurement")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="alone / with tabs pairs")
     parser.add_argument("--skip-load", action="store_true", help="queries and pages only")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the running experiment's rollup against the reference query over the log")
     args = parser.parse_args()
 
     from recsys.db import apikeys
@@ -243,6 +329,7 @@ def main() -> int:
     print(f"world: {args.items:,} items, built {world['built_at']:%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     time_queries(url, before=args.before, explain=args.explain, timeout_s=args.before_timeout)
+    fill_rollups(url, explain=args.explain, verify=args.verify)
     engine = create_engine(Settings.from_env(database_url=url), url)
     key, _ = apikeys.create_key(engine, ["read"], "bench_dashboard")
     engine.dispose()
@@ -261,16 +348,17 @@ def main() -> int:
             stop_server(process)
     if results:
         print(f"\nrecommendations p99 (ms), {args.requests:,} requests at concurrency {args.concurrency} per "
-              f"measurement, alone and while {args.tabs} tabs load the overview every {args.reload_seconds:g} s; "
-              f"load average {os.getloadavg()[0]:.1f} at the end\n")
+              f"measurement, alone and while {args.tabs} tabs load their page every {args.reload_seconds:g} s; "
+              f"load average {os.getloadavg()[0]:.1f} at the end; the tabs load {args.tab_path}\n")
         print(f"{'cache s':>7}  {'alone p99 per round':<26} {'with tabs p99 per round':<26} {'median ratio':>12}"
-              f"  {'overview loads':>14} {'median ms':>9}")
+              f"  {'page loads':>10} {'median ms':>9} {'max ms':>7}")
         for seconds, r in results.items():
             ratio = statistics.median(r["tabs"]) / statistics.median(r["alone"])
             print(f"{seconds:>7}  {' '.join(f'{x:.1f}' for x in r['alone']):<26} "
-                  f"{' '.join(f'{x:.1f}' for x in r['tabs']):<26} {ratio:>12.2f}  {r['loads']:>14} "
-                  f"{r['load_ms']:>9.0f}" + (f"  ({r['errors']} non-200 recommendations)" if r["errors"] else "")
-                  + (f"  overview statuses {r['statuses']}" if r["statuses"] != [200] else ""))
+                  f"{' '.join(f'{x:.1f}' for x in r['tabs']):<26} {ratio:>12.2f}  {r['loads']:>10} "
+                  f"{r['load_ms']:>9.0f} {r['load_max_ms']:>7.0f}"
+                  + (f"  ({r['errors']} non-200 recommendations)" if r["errors"] else "")
+                  + (f"  page statuses {r['statuses']}" if r["statuses"] != [200] else ""))
     return 0
 
 

@@ -72,9 +72,13 @@ def open_world(items: int, *, rebuild: bool = False, max_age_hours: float = 12.0
         if row is not None and row[2]:
             print(f"world {database}: kept from {row[1]:%Y-%m-%d %H:%M} UTC", flush=True)
             migrations.upgrade(url)  # this branch's newer migrations (indexes) reach a kept world too
-            with psycopg.connect(url) as conn:  # the lists earlier benches had served go
-                for table in ("recommendation_items", "recommendations"):
+            with psycopg.connect(url) as conn:  # the lists earlier benches had served go, and with them
+                for table in ("recommendation_items", "recommendations"):  # the running experiment's rollup
                     conn.execute(f"DELETE FROM {table} WHERE created_at > %s", (row[1],))
+                for table in ("experiment_list_outcomes", "experiment_player_outcomes"):
+                    conn.execute(f"DELETE FROM {table} WHERE experiment_id IN "
+                                 "(SELECT id FROM experiments WHERE status = 'running')")
+                conn.execute("DELETE FROM experiment_rollups WHERE frozen IS NULL")
             return url, _describe(url, items, row[1])
         print(f"world {database}: {'unfinished' if row is None else 'too old'}, rebuilding", flush=True)
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -168,8 +172,9 @@ WITH made AS (
     FROM generate_series(0, %(n)s - 1) AS k
     RETURNING id
 )
-INSERT INTO experiment_arms (experiment_id, position, name, version_id, weight)
-SELECT id, a.position, a.name, CASE WHEN a.position = 0 THEN %(v)s::int END, 50
+INSERT INTO experiment_arms (experiment_id, position, name, version_id, weight, strategy)
+SELECT id, a.position, a.name, CASE WHEN a.position = 0 THEN %(v)s::int END, 50,
+       CASE WHEN a.position = 1 THEN 'popularity' END
 FROM made CROSS JOIN (VALUES (0, 'control'), (1, 'candidate')) AS a(position, name)
 """
 

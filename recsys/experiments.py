@@ -218,6 +218,47 @@ class PlayerSums:
     def total(self, name: str) -> int:
         return int(round(float(getattr(self, name).sum())))
 
+    def ratio(self, numerator: str, denominator: str | None) -> tuple[float | None, float | None]:
+        """:func:`ratio` of two of the sums by name (``denominator`` None: per player)."""
+        return ratio(getattr(self, numerator), None if denominator is None else getattr(self, denominator))
+
+
+@dataclass(frozen=True)
+class SummedSums:
+    """An arm's :class:`PlayerSums` reduced to what :func:`results` reads of them: the number of
+    players, each sum's total, and each metric's :func:`ratio` (value and variance) computed from
+    the per-player arrays. Exact (the same floats as from the arrays) and a few numbers whatever
+    the number of players: a stopped experiment's statistics are stored this way (frozen)."""
+
+    players: int
+    totals: dict[str, float]  # SUM_NAMES -> the arm's total
+    ratios: dict[str, tuple[float | None, float | None]]  # "numerator/denominator" -> (value, variance)
+
+    @classmethod
+    def of(cls, sums: PlayerSums) -> SummedSums:
+        return cls(sums.players, {name: float(getattr(sums, name).sum()) for name in SUM_NAMES},
+                   {_ratio_key(m.numerator, m.denominator): sums.ratio(m.numerator, m.denominator)
+                    for m in ALL_METRICS})
+
+    def total(self, name: str) -> int:
+        return int(round(self.totals[name]))
+
+    def ratio(self, numerator: str, denominator: str | None) -> tuple[float | None, float | None]:
+        return self.ratios[_ratio_key(numerator, denominator)]
+
+    def to_json(self) -> dict:
+        return {"players": self.players, "totals": self.totals,
+                "ratios": {k: list(v) for k, v in self.ratios.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SummedSums:
+        return cls(int(data["players"]), {k: float(v) for k, v in data["totals"].items()},
+                   {k: (v[0], v[1]) for k, v in data["ratios"].items()})
+
+
+def _ratio_key(numerator: str, denominator: str | None) -> str:
+    return f"{numerator}/{denominator or 'player'}"
+
 
 @dataclass(frozen=True)
 class ArmOutcome:
@@ -227,7 +268,7 @@ class ArmOutcome:
     arm: str
     version_id: int | None
     weight: int
-    sums: PlayerSums
+    sums: PlayerSums | SummedSums  # SummedSums: a frozen experiment's
     median_click_minutes: float | None = None
 
     @property
@@ -318,18 +359,16 @@ def ratio(numerator: np.ndarray, denominator: np.ndarray | None) -> tuple[float 
     return value, float(residual @ residual) / (n - 1) / n / mean_y**2
 
 
-def estimate(metric: Metric, sums: PlayerSums, control: PlayerSums | None) -> Estimate:
+def estimate(metric: Metric, sums: PlayerSums | SummedSums, control: PlayerSums | SummedSums | None) -> Estimate:
     """``metric`` of one arm with its interval; against ``control``, the difference, its interval
     (the arms are independent: variances add) and the p-value of a two-sided z test."""
-    x, y = getattr(sums, metric.numerator), None if metric.denominator is None else getattr(sums, metric.denominator)
-    value, variance = ratio(x, y)
+    value, variance = sums.ratio(metric.numerator, metric.denominator)
     if value is None:
         return Estimate(None, None, None)
     low, high = _interval(value, variance)
     if control is None:
         return Estimate(value, low, high)
-    base, base_variance = ratio(getattr(control, metric.numerator),
-                                None if metric.denominator is None else getattr(control, metric.denominator))
+    base, base_variance = control.ratio(metric.numerator, metric.denominator)
     if base is None:
         return Estimate(value, low, high)
     diff = value - base
@@ -373,10 +412,10 @@ class SamplePlan:
         return f"sample not reached: {self.players:,} of {needed} players ({sized}); no verdict before"
 
 
-def sample_plan(min_effect: float, sums: PlayerSums, control: PlayerSums) -> SamplePlan:
+def sample_plan(min_effect: float, sums: PlayerSums | SummedSums, control: PlayerSums | SummedSums) -> SamplePlan:
     players = sums.players + control.players
-    value, variance = ratio(sums.clicks, sums.impressions)
-    base, base_variance = ratio(control.clicks, control.impressions)
+    value, variance = sums.ratio("clicks", "impressions")
+    base, base_variance = control.ratio("clicks", "impressions")
     if value is None or base is None or variance is None or base_variance is None or base == 0:
         return SamplePlan(min_effect, players, None, False)
     target = min_effect * base / (Z + Z_POWER)

@@ -446,7 +446,8 @@ class Serving(Group):
     )
     dashboard_cache_seconds: float = setting(
         "RECSYS_DASHBOARD_CACHE_SECONDS", 5.0,
-        "The dashboard's overview re-reads its 24-hour counts at most this often per process (0: every load).",
+        "The dashboard's overview re-reads its 24-hour counts, and its experiments page their results, at most "
+        "this often per process (0: every load).",
         at_least=0,
     )
     log_synchronous_commit: bool = setting(

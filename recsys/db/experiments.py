@@ -173,18 +173,18 @@ def list_all(engine: sa.Engine, limit: int = 50) -> list[Experiment]:
         return _select(conn, "true", {}, limit)
 
 
-# Per player of an experiment's arms, the sums recsys.experiments.PlayerSums holds; one more row per
-# arm (player_key NULL) carries the median minutes of continuous play after a click. Every table is
-# reached from the experiment's own lists (the partial index on recommendations by experiment, then
-# each list's items, feedback and attributed sessions by their recommendation_id indexes), so the
-# cost follows the experiment's size, not the log's (docs/benchmarks.md, EXPLAIN).
-_PER_PLAYER = """
+# Per player of an experiment's arms (those in {scope}), the sums recsys.experiments.PlayerSums
+# holds; every table is reached from the experiment's own lists (the partial index on
+# recommendations by experiment, then each list's items, feedback and attributed sessions by their
+# recommendation_id indexes), so the cost follows the experiment's size, not the log's
+# (docs/benchmarks.md, EXPLAIN). The reference the rollup is checked against.
+LISTS_AND_ITEMS = """
 WITH lists AS (
     SELECT r.id, r.created_at, r.player_key, r.arm, r.suppressed_reason IS NOT NULL AS suppressed,
            coalesce(r.action = 'reality_check', false) AS reality_check
-    FROM recommendations r WHERE r.experiment_id = :e AND r.arm IS NOT NULL
+    FROM recommendations r WHERE r.experiment_id = :e AND r.arm IS NOT NULL AND {scope}
 ), items AS MATERIALIZED (
-    SELECT l.arm, l.player_key, f.impressed, f.clicked, f.dismissed, p.seconds IS NOT NULL AS played,
+    SELECT l.id AS list_id, l.arm, l.player_key, f.impressed, f.clicked, f.dismissed, p.seconds IS NOT NULL AS played,
            CASE WHEN f.clicked THEN coalesce(p.seconds, 0) END AS click_seconds
     FROM lists l
     -- Each list's items, its feedback and play are read through their indexes, never by scanning
@@ -204,7 +204,11 @@ WITH lists AS (
         SELECT sum(s.seconds) AS seconds FROM play_sessions s
         WHERE s.recommendation_id = i.recommendation_id AND s.slot_key = i.slot_key
     ) p
-), by_list AS (
+)"""
+"""The experiment's lists in ``{scope}`` and their items with each one's outcome (the CTEs ``lists``
+and ``items``), as the reference and the rollup (recsys.db.experiment_rollups) both read them."""
+
+PER_PLAYER = LISTS_AND_ITEMS + """, by_list AS (
     SELECT arm, player_key, count(*) AS lists, count(*) FILTER (WHERE suppressed) AS suppressed,
            count(*) FILTER (WHERE reality_check) AS reality_checks
     FROM lists GROUP BY arm, player_key
@@ -214,12 +218,20 @@ WITH lists AS (
            count(*) FILTER (WHERE dismissed) AS dismissals, coalesce(sum(click_seconds), 0) / 60.0 AS click_minutes,
            count(*) FILTER (WHERE click_seconds >= :threshold) AS long_clicks
     FROM items GROUP BY arm, player_key
-)
-SELECT l.arm, l.player_key, l.lists, l.suppressed, l.reality_checks, coalesce(i.items, 0) AS items,
-       coalesce(i.impressions, 0) AS impressions, coalesce(i.clicks, 0) AS clicks, coalesce(i.plays, 0) AS plays,
-       coalesce(i.dismissals, 0) AS dismissals, coalesce(i.click_minutes, 0) AS click_minutes,
-       coalesce(i.long_clicks, 0) AS long_clicks, NULL::float8 AS median_click_minutes
-FROM by_list l LEFT JOIN by_item i ON i.arm = l.arm AND i.player_key = l.player_key
+), per_player AS (
+    SELECT l.arm, l.player_key, l.lists, l.suppressed, l.reality_checks, coalesce(i.items, 0) AS items,
+           coalesce(i.impressions, 0) AS impressions, coalesce(i.clicks, 0) AS clicks, coalesce(i.plays, 0) AS plays,
+           coalesce(i.dismissals, 0) AS dismissals, coalesce(i.click_minutes, 0) AS click_minutes,
+           coalesce(i.long_clicks, 0) AS long_clicks
+    FROM by_list l LEFT JOIN by_item i ON i.arm = l.arm AND i.player_key = l.player_key
+)"""
+
+# The whole experiment from the log, and one more row per arm (player_key NULL) with the median
+# minutes of continuous play after a click.
+_FROM_LOG = PER_PLAYER.format(scope="true") + """
+SELECT arm, player_key, lists, suppressed, reality_checks, items, impressions, clicks, plays, dismissals,
+       click_minutes, long_clicks, NULL::float8 AS median_click_minutes
+FROM per_player
 UNION ALL
 SELECT arm, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, percentile_cont(0.5) WITHIN GROUP (ORDER BY click_seconds) / 60.0
 FROM items WHERE clicked GROUP BY arm
@@ -229,12 +241,22 @@ FROM items WHERE clicked GROUP BY arm
 def outcomes(engine: sa.Engine, experiment: Experiment, threshold_seconds: float = 3600.0) -> list[ArmOutcome]:
     """Per arm, in the experiment's order: the per-player sums of its lists (an arm with no list has
     no players) and the median minutes after a click. ``threshold_seconds``: the session threshold
-    (``RECSYS_SESSION_THRESHOLD_SECONDS``) that ``long_clicks`` counts against."""
+    (``RECSYS_SESSION_THRESHOLD_SECONDS``) that ``long_clicks`` counts against. Read from the
+    experiment's rollup, refreshed first (:mod:`recsys.db.experiment_rollups`): the same sums as
+    :func:`outcomes_from_log`, at a cost that follows what changed since the last read; a frozen
+    experiment's sums come as :class:`recsys.experiments.SummedSums`."""
+    from recsys.db import experiment_rollups
+
+    return experiment_rollups.outcomes(engine, experiment, threshold_seconds)
+
+
+def outcomes_from_log(engine: sa.Engine, experiment: Experiment, threshold_seconds: float = 3600.0) -> list[ArmOutcome]:
+    """:func:`outcomes` summed from the log on every call (the reference; players in key order)."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(_PER_PLAYER), {"e": experiment.id, "threshold": threshold_seconds}).all()
+        rows = conn.execute(sa.text(_FROM_LOG), {"e": experiment.id, "threshold": threshold_seconds}).all()
     columns: dict[str, dict[str, list[float]]] = {}
     medians: dict[str, float] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r.player_key is None, r.player_key or 0)):
         if r.player_key is None:
             medians[r.arm] = float(r.median_click_minutes)
             continue

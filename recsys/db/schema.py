@@ -423,6 +423,64 @@ experiment_arms = sa.Table(
                        "(strategy IS NULL OR strategy IN ('popularity', 'itemknn'))", name="strategy"),
 )
 
+# An experiment's outcomes rolled up from the log, so that its results cost the same at any size of
+# the log (recsys.db.experiment_rollups; migration 0014): one row per list of the experiment, and
+# one per player of an arm summed from them.
+experiment_list_outcomes = sa.Table(
+    "experiment_list_outcomes",
+    metadata,
+    sa.Column("recommendation_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("arm", sa.String(64), nullable=False),
+    sa.Column("player_key", sa.BigInteger, nullable=False),
+    sa.Column("suppressed", sa.Boolean, nullable=False, comment="a list without games"),
+    sa.Column("reality_check", sa.Boolean, nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("impressions", sa.Integer, nullable=False, comment="items with an impression"),
+    sa.Column("clicks", sa.Integer, nullable=False),
+    sa.Column("plays", sa.Integer, nullable=False, comment="items with a session attributed to the list"),
+    sa.Column("dismissals", sa.Integer, nullable=False),
+    sa.Column("click_seconds", ARRAY(sa.Float), nullable=False,
+              comment="per clicked item, ascending: seconds of continuous play attributed to it (0 without)"),
+    sa.Index(None, "experiment_id", "arm", "player_key"),
+)
+
+experiment_player_outcomes = sa.Table(
+    "experiment_player_outcomes",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("arm", sa.String(64), nullable=False),
+    sa.Column("player_key", sa.BigInteger, nullable=False),
+    sa.Column("lists", sa.Integer, nullable=False),
+    sa.Column("suppressed", sa.Integer, nullable=False, comment="lists without games"),
+    sa.Column("reality_checks", sa.Integer, nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("impressions", sa.Integer, nullable=False),
+    sa.Column("clicks", sa.Integer, nullable=False),
+    sa.Column("plays", sa.Integer, nullable=False),
+    sa.Column("dismissals", sa.Integer, nullable=False),
+    sa.Column("click_minutes", sa.Float, nullable=False, comment="minutes of play attributed to clicked items"),
+    sa.Column("long_clicks", sa.Integer, nullable=False,
+              comment="clicked items whose play reached experiment_rollups.threshold_seconds"),
+    sa.PrimaryKeyConstraint("experiment_id", "arm", "player_key"),
+)
+
+# Where each experiment's rollup stands: changes of the log from ``watermark`` on may not be in it
+# yet; ``frozen``: a stopped experiment's statistics, stored once nothing more is folded in.
+experiment_rollups = sa.Table(
+    "experiment_rollups",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("watermark", sa.DateTime(timezone=True),
+              comment="lists created, feedback received and sessions updated from then on are read again; "
+                      "NULL: never filled"),
+    sa.Column("threshold_seconds", sa.Float, comment="the session threshold long_clicks counts against"),
+    sa.Column("medians", JSONB, comment="per arm: the median minutes after a click, as the rows stand"),
+    sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("frozen", JSONB, comment="per arm: players, totals, each metric's ratio and variance; NULL: live"),
+    sa.Column("frozen_at", sa.DateTime(timezone=True)),
+)
+
 # A signed-in dashboard browser. Only the SHA-256 of the cookie's token is stored; the key it signed
 # in with is checked again on every request, so revoking the key ends the session.
 dashboard_sessions = sa.Table(

@@ -252,3 +252,23 @@ def test_the_overview_counts_are_read_again_once_expired(world, db):
     time.sleep(0.3)
     hours, funnel = cache.get(db)
     assert sum(h.served for h in hours) == 1 and funnel["served"] == 1
+
+
+def test_the_experiments_page_reads_its_results_at_most_once_per_cache_period(keys, world, db, make_client):
+    """RECSYS_DASHBOARD_CACHE_SECONDS holds the experiments page's results too; a start or stop from the
+    dashboard clears them at once; GET /v1/experiments always reads afresh."""
+    other = write_version(db, world.players, world.slots, seed=5, activate=False)
+    cached, fresh = make_client(dashboard_cache_seconds=3600), make_client(dashboard_cache_seconds=0)
+    csrf = sign_in(cached, keys["admin"])
+    sign_in(fresh, keys["read"])
+    assert "exp-cached" not in cached.get("/dashboard/experiments").text
+    body = {"name": "exp-cached", "arms": [{"name": "control", "version": world.version, "weight": 50},
+                                      {"name": "candidate", "version": other, "weight": 50}]}
+    assert cached.post("/v1/experiments", json=body, headers=keys["admin"]).status_code == 201
+    assert "exp-cached" not in cached.get("/dashboard/experiments").text  # read before the start, until the period ends
+    assert "exp-cached" in fresh.get("/dashboard/experiments").text
+    assert [e["name"] for e in cached.get("/v1/experiments", headers=keys["read"]).json()] == ["exp-cached"]
+    assert cached.post("/dashboard/experiments/exp-cached/stop", data={"csrf": csrf},
+                       follow_redirects=False).status_code == 303
+    page = cached.get("/dashboard/experiments").text
+    assert "exp-cached" in page and store.get(db, "exp-cached").status == "stopped"
