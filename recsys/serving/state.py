@@ -22,8 +22,8 @@ from datetime import timedelta
 import numpy as np
 
 from recsys.db import catalogue as catalogue_db
+from recsys.db import experiment_rollups, training_data, versions
 from recsys.db import experiments as experiments_db
-from recsys.db import training_data, versions
 from recsys.db.engine import ping
 from recsys.db.listener import Listener
 from recsys.db.versions import SlotVectors
@@ -164,6 +164,19 @@ class ServingState:
         if self.snapshot.model is None:
             self.load_active_version()
         self.load_experiment()  # one query when nothing changed: a lost notification costs one refresh
+        self.refresh_experiment_rollup()
+
+    def refresh_experiment_rollup(self) -> None:
+        """Fold the running experiment's new lists, feedback and play into its rollup
+        (``recsys.db.experiment_rollups``) here, off the request path, every idle period: a read then
+        finds at most that period's changes to fold in, not a busy hour's (the experiments page's
+        first load after 12,000 unread lists took 1.2-2.2 s at 10^7 items). Replicas take turns on
+        the rollup's row lock; with nothing new it is two index reads."""
+        experiment = self.snapshot.experiment
+        if experiment is None:
+            return
+        with self.engine.begin() as conn:
+            experiment_rollups.refresh(conn, experiment.id, self.settings.realtime.threshold_seconds)
 
     def reload_all(self) -> None:
         self.refresh_catalogue()

@@ -232,3 +232,26 @@ def test_the_settle_period_covers_attribution_and_the_late_session_limit():
 
     realtime = RealTime()
     assert timedelta(seconds=realtime.attribution_window_seconds + realtime.max_seconds) <= experiment_rollups.SETTLE
+
+
+def test_the_api_folds_the_running_experiment_in_while_idle(world, db, settings):
+    # recsys.serving.state's idle refresh rolls up what was logged since the last read, so a read after a
+    # busy hour finds at most one idle period's lists to fold in.
+    from api.metrics import Metrics
+    from recsys.serving.state import ServingState
+    from tests.online import url_of
+
+    experiment, players, slots = world
+    serve(db, experiment, players, slots, seed=3)
+    state = ServingState(settings.replace(session_threshold_seconds=THRESHOLD), db, url_of(db), Metrics())
+    state.read_experiment()
+    with db.connect() as conn:
+        logged = conn.execute(sa.text("SELECT count(*) FROM recommendations WHERE experiment_id = :e"),
+                              {"e": experiment.id}).scalar_one()
+        before = conn.execute(sa.text("SELECT count(*) FROM experiment_list_outcomes")).scalar_one()
+    state.refresh_experiment_rollup()
+    with db.connect() as conn:
+        rolled = conn.execute(sa.text("SELECT count(*) FROM experiment_list_outcomes WHERE experiment_id = :e"),
+                              {"e": experiment.id}).scalar_one()
+    assert logged > 0 and before == 0 and rolled == logged
+    assert_same(db, experiment)
