@@ -78,8 +78,8 @@ async def store_events(
 ) -> IngestResult:
     """Store a validated batch in ``conn``'s transaction (the caller's: ``conn.transaction()``, or
     with ``begin`` one that the first round trip begins, in :func:`recsys.db.pool.begun`); the
-    steps of the module docstring. ``attribution_seconds``: the window of
-    ``recsys.db.feedback.attribute_sessions`` (None: no attribution). The statements run on their
+    steps of the module docstring. ``attribution_seconds``: the attribution window of
+    ``recsys.db.feedback.ATTRIBUTE_SESSIONS`` (None: no attribution). The statements run on their
     generic plans (``_GENERIC_PLANS``); array parameters travel as text literals (cheaper to send
     than psycopg's binary lists).
     """

@@ -78,16 +78,6 @@ async def store_feedback(
     return FeedbackResult(accepted, len(items) - accepted, attributed.rowcount)
 
 
-async def attribute_sessions(conn: AsyncConnection, *, window_seconds: float, session_keys: list[int]) -> int:
-    """Attribute these sessions, those not attributed yet (a session is attributed when it is
-    created too: the session tracker runs :data:`ATTRIBUTE_SESSIONS` in its pipeline); returns how
-    many were attributed."""
-    cursor = await conn.execute(ATTRIBUTE_SESSIONS, {
-        "sessions": unquoted_literal(str(int(k)) for k in session_keys), "window": float(window_seconds),
-    })
-    return cursor.rowcount
-
-
 _RECOMMENDED = """
 SELECT i.recommendation_id, s.slot_id, i.slot_key
 FROM recommendation_items i JOIN slots s ON s.id = i.slot_key

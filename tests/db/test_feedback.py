@@ -4,8 +4,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from recsys.db.feedback import Feedback, attribute_sessions, store_feedback
+from recsys.db.events import store_events
+from recsys.db.feedback import Feedback, store_feedback
 from recsys.errors import InputError
+from recsys.events import PlayEvent
 from tests.factories import add_player, add_session, add_slot
 from tests.online import in_transaction
 
@@ -87,11 +89,15 @@ def test_attribution_on_a_hand_built_example(served):
 
 
 def test_a_session_created_after_the_feedback_is_attributed_too(served):
+    # As the session tracker does it: the batch that starts the session attributes it in its pipeline.
     db, rec = served["db"], served["recs"]["alice"]
     _store(db, [Feedback(str(rec), "pharaoh", "impression", T0)])
-    with db.begin() as conn:
-        session = add_session(conn, "s", served["alice"], served["pharaoh"], T0 + timedelta(minutes=5), 60)
-    assert in_transaction(db, lambda conn: attribute_sessions(conn, window_seconds=WINDOW, session_keys=[session])) == 1
+    start = PlayEvent("s-0", "start", "s", "alice", "pharaoh", T0 + timedelta(minutes=5))
+    stored = in_transaction(db, lambda conn: store_events(conn, [start], pause_seconds=300.0, threshold_seconds=3600.0,
+                                                          attribution_seconds=WINDOW))
+    assert (stored.accepted, stored.attributed_sessions) == (1, 1)
+    with db.connect() as conn:
+        session = conn.execute(sa.text("SELECT id FROM play_sessions WHERE session_id = 's'")).scalar_one()
     with db.connect() as conn:
         assert (
             conn.execute(
