@@ -1,6 +1,8 @@
 """Experiments with a known truth: served lists written straight into the log, and per-player sums
 drawn without a database.
 
+:func:`two_versions`: players in one market, 20 slots, an active version and a ready one.
+
 :func:`serve_experiment`: each player gets the arm :func:`recsys.experiments.assign` gives, one list
 of ``items`` slots, an impression of every item, a click on each with the arm's probability, a play
 session attributed to each clicked item (its minutes drawn around the arm's mean) and a dismissal
@@ -21,6 +23,20 @@ import numpy as np
 import sqlalchemy as sa
 
 from recsys.experiments import Experiment, PlayerSums, assign
+
+
+def two_versions(engine, players: int) -> tuple[dict[str, int], dict[str, int], int, int]:
+    """Players ``p0..`` (market GB), slots ``s1..s20``, version ids ``(old, new)``: old active, new
+    ready (seeds 1 and 2): what an experiment between two versions needs."""
+    from tests.api.conftest import write_version
+    from tests.factories import add_player, add_slot
+
+    with engine.begin() as conn:
+        keys = {f"p{i}": add_player(conn, f"p{i}", market="GB") for i in range(players)}
+        slots = {f"s{i}": add_slot(conn, f"s{i}") for i in range(1, 21)}
+    old = write_version(engine, {}, slots, seed=1)
+    new = write_version(engine, {}, slots, seed=2, activate=False)
+    return keys, slots, old, new
 
 
 @dataclass(frozen=True)

@@ -14,20 +14,14 @@ import sqlalchemy as sa
 from recsys.db import experiment_rollups
 from recsys.db import experiments as store
 from recsys.experiments import SUM_NAMES, Arm, ArmOutcome, PlayerSums, SummedSums, assign, results
-from tests.api.conftest import write_version
-from tests.experiment_world import ClickModel, serve_experiment
-from tests.factories import add_player, add_slot
+from tests.experiment_world import ClickModel, serve_experiment, two_versions
 
 THRESHOLD = 600.0
 
 
 @pytest.fixture
 def world(db):
-    with db.begin() as conn:
-        players = {f"p{i}": add_player(conn, f"p{i}", market="GB") for i in range(120)}
-        slots = {f"s{i}": add_slot(conn, f"s{i}") for i in range(1, 21)}
-    old = write_version(db, {}, slots, seed=1)
-    new = write_version(db, {}, slots, seed=2, activate=False)
+    players, slots, old, new = two_versions(db, 120)
     experiment = store.start(db, "rolled", (Arm("control", old, 50), Arm("candidate", new, 50)))
     return experiment, players, list(slots.values())
 

@@ -15,20 +15,14 @@ from recsys.db.versions import VersionError
 from recsys.errors import InputError
 from recsys.experiments import GUARDRAILS, METRICS, Arm, results
 from tests.api.conftest import write_version
-from tests.experiment_world import ClickModel, serve_experiment
-from tests.factories import add_player, add_slot
+from tests.experiment_world import ClickModel, serve_experiment, two_versions
 
 ARMS = (Arm("control", None, 50), Arm("candidate", None, 50))
 
 
 @pytest.fixture
 def casino(db):
-    with db.begin() as conn:
-        players = {f"p{i}": add_player(conn, f"p{i}", market="GB") for i in range(600)}
-        slots = {f"s{i}": add_slot(conn, f"s{i}") for i in range(1, 21)}
-    old = write_version(db, {}, slots, seed=1)
-    new = write_version(db, {}, slots, seed=2, activate=False)
-    return players, slots, old, new
+    return two_versions(db, 600)
 
 
 def test_one_experiment_runs_at_a_time_and_names_are_never_reused(casino, db):
