@@ -408,7 +408,8 @@ class Serving(Group):
     )
     refresh_seconds: float = setting(
         "RECSYS_SERVING_REFRESH_SECONDS", 30.0,
-        "The API reloads its catalogue this often besides NOTIFY (a lost notification heals within it).",
+        "The API reloads its catalogue this often besides NOTIFY (a lost notification heals within it), and folds the "
+        "running experiment's new lists into its rollup.",
         at_least=0,
     )
     stats_refresh_seconds: float = setting(
