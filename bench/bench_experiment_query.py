@@ -75,8 +75,12 @@ def add_lists(engine, lists: int, experiment_id: int | None) -> None:
             SELECT l.id AS r, l.p, l.at, rank, (SELECT min(id) FROM slots) + ((abs(hashtext(l.id::text)) + rank * 97)
                    % :slots) AS s, random() AS u
             FROM new_lists l, generate_series(1, :k) rank"""), {"k": ITEMS, "slots": SLOTS})
-        conn.execute(sa.text("INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, "
-                             "created_at) SELECT r, rank, s, 1.0, 'personal', at FROM new_items"))
+        conn.execute(sa.text(
+            "UPDATE recommendations r SET slot_keys = i.slots, scores = i.scores, reasons = i.reasons, "
+            "explored = i.explored FROM (SELECT r, at, array_agg(s ORDER BY rank) AS slots, "
+            "array_agg(1.0 ORDER BY rank) AS scores, array_agg('personal' ORDER BY rank) AS reasons, "
+            "array_agg(false ORDER BY rank) AS explored FROM new_items GROUP BY r, at) i "
+            "WHERE r.id = i.r AND r.created_at = i.at"))
         conn.execute(sa.text("""
             INSERT INTO feedback (recommendation_id, slot_key, action, ts)
             SELECT r, s, 'impression', at FROM new_items
@@ -89,7 +93,7 @@ def add_lists(engine, lists: int, experiment_id: int | None) -> None:
                    u * 6000, r FROM new_items WHERE u < 0.1"""))
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-            sa.text("ANALYZE recommendations, recommendation_items, feedback, play_sessions"))
+            sa.text("ANALYZE recommendations, feedback, play_sessions"))
 
 
 def before(engine, experiment_ids: list[int]) -> None:

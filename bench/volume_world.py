@@ -73,8 +73,8 @@ def open_world(items: int, *, rebuild: bool = False, max_age_hours: float = 12.0
             print(f"world {database}: kept from {row[1]:%Y-%m-%d %H:%M} UTC", flush=True)
             migrations.upgrade(url)  # this branch's newer migrations (indexes) reach a kept world too
             with psycopg.connect(url) as conn:  # the lists earlier benches had served go, and with them
-                for table in ("recommendation_items", "recommendations"):  # the running experiment's rollup
-                    conn.execute(f"DELETE FROM {table} WHERE created_at > %s", (row[1],))
+                # the running experiment's rollup
+                conn.execute("DELETE FROM recommendations WHERE created_at > %s", (row[1],))
                 for table in ("experiment_list_outcomes", "experiment_player_outcomes"):
                     conn.execute(f"DELETE FROM {table} WHERE experiment_id IN "
                                  "(SELECT id FROM experiments WHERE status = 'running')")
@@ -143,7 +143,7 @@ def build(url: str, items: int, *, slots: int, players: int) -> None:
             first, last = day * per_day, min((day + 1) * per_day, lists)
             step = time.perf_counter()
             with conn.transaction():
-                for statement in (LISTS_SQL, ITEMS_SQL, FEEDBACK_SQL, PLAYS_SQL, SESSIONS_SQL):
+                for statement in (LISTS_SQL, FEEDBACK_SQL, PLAYS_SQL, SESSIONS_SQL):
                     conn.execute(statement, {**params, "g0": first, "g1": last})
             print(f"  day {day + 1:>2}/{DAYS}: lists {first:,}-{last - 1:,} with their items, feedback and plays "
                   f"in {time.perf_counter() - step:.1f} s", flush=True)
@@ -151,7 +151,7 @@ def build(url: str, items: int, *, slots: int, players: int) -> None:
         conn.execute("VACUUM ANALYZE")
         conn.execute("UPDATE bench_world SET finished = true, built_at = now()")  # after the last list
         counts = conn.execute(
-            "SELECT (SELECT count(*) FROM recommendations), (SELECT count(*) FROM recommendation_items), "
+            "SELECT (SELECT count(*) FROM recommendations), (SELECT sum(cardinality(slot_keys)) FROM recommendations), "
             "(SELECT count(*) FROM feedback), "
             "(SELECT count(*) FROM play_sessions WHERE recommendation_id IS NOT NULL), "
             "(SELECT count(*) FROM experiments)").fetchone()
@@ -183,14 +183,14 @@ FROM made CROSS JOIN (VALUES (0, 'control'), (1, 'candidate')) AS a(position, na
 # running then (arm by the player's parity).
 LISTS_SQL = """
 INSERT INTO recommendations (id, player_key, version_id, trigger, market, suppressed_reason, filters,
-                             experiment_id, arm, created_at)
+                             experiment_id, arm, created_at, slot_keys, scores, reasons, explored)
 SELECT l.id, l.player_key, CASE WHEN l.reason IS NULL THEN %(v)s::int END, l.trigger, 'GB', l.reason,
        '{"source": "bench"}'::jsonb, e.id,
        CASE WHEN e.id IS NOT NULL AND l.reason IS NULL THEN
            CASE WHEN l.player_key %% 2 = 0 THEN 'control' ELSE 'candidate' END END,
-       l.created_at
+       l.created_at, i.slot_keys, i.scores, i.reasons, i.explored
 FROM (
-    SELECT md5('list' || g)::uuid AS id, %(p0)s + (g * 7919) %% %(np)s AS player_key,
+    SELECT g, md5('list' || g)::uuid AS id, %(p0)s + (g * 7919) %% %(np)s AS player_key,
            CASE WHEN g %% 10 = 3 THEN 'session_threshold' ELSE 'api' END AS trigger,
            CASE WHEN g %% 20 = 7 THEN (ARRAY['self_excluded', 'cooling_off', 'no_consent', 'risk_flag'])[g %% 4 + 1]
            END AS reason,
@@ -200,6 +200,14 @@ FROM (
 ) l
 LEFT JOIN experiments e ON l.created_at >= e.started_at AND l.created_at < coalesce(e.stopped_at, 'infinity')
                        AND l.reason IS NULL
+-- Ten items (ITEMS' slots, ranks 1-10, the last one explored), none on a suppressed list.
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(%(s0)s + (l.g * 7919 + k * 104729) %% %(ns)s ORDER BY k), '{}') AS slot_keys,
+           coalesce(array_agg(1.0 - k / 20.0 ORDER BY k), '{}') AS scores,
+           coalesce(array_agg(CASE WHEN k = 10 THEN 'explore' ELSE 'personal' END ORDER BY k), '{}') AS reasons,
+           coalesce(array_agg(k = 10 ORDER BY k), '{}') AS explored
+    FROM generate_series(1, 10) AS k WHERE l.reason IS NULL
+) i
 """
 
 ITEMS = f"""
@@ -211,13 +219,6 @@ ITEMS = f"""
            {DRAW} AS u
     FROM generate_series(%(g0)s::bigint, %(g1)s::bigint - 1) AS g CROSS JOIN generate_series(1, 10) AS k
     WHERE g %% 20 <> 7
-"""
-
-ITEMS_SQL = f"""
-INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
-SELECT recommendation_id, k, slot_key, 1.0 - k / 20.0, CASE WHEN k = 10 THEN 'explore' ELSE 'personal' END,
-       k = 10, created_at
-FROM ({ITEMS}) i
 """
 
 # Impressions on 7 % of items (u < 0.07), clicks on the first 2 %, dismissals on the next 1 %; the

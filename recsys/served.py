@@ -26,7 +26,7 @@ class ServedItem(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ServedList:
-    """One list, served or suppressed, as ``recommendations`` + ``recommendation_items`` store it."""
+    """One list, served or suppressed, as a row of ``recommendations`` stores it (its items as arrays)."""
 
     recommendation_id: uuid.UUID
     player_id: str

@@ -52,31 +52,30 @@ def serve_experiment(engine, experiment: Experiment, players: dict[str, int], sl
     """Log one list per player; returns the number of players per arm."""
     rng = np.random.default_rng(seed)
     now = now or datetime.now(UTC)
-    lists, rows, feedback, sessions, per_arm = [], [], [], [], {}
+    lists, feedback, sessions, per_arm = [], [], [], {}
     for n, (player_id, key) in enumerate(players.items()):
         arm = assign(experiment, player_id)
         per_arm[arm.name] = per_arm.get(arm.name, 0) + 1
         model = models[arm.name]
         rec_id, at = uuid.uuid4(), now - timedelta(minutes=n % 1400)
-        lists.append({"id": rec_id, "p": key, "v": arm.version_id, "e": experiment.id, "arm": arm.name, "at": at})
-        chosen = rng.choice(slots, size=items, replace=False)
+        chosen = [int(slot) for slot in rng.choice(slots, size=items, replace=False)]
+        lists.append({"id": rec_id, "p": key, "v": arm.version_id, "e": experiment.id, "arm": arm.name, "at": at,
+                      "slots": chosen, "scores": [1.0] * items, "reasons": ["personal"] * items,
+                      "explored": [False] * items})
         for rank, slot in enumerate(chosen, 1):
-            rows.append({"r": rec_id, "rank": rank, "s": int(slot), "at": at})
-            feedback.append({"r": rec_id, "s": int(slot), "a": "impression", "ts": at})
+            feedback.append({"r": rec_id, "s": slot, "a": "impression", "ts": at})
             if rng.random() < model.click:
-                feedback.append({"r": rec_id, "s": int(slot), "a": "click", "ts": at})
+                feedback.append({"r": rec_id, "s": slot, "a": "click", "ts": at})
                 seconds = float(rng.exponential(model.minutes * 60))
-                sessions.append({"sid": f"x-{rec_id}-{rank}", "p": key, "s": int(slot), "start": at,
+                sessions.append({"sid": f"x-{rec_id}-{rank}", "p": key, "s": slot, "start": at,
                                  "end": at + timedelta(seconds=seconds), "sec": seconds, "r": rec_id})
             elif rng.random() < model.dismiss:
-                feedback.append({"r": rec_id, "s": int(slot), "a": "dismiss", "ts": at})
+                feedback.append({"r": rec_id, "s": slot, "a": "dismiss", "ts": at})
     with engine.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO recommendations (id, player_key, version_id, trigger, experiment_id, arm, filters, "
-            "created_at) VALUES (:id, :p, :v, 'api', :e, :arm, '{\"gate\": \"allowed\"}', :at)"), lists)
-        conn.execute(sa.text(
-            "INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, created_at) "
-            "VALUES (:r, :rank, :s, 1.0, 'personal', :at)"), rows)
+            "created_at, slot_keys, scores, reasons, explored) VALUES (:id, :p, :v, 'api', :e, :arm, "
+            "'{\"gate\": \"allowed\"}', :at, :slots, :scores, :reasons, :explored)"), lists)
         conn.execute(sa.text("INSERT INTO feedback (recommendation_id, slot_key, action, ts) VALUES (:r, :s, :a, :ts)"),
                      feedback)
         if sessions:

@@ -175,34 +175,31 @@ def list_all(engine: sa.Engine, limit: int = 50) -> list[Experiment]:
 
 # Per player of an experiment's arms (those in {scope}), the sums recsys.experiments.PlayerSums
 # holds; every table is reached from the experiment's own lists (the partial index on
-# recommendations by experiment, then each list's items, feedback and attributed sessions by their
-# recommendation_id indexes), so the cost follows the experiment's size, not the log's
+# recommendations by experiment, then each list's items from its row, their feedback and attributed
+# sessions by their recommendation_id indexes), so the cost follows the experiment's size, not the log's
 # (docs/benchmarks.md, EXPLAIN). The reference the rollup is checked against.
 LISTS_AND_ITEMS = """
 WITH lists AS (
     SELECT r.id, r.created_at, r.player_key, r.arm, r.suppressed_reason IS NOT NULL AS suppressed,
-           coalesce(r.action = 'reality_check', false) AS reality_check
+           coalesce(r.action = 'reality_check', false) AS reality_check, r.slot_keys
     FROM recommendations r WHERE r.experiment_id = :e AND r.arm IS NOT NULL AND {scope}
 ), items AS MATERIALIZED (
     SELECT l.id AS list_id, l.arm, l.player_key, f.impressed, f.clicked, f.dismissed, p.seconds IS NOT NULL AS played,
            CASE WHEN f.clicked THEN coalesce(p.seconds, 0) END AS click_seconds
     FROM lists l
-    -- Each list's items, its feedback and play are read through their indexes, never by scanning
-    -- (or hashing) the whole log: OFFSET 0 and the aggregates keep these subqueries from being
-    -- pulled up into joins the planner could run as a scan of every partition, however large.
-    CROSS JOIN LATERAL (
-        SELECT i.recommendation_id, i.slot_key FROM recommendation_items i
-        WHERE i.recommendation_id = l.id AND i.created_at = l.created_at OFFSET 0
-    ) i
+    -- Each list's items (its row's array), their feedback and play, read through their indexes,
+    -- never by scanning (or hashing) the whole log: the aggregates keep these subqueries from being
+    -- pulled up into joins the planner could run as a scan of every table, however large.
+    CROSS JOIN LATERAL unnest(l.slot_keys) AS i(slot_key)
     CROSS JOIN LATERAL (
         SELECT coalesce(bool_or(fb.action = 'impression'), false) AS impressed,
                coalesce(bool_or(fb.action = 'click'), false) AS clicked,
                coalesce(bool_or(fb.action = 'dismiss'), false) AS dismissed
-        FROM feedback fb WHERE fb.recommendation_id = i.recommendation_id AND fb.slot_key = i.slot_key
+        FROM feedback fb WHERE fb.recommendation_id = l.id AND fb.slot_key = i.slot_key
     ) f
     CROSS JOIN LATERAL (
         SELECT sum(s.seconds) AS seconds FROM play_sessions s
-        WHERE s.recommendation_id = i.recommendation_id AND s.slot_key = i.slot_key
+        WHERE s.recommendation_id = l.id AND s.slot_key = i.slot_key
     ) p
 )"""
 """The experiment's lists in ``{scope}`` and their items with each one's outcome (the CTEs ``lists``

@@ -79,9 +79,9 @@ async def store_feedback(
 
 
 _RECOMMENDED = """
-SELECT i.recommendation_id, s.slot_id, i.slot_key
-FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
-WHERE i.recommendation_id = ANY(CAST(%(ids)s AS uuid[]))
+SELECT r.id AS recommendation_id, s.slot_id, s.id AS slot_key
+FROM recommendations r JOIN slots s ON s.id = ANY(r.slot_keys)
+WHERE r.id = ANY(CAST(%(ids)s AS uuid[]))
 """
 
 _INSERT = """

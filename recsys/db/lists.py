@@ -7,7 +7,7 @@ the database per list only what must be exact at that moment:
 - :func:`read_player`: the player's protection fields, vector, precomputed top-N, the slots they
   played (the latest seed candidates; those in the exclusion window are never shown), and the
   slots disabled or not offered in their market right now (one query);
-- :func:`log_lists`: served lists and their items (one statement, one transaction): a triggered list
+- :func:`log_lists`: served lists with their items (one statement, one transaction): a triggered list
   with the events that fired it, and the API's lists by group commit (:class:`GroupCommit`).
 
 Functions return rows as plain dataclasses and numpy arrays; ``recsys.serving`` builds its objects
@@ -141,39 +141,32 @@ def _player_row(*, key, player_id, market, self_excluded_until, cooling_off_unti
 
 # One statement for any number of lists, so one implicit transaction and one round trip. Its steps:
 # - commit_mode: ``set_config(..., true)`` sets ``synchronous_commit`` for this transaction only; the
-#   first INSERT reads it, which makes PostgreSQL evaluate it before anything is written;
-# - served: the lists, one row each, from one array per column;
-# - then their items, from one array per column, each item naming its list.
+#   INSERT reads it, which makes PostgreSQL evaluate it before anything is written;
+# - the lists, one row each, from one array per column; a list's items are four arrays of its row
+#   (migration 0015), each sent as one text element (``{3,17,5}``) of a text array and cast here.
 _LOG = """
 WITH commit_mode AS MATERIALIZED (
     SELECT set_config('synchronous_commit', %(commit_mode)s, true) AS mode
-),
-served AS (
-    INSERT INTO recommendations
-        (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
-         session_key, action, experiment_id, arm)
-    SELECT l.*
-    FROM commit_mode, unnest(
-        CAST(%(ids)s AS uuid[]), CAST(%(players)s AS bigint[]), CAST(%(versions)s AS integer[]),
-        CAST(%(triggers)s AS varchar[]), CAST(%(contexts)s AS integer[]), CAST(%(markets)s AS varchar[]),
-        CAST(%(suppressed)s AS varchar[]), CAST(%(filters)s AS jsonb[]), CAST(%(sessions)s AS bigint[]),
-        CAST(%(actions)s AS varchar[]), CAST(%(experiments)s AS integer[]), CAST(%(arms)s AS varchar[])
-    ) AS l(id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters,
-           session_key, action, experiment_id, arm)
-    RETURNING id, created_at
 )
-INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored, created_at)
-SELECT i.recommendation_id, i.rank, i.slot_key, i.score, i.reason, i.explored, served.created_at
-FROM unnest(
-    CAST(%(item_lists)s AS uuid[]), CAST(%(ranks)s AS smallint[]), CAST(%(keys)s AS integer[]),
-    CAST(%(scores)s AS float8[]), CAST(%(reasons)s AS varchar[]), CAST(%(explored)s AS boolean[])
-) AS i(recommendation_id, rank, slot_key, score, reason, explored)
-JOIN served ON served.id = i.recommendation_id
+INSERT INTO recommendations
+    (id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters, session_key, action,
+     experiment_id, arm, slot_keys, scores, reasons, explored)
+SELECT l.id, l.player_key, l.version_id, l.trigger, l.context_slot_key, l.market, l.suppressed_reason, l.filters,
+       l.session_key, l.action, l.experiment_id, l.arm, CAST(l.slot_keys AS integer[]), CAST(l.scores AS float8[]),
+       CAST(l.reasons AS varchar[]), CAST(l.explored AS boolean[])
+FROM commit_mode, unnest(
+    CAST(%(ids)s AS uuid[]), CAST(%(players)s AS bigint[]), CAST(%(versions)s AS integer[]),
+    CAST(%(triggers)s AS varchar[]), CAST(%(contexts)s AS integer[]), CAST(%(markets)s AS varchar[]),
+    CAST(%(suppressed)s AS varchar[]), CAST(%(filters)s AS jsonb[]), CAST(%(sessions)s AS bigint[]),
+    CAST(%(actions)s AS varchar[]), CAST(%(experiments)s AS integer[]), CAST(%(arms)s AS varchar[]),
+    CAST(%(keys)s AS text[]), CAST(%(scores)s AS text[]), CAST(%(reasons)s AS text[]), CAST(%(explored)s AS text[])
+) AS l(id, player_key, version_id, trigger, context_slot_key, market, suppressed_reason, filters, session_key,
+       action, experiment_id, arm, slot_keys, scores, reasons, explored)
 """
 
 
 async def log_lists(conn: AsyncConnection, lists: Sequence[ServedList], *, synchronous_commit: bool = False) -> None:
-    """The lists and their items in one statement (one transaction): all or none.
+    """The lists with their items in one statement (one transaction): all or none.
 
     Run in autocommit, or in a transaction of the caller's (the session tracker logs a triggered
     list with the events that fired it): then the setting applies to that whole transaction, so
@@ -183,10 +176,10 @@ async def log_lists(conn: AsyncConnection, lists: Sequence[ServedList], *, synch
     ~0.6 s of lists (3 x ``wal_writer_delay``). Waiting for the flush costs an fsync per request
     (bench/bench_api.py measures both).
     """
-    items = [(served.recommendation_id, rank, item) for served in lists for rank, item in enumerate(served.items, 1)]
     await conn.execute(_LOG, {
         "commit_mode": "on" if synchronous_commit else "off",
-        # Text literals (see recsys.db.bulk.unquoted_literal).
+        # Text literals (see recsys.db.bulk.unquoted_literal); a list's items' arrays are elements
+        # of a text array (quoted: ``{"{3,17}","{}"}``), none of their elements needing quotes.
         "ids": unquoted_literal(str(s.recommendation_id) for s in lists),
         "players": unquoted_literal(str(s.player_key) for s in lists),
         "versions": unquoted_literal(_number(s.version_id) for s in lists),
@@ -199,13 +192,16 @@ async def log_lists(conn: AsyncConnection, lists: Sequence[ServedList], *, synch
         "actions": nullable_literal(s.action for s in lists),
         "experiments": unquoted_literal(_number(s.experiment_id) for s in lists),
         "arms": nullable_literal(s.arm for s in lists),
-        "item_lists": unquoted_literal(str(list_id) for list_id, _, _ in items),
-        "ranks": unquoted_literal(str(rank) for _, rank, _ in items),
-        "keys": unquoted_literal(str(int(i.slot_key)) for _, _, i in items),
-        "scores": unquoted_literal(repr(float(i.score)) for _, _, i in items),  # reads back exactly
-        "reasons": array_literal(i.reason for _, _, i in items),
-        "explored": unquoted_literal("t" if i.explored else "f" for _, _, i in items),
+        "keys": _nested((str(int(i.slot_key)) for i in s.items) for s in lists),
+        "scores": _nested((repr(float(i.score)) for i in s.items) for s in lists),  # reads back exactly
+        "reasons": _nested((i.reason for i in s.items) for s in lists),  # recsys.constants.REASONS: plain words
+        "explored": _nested(("t" if i.explored else "f" for i in s.items) for s in lists),
     })
+
+
+def _nested(arrays) -> str:
+    """A text array whose elements are array literals of unquoted elements: ``{"{1,2}","{}"}``."""
+    return "{" + ",".join('"{' + ",".join(elements) + '}"' for elements in arrays) + "}"
 
 
 def _number(value: int | None) -> str:

@@ -92,16 +92,13 @@ signed (``recsys.db.channels``: listeners drop what the application did not sign
 _SELECT = f"""
     SELECT r.id, p.player_id, ps.session_id, cs.slot_id AS context_slot_id, r.version_id, r.action,
            r.suppressed_reason, p.self_excluded_until, p.cooling_off_until, p.marketing_consent, p.risk_flag,
-           ARRAY(SELECT s.slot_id FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
-                 WHERE i.recommendation_id = r.id ORDER BY i.rank) AS slot_ids,
+           ARRAY(SELECT s.slot_id FROM unnest(r.slot_keys) WITH ORDINALITY k(key, rank) JOIN slots s ON s.id = k.key
+                 ORDER BY k.rank) AS slot_ids,
            ARRAY(SELECT s.active AND (s.markets IS NULL
                                       OR coalesce(coalesce(p.market, r.market) = ANY(s.markets), false))
-                 FROM recommendation_items i JOIN slots s ON s.id = i.slot_key
-                 WHERE i.recommendation_id = r.id ORDER BY i.rank) AS available,
-           ARRAY(SELECT i.score FROM recommendation_items i WHERE i.recommendation_id = r.id ORDER BY i.rank)
-               AS scores,
-           ARRAY(SELECT i.reason FROM recommendation_items i WHERE i.recommendation_id = r.id ORDER BY i.rank)
-               AS reasons
+                 FROM unnest(r.slot_keys) WITH ORDINALITY k(key, rank) JOIN slots s ON s.id = k.key
+                 ORDER BY k.rank) AS available,
+           r.scores, r.reasons
     FROM recommendations r
     JOIN players p ON p.id = r.player_key
     LEFT JOIN play_sessions ps ON ps.id = r.session_key

@@ -1,11 +1,11 @@
 """Retention of the recommendation logs: monthly partitions made ahead, old ones dropped whole.
 
-``recommendations`` and ``recommendation_items`` are partitioned by month of ``created_at``
-(migration 0006): ``<table>_YYYY_MM``, and ``<table>_default`` for anything without its month's
-partition. The pipeline's ``retention`` stage (:func:`apply_retention`) makes the partitions of
-this month and the next ones, and drops the months that ended more than ``keep_days`` ago, with
-the feedback on their lists (a play session attributed to one of them keeps the session, not the
-link). Rows older than that in the default partitions are deleted.
+``recommendations`` (each list with its items) is partitioned by month of ``created_at``
+(migrations 0006, 0015): ``recommendations_YYYY_MM``, and ``recommendations_default`` for anything
+without its month's partition. The pipeline's ``retention`` stage (:func:`apply_retention`) makes
+the partitions of this month and the next ones, and drops the months that ended more than
+``keep_days`` ago, with the feedback on their lists (a play session attributed to one of them
+keeps the session, not the link). Lists older than that in the default partition are deleted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
-TABLES = ("recommendations", "recommendation_items")
 MONTHS_AHEAD = 2
 _MONTH = re.compile(r"recommendations_(\d{4})_(\d{2})")
 
@@ -42,15 +41,13 @@ def ensure_partitions(conn: sa.Connection, today: date, months_ahead: int = MONT
     created, month = [], date(today.year, today.month, 1)
     for _ in range(months_ahead + 1):
         following = _next_month(month)
-        for table in TABLES:
-            name = f"{table}_{month:%Y_%m}"
-            exists = conn.execute(sa.text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
-            if exists:
-                continue
+        name = f"recommendations_{month:%Y_%m}"
+        exists = conn.execute(sa.text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
+        if not exists:
             try:
                 with conn.begin_nested():
                     conn.execute(sa.text(
-                        f"CREATE TABLE {name} PARTITION OF {table} "
+                        f"CREATE TABLE {name} PARTITION OF recommendations "
                         f"FOR VALUES FROM ('{month.isoformat()}') TO ('{following.isoformat()}')"
                     ))
                 created.append(name)
@@ -78,15 +75,13 @@ def drop_old(conn: sa.Connection, cutoff: datetime) -> tuple[list[str], int]:
         ))
         conn.execute(sa.text(f"UPDATE play_sessions s SET recommendation_id = NULL FROM recommendations_{month} r "
                              "WHERE s.recommendation_id = r.id"))
-        for table in TABLES:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_{month}"))
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS recommendations_{month}"))
     old = {"cutoff": cutoff}
     conn.execute(sa.text("DELETE FROM feedback f USING recommendations_default r "
                          "WHERE f.recommendation_id = r.id AND r.created_at < :cutoff"), old)
     conn.execute(sa.text("UPDATE play_sessions s SET recommendation_id = NULL FROM recommendations_default r "
                          "WHERE s.recommendation_id = r.id AND r.created_at < :cutoff"), old)
-    deleted = conn.execute(sa.text("DELETE FROM recommendation_items_default WHERE created_at < :cutoff"), old).rowcount
-    deleted += conn.execute(sa.text("DELETE FROM recommendations_default WHERE created_at < :cutoff"), old).rowcount
+    deleted = conn.execute(sa.text("DELETE FROM recommendations_default WHERE created_at < :cutoff"), old).rowcount
     return months, deleted
 
 

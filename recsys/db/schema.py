@@ -38,6 +38,11 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
 
+ITEMS_ALIGNED = " AND ".join(f"cardinality({column}) = cardinality(slot_keys)"
+                             for column in ("scores", "reasons", "explored"))
+"""A logged list's item arrays have one element per item (``recommendations``' check ``items``)."""
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -240,8 +245,10 @@ offline_recommendations = sa.Table(
     sa.PrimaryKeyConstraint("version_id", "player_key"),
 )
 
-# Partitioned by month of created_at, like recommendation_items: retention drops whole months
-# (recsys.db.retention); the partitions are made by the migration and that module.
+# Partitioned by month of created_at: retention drops whole months (recsys.db.retention); the
+# partitions are made by the migration and that module. A list's items are its four arrays, one
+# element per item, best first (migration 0015: one row per list costs a fifth of a row per item);
+# the view ``recommendation_items`` (that migration) gives them one row per item, for reading.
 recommendations = sa.Table(
     "recommendations",
     metadata,
@@ -264,8 +271,15 @@ recommendations = sa.Table(
     sa.Column("experiment_id", sa.Integer, comment="experiment the player was split by (recsys.experiments)"),
     sa.Column("arm", sa.String(64), comment="the experiment's arm that made the list"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("slot_keys", ARRAY(sa.Integer), nullable=False, server_default=sa.text("'{}'"),
+              comment="the items' slots, best first (rank = position, from 1); empty for a suppressed list"),
+    sa.Column("scores", ARRAY(sa.Float), nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("reasons", ARRAY(sa.String(16)), nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("explored", ARRAY(sa.Boolean), nullable=False, server_default=sa.text("'{}'")),
     sa.PrimaryKeyConstraint("id", "created_at"),
     sa.CheckConstraint(_in("trigger", TRIGGERS), name="trigger"),
+    sa.CheckConstraint(ITEMS_ALIGNED, name="items"),
+    sa.CheckConstraint(f"reasons <@ ARRAY[{', '.join(repr(r) for r in REASONS)}]::varchar[]", name="reasons"),
     sa.CheckConstraint(
         f"suppressed_reason IS NULL OR {_in('suppressed_reason', SUPPRESSION_REASONS)}", name="suppressed_reason"
     ),
@@ -274,25 +288,6 @@ recommendations = sa.Table(
     # An experiment's lists without the rest of the log (recsys.db.experiments.outcomes); migration 0009.
     sa.Index("ix_recommendations_experiment", "experiment_id", "arm", "player_key",
              postgresql_where=sa.text("experiment_id IS NOT NULL")),
-    postgresql_partition_by="RANGE (created_at)",
-)
-
-recommendation_items = sa.Table(
-    "recommendation_items",
-    metadata,
-    sa.Column("recommendation_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("rank", sa.SmallInteger, nullable=False, comment="1-based"),
-    sa.Column("slot_key", sa.Integer, sa.ForeignKey("slots.id"), nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("reason", sa.String(16), nullable=False),
-    sa.Column("explored", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now(),
-              comment="the list's created_at (the partition key)"),
-    sa.PrimaryKeyConstraint("recommendation_id", "rank", "created_at"),
-    sa.UniqueConstraint("recommendation_id", "slot_key", "created_at"),
-    sa.CheckConstraint(_in("reason", REASONS), name="reason"),
-    sa.Index(None, "slot_key"),
-    sa.Index(None, "created_at"),  # the items of a time window, from the index alone (migration 0013)
     postgresql_partition_by="RANGE (created_at)",
 )
 
@@ -306,7 +301,7 @@ feedback = sa.Table(
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     # A feedback row must name an item of the recommendation it answers: recsys.db.feedback checks
-    # it (no foreign key: recommendation_items is partitioned, migration 0006).
+    # it (no foreign key: a list's items are an array of its row, migration 0015).
     sa.UniqueConstraint("recommendation_id", "slot_key", "action"),
     sa.CheckConstraint(_in("action", FEEDBACK_ACTIONS), name="action"),
     sa.Index(None, "slot_key", "action"),
@@ -342,7 +337,7 @@ synth_slot_clusters = sa.Table(
     sa.Column("cluster", sa.SmallInteger, nullable=False),
 )
 
-PARTITIONED_TABLES = ("interactions", "recommendations", "recommendation_items")
+PARTITIONED_TABLES = ("interactions", "recommendations")
 
 # --- daily pipeline (recsys.pipeline) --------------------------------------------------------------
 PIPELINE_STATUSES = ("running", "succeeded", "refused", "skipped", "failed")

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 CASINO_TABLES = (
     "pipeline_runs",
     "feedback",
-    "recommendation_items",
     "recommendations",
     "offline_recommendations",
     "player_embeddings",

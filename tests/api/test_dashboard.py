@@ -244,11 +244,9 @@ def test_the_overview_counts_are_read_again_once_expired(world, db):
     hours, funnel = cache.get(db)
     assert sum(h.served for h in hours) == 0 and funnel["served"] == 0
     with db.begin() as conn:
-        conn.execute(sa.text("INSERT INTO recommendations (id, player_key, trigger) "
-                             "VALUES ('00000000-0000-0000-0000-000000000001', :p, 'api')"), {"p": world.players["p1"]})
-        conn.execute(sa.text("INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason) "
-                             "VALUES ('00000000-0000-0000-0000-000000000001', 1, :s, 1.0, 'personal')"),
-                     {"s": world.slots["s1"]})
+        conn.execute(sa.text("INSERT INTO recommendations (id, player_key, trigger, slot_keys, scores, reasons, "
+                             "explored) VALUES ('00000000-0000-0000-0000-000000000001', :p, 'api', ARRAY[:s], "
+                             "'{1.0}', '{personal}', '{f}')"), {"p": world.players["p1"], "s": world.slots["s1"]})
     time.sleep(0.3)
     hours, funnel = cache.get(db)
     assert sum(h.served for h in hours) == 1 and funnel["served"] == 1

@@ -31,19 +31,12 @@ def history(db):
         )
         conn.execute(
             sa.text(
-                "INSERT INTO recommendations (id, player_key, version_id, trigger, created_at) "
-                "VALUES (:r, :p, 7, 'session_threshold', :t)"
+                "INSERT INTO recommendations (id, player_key, version_id, trigger, created_at, slot_keys, scores, "
+                "reasons, explored) VALUES (:r, :p, 7, 'session_threshold', :t, ARRAY[:fruit, :wolf], '{0.5,0.5}', "
+                "'{similar,explore}', '{f,t}')"
             ),
-            {"r": rec, "p": alice, "t": T0},
+            {"r": rec, "p": alice, "t": T0, "fruit": fruit, "wolf": wolf},
         )
-        for rank, (slot, reason, explored) in enumerate([(fruit, "similar", False), (wolf, "explore", True)], 1):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored) "
-                    "VALUES (:r, :rank, :s, 0.5, :reason, :explored)"
-                ),
-                {"r": rec, "rank": rank, "s": slot, "reason": reason, "explored": explored},
-            )
         for slot, action in ((fruit, "impression"), (wolf, "impression"), (wolf, "click")):
             conn.execute(
                 sa.text("INSERT INTO feedback (recommendation_id, slot_key, action, ts) VALUES (:r, :s, :a, :t)"),

@@ -34,16 +34,11 @@ def seeded(db):
         ))
         rec = uuid.uuid4()
         conn.execute(
-            sa.text("INSERT INTO recommendations (id, player_key, version_id, trigger, created_at) "
-                    "VALUES (:r, :p, 7, 'session_threshold', :t)"),
-            {"r": rec, "p": alice, "t": created},
+            sa.text("INSERT INTO recommendations (id, player_key, version_id, trigger, created_at, slot_keys, scores, "
+                    "reasons, explored) VALUES (:r, :p, 7, 'session_threshold', :t, ARRAY[:fruit, :wolf], '{0.5,0.5}', "
+                    "'{similar,explore}', '{f,t}')"),
+            {"r": rec, "p": alice, "t": created, "fruit": fruit, "wolf": wolf},
         )
-        for rank, (slot, reason, explored) in enumerate([(fruit, "similar", False), (wolf, "explore", True)], 1):
-            conn.execute(
-                sa.text("INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, explored)"
-                        " VALUES (:r, :rank, :s, 0.5, :reason, :explored)"),
-                {"r": rec, "rank": rank, "s": slot, "reason": reason, "explored": explored},
-            )
         for slot, action in ((fruit, "impression"), (wolf, "impression"), (wolf, "click")):
             conn.execute(
                 sa.text("INSERT INTO feedback (recommendation_id, slot_key, action, ts) VALUES (:r, :s, :a, :t)"),
@@ -54,11 +49,10 @@ def seeded(db):
         ))
         conn.execute(
             sa.text(
-                "WITH lists AS (INSERT INTO recommendations (id, player_key, version_id, trigger, created_at) "
-                "  SELECT gen_random_uuid(), :p, 6, 'api', :t FROM generate_series(1, 500) RETURNING id), "
-                "items AS (INSERT INTO recommendation_items "
-                "  (recommendation_id, rank, slot_key, score, reason, explored) "
-                "  SELECT id, 1, :s, 0.4, 'personal', false FROM lists) "
+                "WITH lists AS (INSERT INTO recommendations (id, player_key, version_id, trigger, created_at, "
+                "  slot_keys, scores, reasons, explored) "
+                "  SELECT gen_random_uuid(), :p, 6, 'api', :t, ARRAY[:s], '{0.4}', '{personal}', '{f}' "
+                "  FROM generate_series(1, 500) RETURNING id) "
                 "INSERT INTO feedback (recommendation_id, slot_key, action, ts) "
                 "SELECT id, :s, 'impression', :t FROM lists"
             ),

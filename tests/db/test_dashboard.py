@@ -35,13 +35,12 @@ FROM recommendation_items i WHERE i.created_at >= now() - make_interval(hours =>
 
 def add_list(conn, list_id: str, player: int, made: datetime, slots: list[int], *, trigger: str = "api",
              suppressed: str | None = None) -> str:
-    conn.execute(sa.text("INSERT INTO recommendations (id, player_key, trigger, suppressed_reason, created_at) "
-                         "VALUES (:id, :p, :t, :s, :at)"),
-                 {"id": list_id, "p": player, "t": trigger, "s": suppressed, "at": made})
-    for rank, slot in enumerate(slots, 1):
-        conn.execute(sa.text("INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason, "
-                             "created_at) VALUES (:id, :rank, :slot, 1.0, 'personal', :at)"),
-                     {"id": list_id, "rank": rank, "slot": slot, "at": made})
+    conn.execute(sa.text("INSERT INTO recommendations (id, player_key, trigger, suppressed_reason, created_at, "
+                         "slot_keys, scores, reasons, explored) VALUES (:id, :p, :t, :s, :at, :slots, :scores, "
+                         ":reasons, :explored)"),
+                 {"id": list_id, "p": player, "t": trigger, "s": suppressed, "at": made, "slots": slots,
+                  "scores": [1.0] * len(slots), "reasons": ["personal"] * len(slots),
+                  "explored": [False] * len(slots)})
     return list_id
 
 
@@ -156,5 +155,5 @@ def test_the_funnel_reaches_feedback_items_and_play_through_the_indexes(fresh_lo
         conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(conn.execute(sa.text("EXPLAIN " + dashboard.FUNNEL), {"h": 24}).scalars())
     for index in ("ix_feedback_received_at", "ix_play_sessions_recommendation_id_slot_key",
-                  "created_at_idx"):  # recommendation_items' per-month copies of ix_recommendation_items_created_at
+                  "created_at_idx"):  # recommendations' per-month copies of ix_recommendations_created_at
         assert index in plan, plan

@@ -25,18 +25,12 @@ def served(db):
         for player, key, slots in (("alice", alice, [fruit, pharaoh]), ("bob", bob, [fruit])):
             conn.execute(
                 sa.text(
-                    "INSERT INTO recommendations (id, player_key, trigger, created_at) VALUES (:id, :p, 'api', :t)"
+                    "INSERT INTO recommendations (id, player_key, trigger, created_at, slot_keys, scores, reasons, "
+                    "explored) VALUES (:id, :p, 'api', :t, :slots, :scores, :reasons, :explored)"
                 ),
-                {"id": recs[player], "p": key, "t": T0},
+                {"id": recs[player], "p": key, "t": T0, "slots": slots, "scores": [1.0] * len(slots),
+                 "reasons": ["similar"] * len(slots), "explored": [False] * len(slots)},
             )
-            for rank, slot in enumerate(slots, 1):
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO recommendation_items (recommendation_id, rank, slot_key, score, reason) "
-                        "VALUES (:r, :rank, :s, 1.0, 'similar')"
-                    ),
-                    {"r": recs[player], "rank": rank, "s": slot},
-                )
     return {"db": db, "recs": recs, "alice": alice, "bob": bob, "fruit": fruit, "pharaoh": pharaoh, "wolf": wolf}
 
 
