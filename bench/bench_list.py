@@ -7,8 +7,9 @@ Seeds ``recsys_bench`` with bench_api.py's casino (an active NeuMF-shaped versio
 ``recsys.serving.lists.make_list`` one after another on one asyncio connection (half with a context
 slot, as bench_api.py asks), timing each stage with the stages wrapped: the statements of
 ``recsys.db.lists`` (their time includes the round trip, and the log's its commit), the policy's
-Python steps, and the rest of the list's code (the whole minus the stages). No HTTP: bench_api.py
-measures the server around it.
+Python steps, and the rest of the list's code (the whole minus the stages), then the CPU of a list
+in this process and in its PostgreSQL backend (from ``/proc``). No HTTP: bench_api.py measures the
+server around it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ for variable, value in SINGLE_THREADED.items():
 
 import bench_api  # noqa: E402  (bench/ is the script's folder)
 import numpy as np  # noqa: E402
+from loadgen import tree_cpu_seconds  # noqa: E402
 
 
 class NoMetrics:
@@ -117,11 +119,14 @@ def main() -> int:
     async def connect():
         return await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=0)
 
+    backend: list[float] = []  # the PostgreSQL backend's CPU seconds over the measured round
+
     async def measure() -> None:
         async with await connect() as conn:
             for round_ in ("warm-up", "measured"):
                 spent.clear()
                 cpu.clear()
+                backend.append(tree_cpu_seconds(conn.info.backend_pid))
                 for player_id, context_key in requests if round_ == "measured" else requests[:200]:
                     for label in (*stages, "whole list"):
                         spent[label].append(0.0)
@@ -130,6 +135,7 @@ def main() -> int:
                     await make(conn, player_id, context_key)
                     spent["whole list"][-1] = time.perf_counter() - started
                     cpu["whole list"][-1] = time.thread_time() - started_cpu
+            backend.append(tree_cpu_seconds(conn.info.backend_pid))
 
     asyncio.run(measure())
 
@@ -148,6 +154,9 @@ def main() -> int:
     for label, wall, used in rows:
         print(f"{label:<36} {wall.mean():>8.3f} {np.percentile(wall, 50):>8.3f} {np.percentile(wall, 99):>8.3f} "
               f"{wall.mean() / whole:>7.0%}   {used.mean():>11.3f} {used.mean() / whole_cpu:>7.0%}")
+    postgres = (backend[-1] - backend[-2]) / args.lists * 1000
+    print(f"\nCPU per list: this process {whole_cpu:.3f} ms + its PostgreSQL backend {postgres:.3f} ms "
+          f"= {whole_cpu + postgres:.3f} ms (the backend's from /proc)")
     if args.profile:
         import cProfile
         import pstats
