@@ -234,8 +234,8 @@ def pages(world: dict, url: str) -> list[tuple[str, str]]:
                               "ORDER BY r.created_at DESC LIMIT 1").fetchone()[0]
         experiment = conn.execute("SELECT name FROM experiments ORDER BY id DESC LIMIT 1").fetchone()[0]
     return [("overview", "/dashboard"), ("versions (models)", "/dashboard/versions"), ("runs", "/dashboard/runs"),
-            ("experiments", "/dashboard/experiments"), ("one experiment", f"/dashboard/experiments/{experiment}"),
-            ("player lookup", f"/dashboard/players?player_id={player}"), ("GET /v1/experiments", "/v1/experiments")]
+            ("experiments", "/dashboard/experiments"), ("player lookup", f"/dashboard/players?player_id={player}"),
+            ("GET /v1/experiments", "/v1/experiments"), ("one experiment", f"/v1/experiments/{experiment}")]
 
 
 def time_pages(port: int, key: str, shown: list[tuple[str, str]], timeout: float) -> None:
