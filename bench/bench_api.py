@@ -9,6 +9,12 @@ and drives it from a second process with a keep-alive HTTP/1.1 load generator (b
 Two loads per endpoint: ``--concurrency`` connections (throughput, and latency under that load),
 and one connection (latency of a lone request). Loopback only; bounded request counts.
 
+The loaded runs are interleaved: each endpoint's requests are cut into ``--slices`` slices, and the
+endpoints take turns slice by slice, so that a machine whose speed drifts over minutes (a shared
+one) slows every endpoint alike. Besides the whole run's requests per second against
+``/healthz``'s, the ratio is given per round of slices (its median and range): each round's
+endpoints ran within seconds of each other.
+
 Under load it also counts whose CPU a request costs: the server's processes, PostgreSQL's (when it
 runs on this machine) and the load generator's, from ``/proc``; their sum says how many requests
 per second the machine's cores could give at most, whatever the concurrency.
@@ -233,6 +239,17 @@ def gets(paths: list[str]) -> list[Request]:
     return [Request("GET", path) for path in paths]
 
 
+def joined(drives: list[dict]) -> dict:
+    """Several :func:`loadgen.drive` results as one: requests and seconds summed (requests/s over
+    the time spent driving), percentiles over every latency."""
+    ms = np.concatenate([np.asarray(d["latencies_ms"]) for d in drives])
+    seconds = sum(d["seconds"] for d in drives)
+    errors = [d["first_error"] for d in drives if d["first_error"]]
+    return {"requests": ms.size, "seconds": seconds, "rps": ms.size / seconds,
+            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "errors": sum(d["errors"] for d in drives), "first_error": errors[0] if errors else None}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="granian,uvicorn")
@@ -242,7 +259,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (RECSYS_SERVE_WORKERS)")
     parser.add_argument("--durable-log", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure recommendations with RECSYS_LOG_SYNCHRONOUS_COMMIT=true")
+    parser.add_argument("--slices", type=int, default=8,
+                        help="each endpoint's loaded requests in this many slices, the endpoints taking turns")
     args = parser.parse_args()
+    if args.slices < 1 or args.requests < args.slices:
+        parser.error("--slices must be at least 1 and at most --requests")
 
     from recsys.db import apikeys
     from recsys.settings import Settings
@@ -263,7 +284,7 @@ def main() -> int:
         durable = {**workers, "RECSYS_LOG_SYNCHRONOUS_COMMIT": "true"}
         runs.append((f"{first}, durable log", first, durable, ("recommendations",)))
     postgres = postmaster_pid(url)
-    results, cpu = {}, {}
+    results, cpu, per_round = {}, {}, {}
     for label, server, env, endpoints in runs:
         port = free_port()
         process = start_server(server, url, port, env)
@@ -272,19 +293,30 @@ def main() -> int:
                 if name in endpoints:
                     drive_in_another_process(port, spread(gets(paths), args.concurrency), key)
             logged_before = log_write_seconds(port)
-            for name, paths in workloads(world, args.requests, rng).items():
-                if name not in endpoints:
-                    continue
-                before = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
-                loaded = drive_in_another_process(port, spread(gets(paths), args.concurrency), key)
-                after = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
+            chosen = {name: paths for name, paths in workloads(world, args.requests, rng).items() if name in endpoints}
+            slices: dict[str, list[dict]] = {name: [] for name in chosen}
+            spent: dict[str, np.ndarray] = {name: np.zeros(3) for name in chosen}
+            for part in range(args.slices):  # the endpoints take turns, slice by slice
+                for name, paths in chosen.items():
+                    share = paths[part * len(paths) // args.slices:(part + 1) * len(paths) // args.slices]
+                    before = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
+                    loaded = drive_in_another_process(port, spread(gets(share), args.concurrency), key)
+                    after = tree_cpu_seconds(process.pid), tree_cpu_seconds(postgres) if postgres else 0.0
+                    spent[name] += [after[0] - before[0], after[1] - before[1], loaded["cpu_seconds"]]
+                    slices[name].append(loaded)
+            for name, paths in chosen.items():
+                loaded = joined(slices[name])
                 alone = drive_in_another_process(port, [gets(paths[: max(args.requests // 3, 200)])], key)
                 results[(label, name)] = (loaded, alone)
-                cpu[(label, name)] = [1000 * (b - a) / loaded["requests"] for a, b in zip(before, after, strict=True)]
-                cpu[(label, name)].append(1000 * loaded["cpu_seconds"] / loaded["requests"])
+                cpu[(label, name)] = list(1000 * spent[name] / loaded["requests"])
                 if loaded["errors"] or alone["errors"]:
                     print(f"  {label} {name}: {loaded['errors'] + alone['errors']} non-200 answers, e.g. "
                           f"{loaded['first_error'] or alone['first_error']}")
+            if "healthz" in chosen:
+                for name in chosen:
+                    ratios = [mine["rps"] / trivial["rps"] for mine, trivial in zip(slices[name], slices["healthz"],
+                                                                                     strict=True)]
+                    per_round[(label, name)] = ratios
             logged_after = log_write_seconds(port)
         finally:
             stop_server(process)
@@ -295,13 +327,16 @@ def main() -> int:
           f"end; {args.requests:,} requests per endpoint at concurrency {args.concurrency}, then a third of them "
           f"on one connection (alone)\n")
     print(f"{'server':<22} {'endpoint':<16} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}   {'alone p50':>9} {'p99 ms':>8}"
-          f"   {'req/s / healthz':>15}")
+          f"   {'req/s / healthz':>15}   per round of slices: median (range)")
     for label, _, _, endpoints in runs:
         trivial = results.get((label, "healthz"), results[(runs[0][0], "healthz")])[0]["rps"]
         for name in endpoints:
             loaded, alone = results[(label, name)]
+            ratios = per_round.get((label, name))
+            rounds = (f"{np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})" if ratios
+                      else "(no /healthz in this run)")
             print(f"{label:<22} {name:<16} {loaded['rps']:>8.0f} {loaded['p50']:>8.2f} {loaded['p99']:>8.2f}   "
-                  f"{alone['p50']:>9.2f} {alone['p99']:>8.2f}   {loaded['rps'] / trivial:>15.2f}")
+                  f"{alone['p50']:>9.2f} {alone['p99']:>8.2f}   {loaded['rps'] / trivial:>15.2f}   {rounds}")
         if args.workers > 1:  # /metrics answers from whichever worker takes the request: not summable
             print(f"{label:<22} writing the served list: not measured with {args.workers} workers (per-process)")
             continue

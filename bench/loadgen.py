@@ -93,6 +93,7 @@ def drive(host: str, port: int, shares: list[list[Request]], key: str | None, in
         "p99": float(np.percentile(ms, 99)),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
+        "latencies_ms": ms.tolist(),  # for a caller that joins several drives' figures
     }
 
 
