@@ -1,9 +1,8 @@
 """a served list's items as arrays of its ``recommendations`` row; ``recommendation_items`` a view
 
 Logging a list wrote one row to ``recommendations`` and one per item to ``recommendation_items``
-(partitioned, four indexes, a foreign key per item): 0.26 ms of PostgreSQL's CPU per list of ten,
-the largest part of a list's database cost. One row with the items as arrays costs 0.05 ms
-(issue 21, ``bench/bench_log_layout.py``). So ``recommendations`` gains ``slot_keys``, ``scores``,
+(partitioned, four indexes, a foreign key per item). One row with the items as arrays costs
+PostgreSQL 0.31 ms of CPU per list of ten against 0.41 ms (issue 21, ``bench/bench_log_layout.py``). So ``recommendations`` gains ``slot_keys``, ``scores``,
 ``reasons`` and ``explored`` (one element per item, best first: an item's rank is its position),
 checked to be aligned and the reasons known; the items move into them, and
 ``recommendation_items`` becomes a view with the table's columns, one row per item, that the

